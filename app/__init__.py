@@ -1,0 +1,1 @@
+"""The application: sources, the real-time engine, sinks and the front ends (GUI, headless)."""

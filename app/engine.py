@@ -1,0 +1,383 @@
+"""The real-time engine every front end drives.
+
+capture thread -> (segmentation thread, when asynchronous) -> processing thread -> sinks
+
+Hand-offs hold only the newest frame, so a slow stage drops stale frames
+instead of building latency. With ``async_segmentation`` the model runs in its
+own thread and every camera frame is composited with the newest mask, so the
+output keeps the camera's rate even when the model is slower.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from inference import Segmenter
+from inference.compose import Background, BackgroundError, Compositor, parse_background
+from inference.refine import MaskRefiner, RefineSettings
+
+from .slots import LatestSlot
+from .sinks import Sink
+from .sources import CaptureRequest, Source, SourceError, open_source
+from .stats import PipelineStats, StatsSnapshot
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_BACKGROUND = str(ASSETS / "backgrounds" / "evening_bokeh.jpg")
+
+StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
+
+
+@dataclass
+class EngineSettings:
+    """Everything a user can set; all but the source and model fields change live through ``update``."""
+
+    source: str = "demo"
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    background: str = DEFAULT_BACKGROUND
+    mirror: bool = False
+    async_segmentation: bool = True
+    model_dir: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    input_size: int | None = None          # None: the size the model was trained for
+    threads: int = 2
+    realtime: bool = True                  # pace files and the demo at their frame rate
+    refine: RefineSettings = field(default_factory=RefineSettings)
+
+    def validate(self) -> "EngineSettings":
+        if not (16 <= self.width <= 7680 and 16 <= self.height <= 4320):
+            raise ValueError(f"resolution {self.width}x{self.height} is out of range")
+        if not 1 <= self.fps <= 240:
+            raise ValueError(f"fps {self.fps} must be between 1 and 240")
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.refine.validate()
+        return self
+
+
+@dataclass
+class _Frame:
+    seq: int
+    captured_at: float
+    image: np.ndarray
+
+
+class Engine:
+    """Owns the source, the model and the threads; front ends add sinks and change settings."""
+
+    def __init__(self, settings: EngineSettings | None = None, on_status: StatusCallback | None = None):
+        self.settings = (settings or EngineSettings()).validate()
+        self.on_status = on_status
+        self.stats = PipelineStats()
+        self.compositor = Compositor()
+        self.refiner = MaskRefiner(self.settings.refine)
+        self.segmenter: Segmenter | None = None
+        self.background: Background | None = None
+        self.source: Source | None = None
+        self.sinks: list[Sink] = []
+        self._sinks_lock = threading.Lock()
+        self._frames: LatestSlot[_Frame] = LatestSlot()
+        self._to_model: LatestSlot[_Frame] = LatestSlot()
+        self._mask: tuple[int, np.ndarray] | None = None
+        self._mask_ready = threading.Event()
+        self._running = threading.Event()
+        self._paused = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._out_cond = threading.Condition()
+        self._source_lock = threading.Lock()
+        self._source_gen = 0
+        self.last_output: np.ndarray | None = None
+        self.last_alpha: np.ndarray | None = None
+
+    # ---- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load model and background, open the source and start the threads.
+
+        Raises ModelError, BackgroundError or SourceError (files) with a message for the user.
+        A camera that cannot be opened is reported and retried in the background.
+        """
+        s = self.settings
+        if self.segmenter is None:
+            self.segmenter = Segmenter(s.model_dir, backend=s.backend, device=s.device,
+                                       input_size=s.input_size, threads=s.threads)
+        self.stats.backend = self.segmenter.backend_name
+        if self.background is None:
+            self.background = parse_background(s.background)
+        self.source = open_source(s.source, CaptureRequest(s.width, s.height, s.fps), realtime=s.realtime)
+        self._open_source_or_report(self.source, first=True)
+        self._running.set()
+        self._threads = [
+            threading.Thread(target=self._capture_loop, name="capture", daemon=True),
+            threading.Thread(target=self._segment_loop, name="segment", daemon=True),
+            threading.Thread(target=self._process_loop, name="process", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Stop the threads, release the camera, finalise every sink. Safe to call twice."""
+        self._running.clear()
+        self._frames.close()
+        self._to_model.close()
+        self._mask_ready.set()
+        for t in self._threads:
+            t.join(timeout=5)
+            if t.is_alive():
+                log.warning("thread %s did not stop in time", t.name)
+        self._threads = []
+        if self.source is not None:
+            self.source.close()
+        with self._sinks_lock:
+            sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing %s failed", sink.name)
+        self._frames, self._to_model = LatestSlot(), LatestSlot()
+        self._mask_ready.clear()
+
+    @property
+    def running(self) -> bool:
+        return self._running.is_set()
+
+    def __enter__(self) -> "Engine":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- live controls ----------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> None:
+        """Start ``sink`` at the output size and rate; raises SinkUnavailable with the fix."""
+        sink.start(self.settings.width, self.settings.height, self.settings.fps)
+        with self._sinks_lock:
+            self.sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        with self._sinks_lock:
+            if sink in self.sinks:
+                self.sinks.remove(sink)
+        sink.close()
+
+    def set_background(self, spec: str | Background) -> Background:
+        """Switch the background; on a bad file the previous one stays and BackgroundError is raised."""
+        bg = parse_background(spec) if isinstance(spec, str) else spec
+        self.background = bg
+        if isinstance(spec, str):
+            self.settings.background = spec
+        return bg
+
+    def update(self, **changes) -> None:
+        """Change settings while running: mirror, async_segmentation, input_size, or refine fields."""
+        refine_fields = {f.name for f in dataclasses.fields(RefineSettings)}
+        new_refine = dataclasses.replace(self.settings.refine,
+                                         **{k: v for k, v in changes.items() if k in refine_fields})
+        new_refine.validate()
+        for key, value in changes.items():
+            if key in refine_fields:
+                continue
+            if key == "input_size":
+                self._set_input_size(value)
+            elif key in ("mirror", "async_segmentation"):
+                setattr(self.settings, key, bool(value))
+            else:
+                raise ValueError(f"setting {key!r} cannot be changed while running")
+        self.settings.refine = new_refine
+        self.refiner.settings = new_refine
+
+    def _set_input_size(self, size: int | None) -> None:
+        if self.segmenter is not None and size is not None and (size, size) == self.segmenter.input_size:
+            self.settings.input_size = size
+            return
+        s = self.settings
+        seg = Segmenter(s.model_dir, backend=s.backend, device=s.device, input_size=size, threads=s.threads)
+        self.segmenter = seg
+        self.settings.input_size = size
+        self.stats.backend = seg.backend_name
+
+    def set_source(self, spec: str, width: int | None = None, height: int | None = None,
+                   fps: float | None = None) -> None:
+        """Switch camera or file while running; raises SourceError for a bad file, keeping the old source."""
+        s = self.settings
+        req = CaptureRequest(width or s.width, height or s.height, fps or s.fps)
+        new = open_source(spec, req, realtime=s.realtime)
+        if not new.live:
+            new.open()
+        with self._source_lock:
+            old = self.source
+            self.source = new
+            self._source_gen += 1
+            s.source, s.width, s.height, s.fps = spec, req.width, req.height, req.fps
+        if old is not None:
+            old.close()
+        self.refiner.reset()
+        self._status("info", f"source: {new.name}")
+
+    def pause(self, paused: bool) -> None:
+        """Paused: the last output frame keeps being shown, the camera is still read."""
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
+
+    def snapshot(self) -> StatsSnapshot:
+        snap = self.stats.snapshot()
+        snap.dropped = self._frames.dropped
+        return snap
+
+    def wait_for_frames(self, n: int, timeout: float) -> bool:
+        """Block until ``n`` frames in total have been output, or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        with self._out_cond:
+            while self.stats.frames_out < n:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.running:
+                    return self.stats.frames_out >= n
+                self._out_cond.wait(min(left, 0.2))
+        return True
+
+    # ---- threads ----------------------------------------------------------------------------
+    def _status(self, level: str, message: str) -> None:
+        getattr(log, level if level in ("info", "warning", "error") else "info")(message)
+        if self.on_status is not None:
+            try:
+                self.on_status(level, message)
+            except Exception:
+                log.exception("status callback failed")
+
+    def _open_source_or_report(self, source: Source, first: bool = False) -> bool:
+        try:
+            source.open()
+            return True
+        except SourceError as exc:
+            if not source.live:
+                raise
+            if first:
+                self._status("error", f"{exc}; retrying every few seconds")
+            return False
+
+    def _capture_loop(self) -> None:
+        seq = 0
+        backoff = 0.5
+        lost = False
+        gen = -1
+        while self._running.is_set():
+            with self._source_lock:
+                src, cur_gen = self.source, self._source_gen
+            if cur_gen != gen:
+                gen, lost, backoff = cur_gen, False, 0.5
+            t0 = time.perf_counter()
+            try:
+                frame = src.read()
+            except Exception as exc:  # a driver error must not kill the thread
+                log.debug("read failed: %s", exc)
+                frame = None
+            if frame is None:
+                if not self._running.is_set() or cur_gen != self._source_gen:
+                    continue
+                if src.live:
+                    if not lost:
+                        self._status("warning", f"{src.name} lost: reconnecting...")
+                        lost = True
+                    src.close()
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    if self._open_source_or_report(src) and cur_gen == self._source_gen:
+                        frame = src.read()
+                        if frame is not None:
+                            self._status("info", f"{src.name} reconnected")
+                            lost, backoff = False, 0.5
+                    if frame is None:
+                        continue
+                else:
+                    time.sleep(0.05)
+                    continue
+            pace = getattr(src, "_pace", None)
+            waited = pace.last_wait if pace is not None else 0.0
+            self.stats.stage("capture", (time.perf_counter() - t0 - waited) * 1000)
+            if self.settings.mirror:
+                frame = cv2.flip(frame, 1)
+            seq += 1
+            self.stats.frame_in()
+            self._frames.put(_Frame(seq, time.monotonic(), frame))
+
+    def _segment_loop(self) -> None:
+        while self._running.is_set():
+            item = self._to_model.get(timeout=0.2)
+            if item is None:
+                continue
+            self._mask = (item.seq, self._predict(item.image))
+            self._mask_ready.set()
+
+    def _predict(self, image: np.ndarray) -> np.ndarray:
+        seg = self.segmenter
+        prob = seg.predict_lowres(image)
+        self.stats.stage("model", seg.last_ms)
+        self.stats.model_run()
+        return prob
+
+    def _process_loop(self) -> None:
+        while self._running.is_set():
+            item = self._frames.get(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self._process(item)
+            except Exception as exc:
+                log.exception("frame %d failed", item.seq)
+                self._status("error", f"processing failed: {exc}")
+                time.sleep(0.1)
+
+    def _process(self, item: _Frame) -> None:
+        frame = item.image
+        if self.settings.async_segmentation:
+            self._to_model.put(item)
+            if self._mask is None:
+                self._mask_ready.wait(timeout=5.0)
+                if self._mask is None:
+                    return
+            prob = self._mask[1]
+        else:
+            prob = self._predict(frame)
+        if self._paused.is_set() and self.last_output is not None:
+            out = self.last_output
+        else:
+            t = time.perf_counter()
+            alpha = self.refiner(prob, frame)
+            t2 = time.perf_counter()
+            out = self.compositor(frame, alpha, self.background)
+            t3 = time.perf_counter()
+            self.stats.stage("refine", (t2 - t) * 1000)
+            self.stats.stage("composite", (t3 - t2) * 1000)
+            self.last_alpha = alpha
+        self.last_output = out
+        t = time.perf_counter()
+        with self._sinks_lock:
+            sinks = list(self.sinks)
+        for sink in sinks:
+            try:
+                sink.send(out)
+            except Exception:
+                log.exception("sink %s failed", sink.name)
+        self.stats.stage("sinks", (time.perf_counter() - t) * 1000)
+        with self._out_cond:
+            self.stats.frame_out(item.captured_at)
+            self._out_cond.notify_all()

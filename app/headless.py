@@ -1,0 +1,76 @@
+"""``--no-gui``: run the engine with a virtual camera and/or a file output, logging stats."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+from inference.compose import BackgroundError
+from inference.model_meta import ModelError
+
+from .engine import Engine, EngineSettings
+from .sinks import FileSink, SinkUnavailable, VirtualCameraSink
+from .sources import SourceError
+
+log = logging.getLogger("bgswap")
+
+
+def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: str | None = None,
+                 vcam_backend: str | None = None, output: str | None = None, frames: int | None = None,
+                 duration: float | None = None, stats_every: float = 5.0) -> int:
+    """Run until ``frames``/``duration`` is reached or SIGINT/SIGTERM; returns the exit code."""
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    engine = Engine(settings)
+    try:
+        try:
+            engine.start()
+        except (ModelError, BackgroundError, SourceError, ValueError) as exc:
+            log.error("%s", exc)
+            return 2
+        sinks = 0
+        if output:
+            try:
+                engine.add_sink(FileSink(output))
+                sinks += 1
+            except SinkUnavailable as exc:
+                log.error("%s", exc)
+                return 2
+        if virtual_cam:
+            try:
+                cam = VirtualCameraSink(device, vcam_backend)
+                engine.add_sink(cam)
+                log.info("virtual camera ready: select '%s' in your video-call app", cam.device_name)
+                sinks += 1
+            except SinkUnavailable as exc:
+                log.error("%s", exc)
+                if not sinks:
+                    log.error("no output left to run: fix the virtual camera or add --output FILE")
+                    return 3
+                log.warning("carrying on with the other outputs")
+        if not sinks:
+            log.info("no --virtual-cam or --output given: processing only (stats below)")
+        t0 = time.monotonic()
+        last = t0
+        while not stop.is_set():
+            stop.wait(0.1)
+            now = time.monotonic()
+            if frames is not None and engine.stats.frames_out >= frames:
+                break
+            if duration is not None and now - t0 >= duration:
+                break
+            if now - last >= stats_every:
+                log.info("%s", engine.snapshot().line())
+                last = now
+        log.info("final: %s", engine.snapshot().line())
+        return 0
+    finally:
+        engine.stop()
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,177 @@
+"""Where composited frames go: a callback (the GUI), a virtual camera, a video file.
+
+Every sink has the same small interface. ``send`` never blocks the pipeline:
+the virtual camera and the file writer run their own threads.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+
+from .slots import LatestSlot
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    name: str
+
+    def start(self, width: int, height: int, fps: float) -> None: ...
+    def send(self, frame: np.ndarray) -> None: ...
+    def close(self) -> None: ...
+
+
+class SinkUnavailable(RuntimeError):
+    """A sink cannot start; the message says why and how to fix it."""
+
+
+class CallbackSink:
+    """Hands every frame to a function, in the pipeline thread (keep it short: emit a signal)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], None], name: str = "callback"):
+        self.fn = fn
+        self.name = name
+
+    def start(self, width, height, fps):
+        pass
+
+    def send(self, frame):
+        self.fn(frame)
+
+    def close(self):
+        pass
+
+
+def virtual_camera_fix() -> str:
+    """What the user has to do to get a virtual camera device on this OS."""
+    system = platform.system()
+    if system == "Linux":
+        return ("load the v4l2loopback kernel module: sudo apt install v4l2loopback-dkms && "
+                "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=\"BgSwap Camera\"")
+    if system in ("Windows", "Darwin"):
+        return "install OBS Studio (27+) and start its virtual camera once, so the device exists"
+    return "no virtual camera backend is known for this system"
+
+
+class VirtualCameraSink:
+    """Publishes frames to a virtual camera at a steady rate from its own sender thread.
+
+    The newest frame wins; when the pipeline is slower than ``fps`` the last
+    frame is repeated, so video-call apps see a constant-rate camera.
+    """
+
+    def __init__(self, device: str | None = None, backend: str | None = None):
+        self.device = device
+        self.backend = backend
+        self.name = "virtual camera"
+        self._slot: LatestSlot[np.ndarray] = LatestSlot()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._cam = None
+        self.frames_sent = 0
+        self.device_name: str | None = None
+
+    def start(self, width: int, height: int, fps: float) -> None:
+        import pyvirtualcam
+
+        try:
+            self._cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR,
+                                            device=self.device, backend=self.backend)
+        except Exception as exc:  # pyvirtualcam raises RuntimeError listing each backend's failure
+            where = f" {self.device}" if self.device else ""
+            raise SinkUnavailable(f"virtual camera{where} unavailable ({str(exc).strip()}). Fix: "
+                                  f"{virtual_camera_fix()}") from exc
+        self.device_name = self._cam.device
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="virtual-camera", daemon=True)
+        self._thread.start()
+        log.info("virtual camera on %s (%s), %dx%d @ %g fps", self._cam.device, self._cam.backend, width, height, fps)
+
+    def send(self, frame: np.ndarray) -> None:
+        self._slot.put(frame)
+
+    def _run(self) -> None:
+        last = None
+        while not self._stop.is_set():
+            frame = self._slot.get(timeout=0) if last is not None else self._slot.get(timeout=0.1)
+            if frame is not None:
+                last = frame
+            if last is None:
+                continue
+            try:
+                if last.shape[:2] != (self._cam.height, self._cam.width):
+                    last = cv2.resize(last, (self._cam.width, self._cam.height))
+                self._cam.send(last)
+                self.frames_sent += 1
+                self._cam.sleep_until_next_frame()
+            except Exception:
+                log.exception("virtual camera send failed; stopping the virtual camera")
+                break
+
+    def close(self) -> None:
+        self._stop.set()
+        self._slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self._cam is not None:
+            self._cam.close()
+            self._cam = None
+
+
+class FileSink:
+    """Writes frames to a video file from its own thread; ``close`` finalises the file."""
+
+    def __init__(self, path: str | Path, max_queue: int = 64):
+        self.path = Path(path)
+        self.name = f"file {self.path.name}"
+        self._q: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._writer: cv2.VideoWriter | None = None
+        self._thread: threading.Thread | None = None
+        self.frames_written = 0
+        self.dropped = 0
+        self._size: tuple[int, int] | None = None
+
+    def start(self, width: int, height: int, fps: float) -> None:
+        if self.path.parent and not self.path.parent.exists():
+            raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
+        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"))
+        self._writer = cv2.VideoWriter(str(self.path), fourcc, float(fps), (width, height))
+        if not self._writer.isOpened():
+            raise SinkUnavailable(f"cannot write video file {self.path} (use a .mp4 or .avi name in a writable folder)")
+        self._size = (width, height)
+        self._thread = threading.Thread(target=self._run, name="file-writer", daemon=True)
+        self._thread.start()
+
+    def send(self, frame: np.ndarray) -> None:
+        try:
+            self._q.put_nowait(frame)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            frame = self._q.get()
+            if frame is None:
+                break
+            if (frame.shape[1], frame.shape[0]) != self._size:
+                frame = cv2.resize(frame, self._size)
+            self._writer.write(frame)
+            self.frames_written += 1
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            log.info("wrote %d frames to %s", self.frames_written, self.path)

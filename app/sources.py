@@ -1,0 +1,259 @@
+"""Frame sources: cameras, video files, still images and the built-in demo clip."""
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from inference.compose import IMAGE_EXTS, VIDEO_EXTS, cover_fit
+
+log = logging.getLogger(__name__)
+
+DEMO_PHOTO = Path(__file__).resolve().parent.parent / "assets" / "demo" / "astronaut.jpg"
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened or read; the message names it and suggests a fix."""
+
+
+class Source(Protocol):
+    name: str
+    fps: float
+    live: bool          # a device that can disappear and come back (retry), not a file
+
+    def open(self) -> None: ...
+    def read(self) -> np.ndarray | None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class CaptureRequest:
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+
+
+class CameraSource:
+    """A webcam by index (``0``) or device path (``/dev/video0``), MJPG where offered."""
+
+    live = True
+
+    def __init__(self, device: int | str, req: CaptureRequest):
+        self.device = device
+        self.req = req
+        self.fps = req.fps
+        self.name = f"camera {device}"
+        self._cap: cv2.VideoCapture | None = None
+
+    def open(self) -> None:
+        api = cv2.CAP_V4L2 if platform.system() == "Linux" else cv2.CAP_ANY
+        cap = cv2.VideoCapture(self.device, api)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.name} could not be opened: check that it is connected and not in use "
+                              "by another program (or use --source demo)")
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.req.width)
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.req.height)
+        cap.set(cv2.CAP_PROP_FPS, self.req.fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 240 else self.req.fps
+        self._cap = cap
+        log.info("%s: %dx%d @ %.0f fps", self.name, cap.get(cv2.CAP_PROP_FRAME_WIDTH),
+                 cap.get(cv2.CAP_PROP_FRAME_HEIGHT), self.fps)
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        return frame if ok and frame is not None else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class _Paced:
+    """Sleeps so a file-like source delivers frames at its own rate, like a camera."""
+
+    def __init__(self, fps: float):
+        self.period = 1.0 / max(1.0, fps)
+        self.next_t = 0.0
+        self.last_wait = 0.0   # seconds slept in the last wait (not work: kept out of the stage times)
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        self.last_wait = max(0.0, self.next_t - now)
+        if self.last_wait:
+            time.sleep(self.last_wait)
+        else:
+            self.next_t = now  # fell behind: carry on from now, no burst of catch-up frames
+        self.next_t += self.period
+
+
+class VideoFileSource:
+    """A video file played in a loop at its own frame rate."""
+
+    live = False
+
+    def __init__(self, path: str | Path, req: CaptureRequest, loop: bool = True, realtime: bool = True):
+        self.path = Path(path)
+        self.name = f"video {self.path.name}"
+        self.loop, self.realtime = loop, realtime
+        self.fps = req.fps
+        self._cap: cv2.VideoCapture | None = None
+        self._pace: _Paced | None = None
+
+    def open(self) -> None:
+        if not self.path.is_file():
+            raise SourceError(f"video source {self.path} does not exist")
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise SourceError(f"video source {self.path} cannot be decoded")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 240 else self.fps
+        self._cap, self._pace = cap, _Paced(self.fps)
+
+    def read(self) -> np.ndarray | None:
+        if self._cap is None:
+            return None
+        if self.realtime:
+            self._pace.wait()
+        ok, frame = self._cap.read()
+        if not ok and self.loop:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class StillSource:
+    """One image, repeated at the requested rate (frames are copies: consumers may draw on them)."""
+
+    live = False
+
+    def __init__(self, image: np.ndarray | None, req: CaptureRequest, name: str = "image", path: Path | None = None):
+        self.path = path
+        self.image = image
+        self.req = req
+        self.fps = req.fps
+        self.name = name
+        self._pace = _Paced(self.fps)
+
+    def open(self) -> None:
+        if self.image is None and self.path is not None:
+            img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+            if img is None:
+                raise SourceError(f"image source {self.path} is not a readable image")
+            self.image = img
+
+    def read(self) -> np.ndarray | None:
+        self._pace.wait()
+        return self.image.copy()
+
+    def close(self) -> None:
+        pass
+
+
+class DemoSource:
+    """A moving portrait made at run time from a public-domain photo (NASA's astronaut portrait).
+
+    The camera slowly pans, zooms and sways, so the person moves in the frame as
+    they would in front of a webcam; no webcam or video file is needed.
+    """
+
+    live = False
+
+    def __init__(self, req: CaptureRequest, photo: Path = DEMO_PHOTO, realtime: bool = True):
+        self.req = req
+        self.fps = req.fps
+        self.name = "demo"
+        self.photo = photo
+        self.realtime = realtime
+        self._pace = _Paced(self.fps)
+        self._img: np.ndarray | None = None
+        self._i = 0
+
+    def open(self) -> None:
+        img = cv2.imread(str(self.photo), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SourceError(f"demo photo {self.photo} is missing: reinstall the app")
+        self._img = img
+        self._i = 0
+
+    def frame_at(self, i: int) -> np.ndarray:
+        w, h = self.req.width, self.req.height
+        t = i / self.fps
+        ih, iw = self._img.shape[:2]
+        cover = max(w / iw, h / ih)
+        zoom = cover * (1.06 + 0.04 * math.sin(t * 0.7))
+        angle = 2.5 * math.sin(t * 1.1)
+        # Look at the upper body (the photo's upper half), swaying like a person at a desk.
+        cx = iw * (0.5 + 0.04 * math.sin(t * 0.45))
+        cy = ih * (0.36 + 0.02 * math.sin(t * 0.9 + 1.0))
+        m = cv2.getRotationMatrix2D((cx, cy), angle, zoom)
+        m[0, 2] += w / 2 - cx
+        m[1, 2] += h / 2 - cy
+        return cv2.warpAffine(self._img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+    def read(self) -> np.ndarray | None:
+        if self._img is None:
+            return None
+        if self.realtime:
+            self._pace.wait()
+        f = self.frame_at(self._i)
+        self._i += 1
+        return f
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = True) -> Source:
+    """Build a source from ``demo``, a camera index, ``/dev/videoN``, or an image/video path (not opened yet)."""
+    req = req or CaptureRequest()
+    s = str(spec).strip()
+    if s == "demo":
+        return DemoSource(req, realtime=realtime)
+    if s.isdigit():
+        return CameraSource(int(s), req)
+    if s.startswith("/dev/video"):
+        return CameraSource(s, req)
+    path = Path(s).expanduser()
+    ext = path.suffix.lower()
+    if not path.exists():
+        raise SourceError(f"source {spec!r} is not 'demo', a camera index, /dev/videoN, or an existing file")
+    if ext in IMAGE_EXTS:
+        return StillSource(None, req, name=f"image {path.name}", path=path)
+    if ext in VIDEO_EXTS or path.is_file():
+        src = VideoFileSource(path, req)
+        src.realtime = realtime
+        return src
+    raise SourceError(f"source {spec!r} is not a file")
+
+
+def list_cameras() -> list[str]:
+    """Camera device paths on Linux (``/dev/video*``); indices 0..3 that open elsewhere."""
+    if platform.system() == "Linux":
+        return sorted(glob.glob("/dev/video*"), key=lambda p: int(p[10:]) if p[10:].isdigit() else 999)
+    found = []
+    for i in range(4):
+        cap = cv2.VideoCapture(i)
+        if cap.isOpened():
+            found.append(str(i))
+        cap.release()
+    return found

@@ -1,0 +1,160 @@
+"""Inference backends behind one tiny interface, and the one place that picks among them.
+
+``create_backend`` decides: Paddle Inference on a CUDA GPU when paddle was built
+with CUDA and sees a device (TensorRT fp16 optional), else ONNX Runtime with its
+CUDA provider when present, else ONNX Runtime on the CPU. ``paddle`` is only
+imported when the Paddle backend is asked for or a GPU is requested: importing
+it costs seconds.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .model_meta import ONNX_FILE, PADDLE_FILES, ModelError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "paddle")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class Backend(Protocol):
+    """Runs the network: normalised float32 NCHW in, person probability N x 1 x H x W out."""
+
+    name: str
+    device: str
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class BackendOptions:
+    backend: str = "auto"
+    device: str = "auto"
+    threads: int = 2
+    tensorrt: bool = False
+
+
+def _paddle_gpu_available() -> bool:
+    """True when paddle is installed, compiled with CUDA and sees a GPU (imports paddle)."""
+    if importlib.util.find_spec("paddle") is None:
+        return False
+    try:
+        import paddle
+
+        return bool(paddle.device.is_compiled_with_cuda()) and paddle.device.cuda.device_count() > 0
+    except Exception as exc:  # a broken CUDA install must not stop the CPU path
+        log.warning("paddle GPU probe failed: %s", exc)
+        return False
+
+
+class OnnxRuntimeBackend:
+    def __init__(self, model_dir: Path, device: str, threads: int):
+        import onnxruntime as ort
+
+        path = Path(model_dir) / ONNX_FILE
+        if not path.is_file():
+            raise ModelError(f"ONNX model {path} not found: run 'python -m training.export' or reinstall")
+        providers = ["CPUExecutionProvider"]
+        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device == "gpu":
+            raise RuntimeError("no CUDA provider in onnxruntime")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"ONNX model {path} cannot be loaded ({exc}); the file is corrupt, re-export it") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.device = "gpu" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.name = "onnxruntime"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+class PaddleBackend:
+    def __init__(self, model_dir: Path, device: str, threads: int, tensorrt: bool = False):
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # paddle forces 1 otherwise
+        import paddle.inference as pi
+
+        model_dir = Path(model_dir)
+        for f in PADDLE_FILES:
+            if not (model_dir / f).is_file():
+                raise ModelError(f"Paddle model file {model_dir / f} not found: run 'python -m training.export'")
+        config = pi.Config(str(model_dir / PADDLE_FILES[0]), str(model_dir / PADDLE_FILES[1]))
+        if device == "gpu":
+            config.enable_use_gpu(256, 0)
+            if tensorrt:
+                config.enable_tensorrt_engine(workspace_size=1 << 28, max_batch_size=1, min_subgraph_size=3,
+                                              precision_mode=pi.PrecisionType.Half, use_static=False,
+                                              use_calib_mode=False)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads)
+            config.enable_mkldnn()
+            # Paddle issue 79749: oneDNN placement crashes on bilinear_interp.
+            config.delete_pass("onednn_placement_pass")
+        config.disable_glog_info()
+        try:
+            self.predictor = pi.create_predictor(config)
+        except Exception as exc:
+            raise ModelError(f"Paddle model in {model_dir} cannot be loaded ({exc}); re-export it") from exc
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self.device = device
+        self.name = "paddle"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.input.reshape(x.shape)
+        self.input.copy_from_cpu(np.ascontiguousarray(x))
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
+    """Pick and build the backend for ``opts``; GPU requests fall back to the CPU with a warning."""
+    if opts.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {opts.backend!r}")
+    if opts.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {opts.device!r}")
+    model_dir = Path(model_dir)
+    want_gpu = opts.device in ("auto", "gpu")
+
+    if opts.backend == "paddle" or (opts.backend == "auto" and opts.device == "gpu"):
+        if importlib.util.find_spec("paddle") is None:
+            if opts.backend == "paddle":
+                raise ModelError("backend 'paddle' needs PaddlePaddle: pip install '.[paddle]'")
+        else:
+            gpu = want_gpu and _paddle_gpu_available()
+            if opts.device == "gpu" and not gpu:
+                log.warning("no CUDA GPU visible to paddle: using the CPU")
+            return PaddleBackend(model_dir, "gpu" if gpu else "cpu", opts.threads, opts.tensorrt)
+
+    if opts.backend == "auto" and opts.device == "auto" and _cuda_hint() and _paddle_gpu_available():
+        return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt)
+
+    try:
+        return OnnxRuntimeBackend(model_dir, "cpu" if opts.device == "cpu" else opts.device, opts.threads)
+    except RuntimeError as exc:
+        if isinstance(exc, ModelError) or opts.device != "gpu":
+            raise
+        log.warning("%s: using ONNX Runtime on the CPU", exc)
+        return OnnxRuntimeBackend(model_dir, "cpu", opts.threads)
+
+
+def _cuda_hint() -> bool:
+    """Cheap check for an NVIDIA driver before paying for ``import paddle``."""
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists() or bool(
+        os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -1,0 +1,250 @@
+"""Backgrounds and alpha compositing (uint8 in, uint8 out, OpenCV's fused blend)."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif"}
+
+
+class BackgroundError(ValueError):
+    """A background could not be loaded; the message says which file and why."""
+
+
+class Background(Protocol):
+    """Supplies what goes behind the person, at the frame's size."""
+
+    kind: str
+    label: str
+
+    def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+        """A BGR uint8 image the size of ``frame``, or None to leave the frame as it is."""
+
+
+def cover_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale to cover ``width`` x ``height`` keeping the aspect ratio, centre-crop the rest."""
+    h, w = img.shape[:2]
+    s = max(width / w, height / h)
+    nw, nh = max(width, round(w * s)), max(height, round(h * s))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(img, (nw, nh), interpolation=interp)
+    x, y = (nw - width) // 2, (nh - height) // 2
+    return np.ascontiguousarray(resized[y:y + height, x:x + width])
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as BGR uint8 (any path, alpha flattened); BackgroundError when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackgroundError(f"background file {path} does not exist")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise BackgroundError(f"background {path} is not a readable image (supported: "
+                              f"{', '.join(sorted(IMAGE_EXTS))})")
+    if img.dtype != np.uint8:
+        img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        a = img[..., 3:4].astype(np.float32) / 255.0
+        img = (img[..., :3] * a + 255 * (1 - a)).astype(np.uint8)
+    return img
+
+
+class ImageBackground:
+    kind = "image"
+
+    def __init__(self, path: str | Path | None = None, image: np.ndarray | None = None, label: str | None = None):
+        self.image = read_image(path) if image is None else image
+        self.path = Path(path) if path is not None else None
+        self.label = label or (self.path.name if self.path else "image")
+        self._fitted: np.ndarray | None = None
+
+    def render(self, frame, alpha):
+        h, w = frame.shape[:2]
+        if self._fitted is None or self._fitted.shape[:2] != (h, w):
+            self._fitted = cover_fit(self.image, w, h)
+        return self._fitted
+
+
+class VideoBackground:
+    """A looping video, played at its own frame rate whatever the camera's."""
+
+    kind = "video"
+
+    def __init__(self, path: str | Path, label: str | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackgroundError(f"background video {self.path} does not exist")
+        self._cap = cv2.VideoCapture(str(self.path))
+        ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
+        if not ok or first is None:
+            self._cap.release()
+            raise BackgroundError(f"background {self.path} is not a readable video (supported: "
+                                  f"{', '.join(sorted(VIDEO_EXTS))})")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 240 else 30.0
+        self.label = label or self.path.name
+        self._frame = first
+        self._fitted: np.ndarray | None = None
+        self._t0: float | None = None
+        self._shown = 0
+        self._lock = threading.Lock()
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        due = int((now - self._t0) * self.fps)
+        steps = 0
+        while self._shown < due and steps < 4:  # never spend long catching up
+            ok, f = self._cap.read()
+            if not ok:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, f = self._cap.read()
+                if not ok:
+                    break
+            self._frame, self._fitted = f, None
+            self._shown += 1
+            steps += 1
+        if self._shown < due:
+            self._shown = due
+
+    def render(self, frame, alpha):
+        with self._lock:
+            self._advance()
+            h, w = frame.shape[:2]
+            if self._fitted is None or self._fitted.shape[:2] != (h, w):
+                self._fitted = cover_fit(self._frame, w, h)
+            return self._fitted
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class BlurBackground:
+    """The room itself, blurred, with the person cut out first so no halo bleeds around them."""
+
+    kind = "blur"
+
+    def __init__(self, strength: int = 15):
+        if not 1 <= int(strength) <= 100:
+            raise BackgroundError("blur strength must be between 1 and 100")
+        self.strength = int(strength)
+        self.label = f"Blur {self.strength}"
+
+    def render(self, frame, alpha):
+        h, w = frame.shape[:2]
+        f = 4  # blur at quarter resolution: same look, 16x fewer pixels
+        sw, sh = max(1, w // f), max(1, h // f)
+        small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        bgw = 1.0 - cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
+        sigma = self.strength * 0.5
+        num = cv2.GaussianBlur(small * bgw[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(bgw, (0, 0), sigma)[..., None]
+        # Normalised convolution: average only background pixels; where there are none nearby,
+        # fall back to the plain blur.
+        plain = cv2.GaussianBlur(small, (0, 0), sigma)
+        out = np.where(den > 0.02, num / np.maximum(den, 1e-6), plain)
+        return cv2.resize(np.clip(out, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+class ColorBackground:
+    kind = "color"
+
+    def __init__(self, bgr: tuple[int, int, int], label: str | None = None):
+        self.bgr = tuple(int(c) for c in bgr)
+        self.label = label or "#%02X%02X%02X" % (self.bgr[2], self.bgr[1], self.bgr[0])
+        self._img: np.ndarray | None = None
+
+    def render(self, frame, alpha):
+        if self._img is None or self._img.shape != frame.shape:
+            self._img = np.empty_like(frame)
+            self._img[:] = self.bgr
+        return self._img
+
+
+class NoBackground:
+    """Leave the camera image as it is."""
+
+    kind = "none"
+    label = "None"
+
+    def render(self, frame, alpha):
+        return None
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'#RRGGBB' or 'RRGGBB' -> BGR tuple."""
+    m = re.fullmatch(r"#?([0-9a-fA-F]{6})", text.strip())
+    if not m:
+        raise BackgroundError(f"colour {text!r} is not of the form #RRGGBB")
+    v = m.group(1)
+    r, g, b = (int(v[i:i + 2], 16) for i in (0, 2, 4))
+    return b, g, r
+
+
+def parse_background(spec: str) -> Background:
+    """Build a background from a CLI/settings string.
+
+    ``none`` | ``blur`` | ``blur:STRENGTH`` | ``color:#RRGGBB`` | ``green`` | path to an image or video.
+    """
+    s = spec.strip()
+    low = s.lower()
+    if low == "none":
+        return NoBackground()
+    if low == "green":
+        return ColorBackground((0, 255, 0), "Green screen")
+    if low == "blur" or low.startswith("blur:"):
+        try:
+            return BlurBackground(int(low.split(":", 1)[1]) if ":" in low else 15)
+        except ValueError as exc:
+            raise BackgroundError(f"bad blur strength in {spec!r}: use blur:1 to blur:100") from exc
+    if low.startswith(("color:", "colour:")):
+        return ColorBackground(parse_color(s.split(":", 1)[1]))
+    path = Path(s).expanduser()
+    ext = path.suffix.lower()
+    if ext in VIDEO_EXTS:
+        return VideoBackground(path)
+    if ext in IMAGE_EXTS:
+        return ImageBackground(path)
+    if not path.exists():
+        raise BackgroundError(f"background {spec!r} is neither a file nor one of none, blur[:N], "
+                              "color:#RRGGBB, green")
+    try:
+        return ImageBackground(path)
+    except BackgroundError:
+        return VideoBackground(path)
+
+
+class Compositor:
+    """out = alpha * frame + (1 - alpha) * background, with buffers reused between frames."""
+
+    def __init__(self) -> None:
+        self._inv: np.ndarray | None = None
+
+    def __call__(self, frame: np.ndarray, alpha: np.ndarray, background: Background) -> np.ndarray:
+        bg = background.render(frame, alpha)
+        if bg is None:
+            return frame
+        if self._inv is None or self._inv.shape != alpha.shape:
+            self._inv = np.empty_like(alpha)
+        np.subtract(1.0, alpha, out=self._inv)
+        return cv2.blendLinear(frame, bg, alpha, self._inv)
+
+
+def to_bgra(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The person with a transparent background (for formats that carry alpha)."""
+    a = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.dstack([frame, a])

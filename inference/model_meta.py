@@ -1,0 +1,58 @@
+"""The metadata file (``meta.json``) that ships beside every exported model."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+META_FILE = "meta.json"
+ONNX_FILE = "model.onnx"
+PADDLE_FILES = ("model.json", "model.pdiparams")
+
+
+class ModelError(RuntimeError):
+    """The model directory is missing, incomplete or corrupt."""
+
+
+@dataclass
+class ModelMeta:
+    """How to feed the network and read its output."""
+
+    name: str = "portrait_bisenetv2"
+    version: str = "0"
+    input_size: tuple[int, int] = (256, 256)      # (height, width) the model was trained for
+    dynamic_input: bool = True                    # other sizes (multiples of 32) work too
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    color_order: str = "RGB"                      # channel order of the network input
+    layout: str = "NCHW"
+    output: str = "person_probability"            # N x 1 x H x W in [0, 1]
+    extra: dict = field(default_factory=dict)
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / META_FILE
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        path.write_text(json.dumps(d, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "ModelMeta":
+        path = Path(model_dir) / META_FILE
+        if not path.is_file():
+            raise ModelError(f"model metadata {path} not found: point --model-dir at a folder made by "
+                             "'python -m training.export'")
+        try:
+            d = json.loads(path.read_text())
+            known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+            meta = cls(**known)
+            meta.input_size = tuple(int(v) for v in meta.input_size)
+            meta.mean = tuple(float(v) for v in meta.mean)
+            meta.std = tuple(float(v) for v in meta.std)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"model metadata {path} is corrupt ({exc}); re-export the model") from exc
+        if meta.color_order not in ("RGB", "BGR") or meta.layout != "NCHW" or len(meta.input_size) != 2:
+            raise ModelError(f"model metadata {path}: unsupported color_order/layout/input_size")
+        if meta.output != "person_probability":
+            raise ModelError(f"model metadata {path}: unsupported output {meta.output!r}")
+        return meta

@@ -1,0 +1,75 @@
+"""Person segmentation of BGR frames through whichever backend fits the machine."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .backends import BackendOptions, create_backend
+from .model_meta import ModelMeta
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "portrait_bisenetv2"
+
+
+class Segmenter:
+    """``alpha = Segmenter()(frame_bgr)``: float32 HxW in [0, 1], 1 = person.
+
+    ``predict_lowres`` returns the probability at the network's input size, for
+    callers (the mask refiner) that upsample it themselves, edge-aware.
+    """
+
+    def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto",
+                 input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False):
+        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        self.meta = ModelMeta.load(self.model_dir)
+        self.input_size = self._check_size(input_size)
+        self.backend = create_backend(self.model_dir, BackendOptions(backend, device, threads, tensorrt))
+        scale = 1.0 / (255.0 * np.asarray(self.meta.std, np.float32))
+        self._scale = scale.reshape(1, 1, 3)
+        self._shift = (-np.asarray(self.meta.mean, np.float32) / np.asarray(self.meta.std, np.float32)).reshape(1, 1, 3)
+        self.last_ms = 0.0
+        log.info("segmenter: %s on %s, input %dx%d, model %s v%s", self.backend.name, self.backend.device,
+                 self.input_size[1], self.input_size[0], self.meta.name, self.meta.version)
+
+    def _check_size(self, size) -> tuple[int, int]:
+        if size is None:
+            return tuple(self.meta.input_size)
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        if (h, w) != tuple(self.meta.input_size):
+            if not self.meta.dynamic_input:
+                raise ValueError(f"this model only takes {self.meta.input_size}, not {(h, w)}")
+            if h % 32 or w % 32 or h < 64 or w < 64:
+                raise ValueError(f"input size {(h, w)} must be multiples of 32, at least 64")
+        return int(h), int(w)
+
+    @property
+    def backend_name(self) -> str:
+        return f"{self.backend.name}/{self.backend.device}"
+
+    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError("expected an HxWx3 BGR uint8 frame")
+        h, w = self.input_size
+        small = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_AREA)
+        if self.meta.color_order == "RGB":
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        x = small.astype(np.float32) * self._scale + self._shift
+        return x.transpose(2, 0, 1)[None]
+
+    def predict_lowres(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Person probability at the network's input size (float32, input_size)."""
+        x = self.preprocess(frame_bgr)
+        t = time.perf_counter()
+        prob = self.backend.run(np.ascontiguousarray(x))
+        self.last_ms = (time.perf_counter() - t) * 1000
+        return np.clip(prob[0, 0], 0.0, 1.0).astype(np.float32, copy=False)
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        prob = self.predict_lowres(frame_bgr)
+        h, w = frame_bgr.shape[:2]
+        return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)

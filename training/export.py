@@ -1,0 +1,103 @@
+"""Export trained weights for both runtimes and write the metadata the app reads.
+
+    python -m training.export --weights training/runs/portrait_bisenetv2/best.pdparams \
+        --out models/portrait_bisenetv2 --input-size 256
+
+Writes ``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, output = person
+probability), ``model.onnx`` (``paddle2onnx``) and ``meta.json``, then checks that
+Paddle Inference and ONNX Runtime agree on the exported files.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))
+
+import argparse
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from inference.model_meta import ModelMeta
+
+log = logging.getLogger("training.export")
+
+
+def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 256, version: str = "0",
+           extra: dict | None = None, opset: int = 13) -> Path:
+    """Export ``weights`` (a ``.pdparams`` or training ``.pdckpt``; None = random init) to ``out_dir``."""
+    import paddle
+    import paddle2onnx
+
+    from training.model import PersonProbability, build_model
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paddle.seed(0)
+    model = build_model()
+    if weights is not None:
+        state = paddle.load(str(weights))
+        if "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        missing, unexpected = model.set_state_dict(state) or ([], [])
+        log.info("loaded %s", weights)
+    net = PersonProbability(model)
+    net.eval()
+    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = Path(tmp) / "model"
+        paddle.jit.save(net, str(prefix), input_spec=spec)
+        produced = {p.name: p for p in Path(tmp).iterdir()}
+        if "model.json" not in produced:
+            raise RuntimeError(f"paddle.jit.save wrote {sorted(produced)}, expected model.json (Paddle 3 PIR)")
+        for name in ("model.json", "model.pdiparams"):
+            os.replace(produced[name], out_dir / name)
+    out_dir = out_dir.resolve()
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):  # paddle2onnx leaves temp files in cwd
+        paddle2onnx.export(str(out_dir / "model.json"), str(out_dir / "model.pdiparams"),
+                           save_file=str(out_dir / "model.onnx"), opset_version=opset, enable_onnx_checker=True)
+    meta = ModelMeta(version=version, input_size=(input_size, input_size), extra=extra or {})
+    meta.save(out_dir)
+    log.info("exported to %s", out_dir)
+    return out_dir
+
+
+def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> float:
+    """Largest absolute difference between Paddle Inference and ONNX Runtime probabilities."""
+    from inference import Segmenter
+
+    if frames is None:
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
+    a = Segmenter(model_dir, backend="onnxruntime", device="cpu")
+    b = Segmenter(model_dir, backend="paddle", device="cpu")
+    return max(float(np.abs(a.predict_lowres(f) - b.predict_lowres(f)).max()) for f in frames)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", help="best.pdparams or last.pdckpt from training (omit with --random)")
+    ap.add_argument("--random", action="store_true", help="export an untrained network (for wiring tests)")
+    ap.add_argument("--out", default="models/portrait_bisenetv2")
+    ap.add_argument("--input-size", type=int, default=256)
+    ap.add_argument("--version", default="0")
+    ap.add_argument("--skip-parity", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not args.random and not args.weights:
+        ap.error("give --weights FILE, or --random for an untrained network")
+    if args.weights and not Path(args.weights).is_file():
+        ap.error(f"weights file {args.weights} not found")
+    out = export(None if args.random else args.weights, args.out, args.input_size, args.version)
+    if not args.skip_parity:
+        diff = parity(out)
+        log.info("parity Paddle vs ONNX Runtime: max |diff| = %.2e", diff)
+        if diff > 1e-3:
+            raise SystemExit(f"Paddle and ONNX outputs differ by {diff:.2e}: export is broken")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Resumable BiSeNetV2 portrait training on the CPU.
+
+    python -m training.train --config training/configs/portrait_bisenetv2.yml
+
+Run it again with the same config to resume from ``<run_dir>/last.pdckpt``.
+Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
+``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
+the best validation mIoU) and ``train.log`` / ``val.jsonl`` in the run folder.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))  # before paddle: it forces 1 otherwise
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+log = logging.getLogger("training")
+
+
+def load_config(path: str | Path) -> dict:
+    cfg = yaml.safe_load(Path(path).read_text())
+    cfg["_config_path"] = str(path)
+    return cfg
+
+
+def lr_at(it: int, total: int, opt_cfg: dict) -> float:
+    """Linear warm-up, then polynomial decay to zero at ``total``."""
+    base, warm = opt_cfg["lr"], opt_cfg["warmup_iters"]
+    if it < warm:
+        return base * (0.1 + 0.9 * it / warm)
+    return base * (1 - (it - warm) / max(1, total - warm)) ** opt_cfg["poly_power"]
+
+
+def stage_size(it: int, stages: list) -> int:
+    end = 0
+    for iters, size in stages:
+        end += iters
+        if it < end:
+            return int(size)
+    return int(stages[-1][1])
+
+
+def atomic_save(obj, path: Path) -> None:
+    import paddle
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    paddle.save(obj, str(tmp))
+    os.replace(tmp, path)
+
+
+def validate(model, val, size: int, batch: int = 16) -> dict:
+    """Person IoU (mean over images) and 2-class mIoU (accumulated, PaddleSeg's figure)."""
+    import cv2
+    import paddle
+
+    from training.data import to_chw_rgb
+
+    model.eval()
+    ious, inter, union = [], np.zeros(2), np.zeros(2)
+    with paddle.no_grad():
+        for s in range(0, len(val), batch):
+            imgs = val.images[s:s + batch]
+            x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
+            prob = paddle.nn.functional.softmax(model(paddle.to_tensor(x))[0], axis=1)[:, 1].numpy()
+            for p, gt in zip(prob, val.masks[s:s + batch]):
+                pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
+                g = gt.astype(bool)
+                for c, (pc, gc) in enumerate(((~pred, ~g), (pred, g))):
+                    inter[c] += np.logical_and(pc, gc).sum()
+                    union[c] += np.logical_or(pc, gc).sum()
+                u = np.logical_or(pred, g).sum()
+                ious.append(np.logical_and(pred, g).sum() / u if u else 1.0)
+    model.train()
+    names = val.names
+    iou = np.array(ious)
+    eg = np.array([n.startswith("eg_") for n in names])
+    return {
+        "person_iou": float(iou.mean()),
+        "miou": float((inter / np.maximum(union, 1)).mean()),
+        "iou_eg": float(iou[eg].mean()) if eg.any() else None,
+        "iou_ccp": float(iou[~eg].mean()) if (~eg).any() else None,
+    }
+
+
+def train(cfg: dict, max_minutes: float | None = None) -> None:
+    import paddle
+
+    from training.data import AugmentConfig, BatchLoader, load_portrait_set
+    from training.losses import bisenet_loss
+    from training.model import build_model
+
+    run_dir = Path(cfg["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(fh)
+
+    data_root = Path(cfg["data_root"]).expanduser()
+    cache_dir = Path(cfg["cache_dir"]).expanduser()
+    train_set = load_portrait_set(data_root / cfg["train_list"], cache_dir, cfg["cache_long_side"])
+    val_set = load_portrait_set(data_root / cfg["val_list"], cache_dir, cfg["cache_long_side"], with_plates=False)
+    log.info("train %d, val %d samples; threads %s", len(train_set), len(val_set), os.environ.get("OMP_NUM_THREADS"))
+
+    paddle.seed(cfg["seed"])
+    model = build_model()
+    oc = cfg["optimizer"]
+    opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
+                                    weight_decay=oc["weight_decay"], parameters=model.parameters())
+    total = sum(int(n) for n, _ in cfg["stages"])
+    it, best = 0, -1.0
+    ckpt_path = run_dir / "last.pdckpt"
+    if ckpt_path.exists():
+        ck = paddle.load(str(ckpt_path))
+        model.set_state_dict(ck["model"])
+        opt.set_state_dict(ck["optimizer"])
+        it, best = int(ck["iteration"]), float(ck["best"])
+        log.info("resumed from %s at iteration %d (best mIoU %.4f)", ckpt_path, it, best)
+
+    loader = BatchLoader(train_set, AugmentConfig(**cfg.get("augment", {})), cfg["batch_size"],
+                         seed=cfg["seed"] * 100003 + it)
+    stop = {"flag": False}
+
+    def _on_signal(signum, _frame):
+        log.info("signal %d: saving and stopping", signum)
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    def save() -> None:
+        atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
+                     "best": best, "config": cfg}, ckpt_path)
+
+    lc = cfg["loss"]
+    model.train()
+    t_start = time.time()
+    t_win, n_win, loss_win = time.time(), 0, 0.0
+    use_bar = sys.stderr.isatty()
+    bar = None
+    if use_bar:
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=it, unit="it")
+    while it < total and not stop["flag"]:
+        size = stage_size(it, cfg["stages"])
+        loader.set_size(size)
+        lr = lr_at(it, total, oc)
+        opt.set_lr(lr)
+        x, y, e = loader.next()
+        outs = model(paddle.to_tensor(x))
+        loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        it += 1
+        n_win += 1
+        loss_win += float(loss)
+        if bar is not None:
+            bar.update(1)
+        if it % cfg["log_every"] == 0:
+            dt = time.time() - t_win
+            ips = n_win * cfg["batch_size"] / dt
+            eta_h = (total - it) * dt / n_win / 3600
+            log.info("it %d/%d size %d lr %.4f loss %.4f (ce %.3f dice %.3f aux %.3f) %.2f img/s eta %.1fh",
+                     it, total, size, lr, loss_win / n_win, parts["ce"], parts["dice"], parts["aux"], ips, eta_h)
+            t_win, n_win, loss_win = time.time(), 0, 0.0
+        if it % cfg["val_every"] == 0 or it == total:
+            m = validate(model, val_set, size)
+            m.update(iteration=it, size=size, minutes=round((time.time() - t_start) / 60, 1))
+            with open(run_dir / "val.jsonl", "a") as f:
+                f.write(json.dumps(m) + "\n")
+            log.info("val %s", m)
+            if m["miou"] > best:
+                best = m["miou"]
+                atomic_save(model.state_dict(), run_dir / "best.pdparams")
+                (run_dir / "best.json").write_text(json.dumps(m, indent=1))
+        if it % cfg["save_every"] == 0:
+            save()
+        if max_minutes is not None and time.time() - t_start > max_minutes * 60:
+            log.info("time budget of %.0f min used", max_minutes)
+            break
+    save()
+    loader.close()
+    log.info("stopped at iteration %d/%d, best mIoU %.4f", it, total, best)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="training/configs/portrait_bisenetv2.yml")
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this long")
+    ap.add_argument("--iters", type=int, default=None, help="override the total: scale every stage to this many")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_config(args.config)
+    if args.iters is not None:
+        total = sum(int(n) for n, _ in cfg["stages"])
+        cfg["stages"] = [[max(1, round(n * args.iters / total)), s] for n, s in cfg["stages"]]
+    train(cfg, args.max_minutes)
+
+
+if __name__ == "__main__":
+    main()
