@@ -102,8 +102,8 @@ class Engine:
         self.last_alpha: np.ndarray | None = None
 
     # ---- life cycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        """Load model and background, open the source and start the threads.
+    def start(self, source: Source | None = None) -> None:
+        """Load model and background, open the source (``settings.source`` unless given) and start the threads.
 
         Raises ModelError, BackgroundError or SourceError (files) with a message for the user.
         A camera that cannot be opened is reported and retried in the background.
@@ -115,7 +115,7 @@ class Engine:
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
             self.background = parse_background(s.background)
-        self.source = open_source(s.source, CaptureRequest(s.width, s.height, s.fps), realtime=s.realtime)
+        self.source = source or open_source(s.source, CaptureRequest(s.width, s.height, s.fps), realtime=s.realtime)
         self._open_source_or_report(self.source, first=True)
         self._running.set()
         self._threads = [

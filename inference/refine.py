@@ -1,10 +1,11 @@
 """Turn the network's low-resolution probability into a clean, stable, full-size alpha matte.
 
-Steps, all on the low-resolution mask except the last: motion-aware temporal
-smoothing (steady where nothing moves, instant where something does), a soft
-threshold (``threshold`` +- ``feather``), optionally only the largest person,
-then edge-aware upsampling with a fast guided filter that uses the camera frame
-as the guide, so the matte snaps to real edges (what Google Meet does).
+Steps: motion-aware temporal smoothing (steady where nothing moves, instant
+where something does) and optionally only the largest person, on the
+low-resolution mask; then edge-aware upsampling with a fast guided filter that
+uses the camera frame as the guide, so the matte snaps to real edges (what
+Google Meet does); last, a soft threshold (``threshold`` +- ``feather``) at full
+size, which turns the filter's gentle steps into crisp edges.
 """
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def soft_threshold(prob: np.ndarray, threshold: float, feather: float) -> np.nda
     """Map probability to alpha with a linear ramp of half-width ``feather`` around ``threshold``."""
     if feather <= 1e-6:
         return (prob >= threshold).astype(np.float32)
-    lo = threshold - feather
-    return np.clip((prob - lo) * (1.0 / (2 * feather)), 0.0, 1.0, dtype=np.float32)
+    out = cv2.subtract(prob, float(threshold - feather))
+    cv2.multiply(out, 1.0 / (2 * feather), dst=out)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def keep_largest_region(alpha: np.ndarray, level: float = 0.5) -> np.ndarray:
@@ -68,8 +70,8 @@ class TemporalFilter:
             self.state = prob.copy()
             return self.state
         diff = np.abs(prob - self.state)
-        # keep = strength where the change is small, 0 once it exceeds ~0.35 (real motion).
-        keep = strength * np.clip(1.0 - diff * (1 / 0.35), 0.0, 1.0)
+        # keep = strength for small changes (flicker, < 0.15), falling to 0 at 0.5 (real motion).
+        keep = strength * np.clip((0.5 - diff) * (1 / 0.35), 0.0, 1.0)
         self.state = prob + keep * (self.state - prob)
         return self.state
 
@@ -114,7 +116,7 @@ class MaskRefiner:
     def __call__(self, prob_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
         s = self.settings
         prob = self.temporal(prob_small.astype(np.float32, copy=False), s.temporal)
-        alpha = soft_threshold(prob, s.threshold, s.feather)
         if s.largest_person_only:
-            alpha = keep_largest_region(alpha)
-        return guided_upsample(alpha, frame_bgr, s.edge_radius, s.edge_eps)
+            prob = keep_largest_region(prob, s.threshold)
+        full = guided_upsample(prob, frame_bgr, s.edge_radius, s.edge_eps)
+        return soft_threshold(full, s.threshold, s.feather)

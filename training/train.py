@@ -58,6 +58,23 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def rename_optimizer_state(state: dict, old_names: list[str], new_names: list[str]) -> dict:
+    """Optimizer slots are keyed by parameter names, which Paddle numbers per process: map them by order."""
+    if not old_names or old_names == new_names:
+        return state
+    if len(old_names) != len(new_names):
+        raise ValueError("checkpoint was made for a different network: start a new run_dir")
+    mapping = dict(zip(old_names, new_names))
+    out = {}
+    for key, value in state.items():
+        for old in old_names:
+            if key.startswith(old + "_"):
+                key = mapping[old] + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
 def validate(model, val, size: int, batch: int = 16) -> dict:
     """Person IoU (mean over images) and 2-class mIoU (accumulated, PaddleSeg's figure)."""
     import cv2
@@ -93,17 +110,28 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
 
 
 def train(cfg: dict, max_minutes: float | None = None) -> None:
+    """Train (or resume) the run described by ``cfg``; logs to ``<run_dir>/train.log``."""
+    run_dir = Path(cfg["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(fh)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        _train(cfg, run_dir, max_minutes)
+    finally:
+        log.removeHandler(fh)
+        fh.close()
+
+
+def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     import paddle
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.losses import bisenet_loss
     from training.model import build_model
 
-    run_dir = Path(cfg["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(run_dir / "train.log")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(fh)
 
     data_root = Path(cfg["data_root"]).expanduser()
     cache_dir = Path(cfg["cache_dir"]).expanduser()
@@ -122,7 +150,8 @@ def train(cfg: dict, max_minutes: float | None = None) -> None:
     if ckpt_path.exists():
         ck = paddle.load(str(ckpt_path))
         model.set_state_dict(ck["model"])
-        opt.set_state_dict(ck["optimizer"])
+        opt.set_state_dict(rename_optimizer_state(ck["optimizer"], ck.get("param_names", []),
+                                                  [p.name for p in model.parameters()]))
         it, best = int(ck["iteration"]), float(ck["best"])
         log.info("resumed from %s at iteration %d (best mIoU %.4f)", ckpt_path, it, best)
 
@@ -139,7 +168,8 @@ def train(cfg: dict, max_minutes: float | None = None) -> None:
 
     def save() -> None:
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                     "best": best, "config": cfg}, ckpt_path)
+                     "best": best, "config": cfg, "param_names": [p.name for p in model.parameters()]},
+                    ckpt_path)
 
     lc = cfg["loss"]
     model.train()

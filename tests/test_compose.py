@@ -1,0 +1,130 @@
+"""Compositing on synthetic frames with a known mask, and every background mode."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from inference.compose import (BackgroundError, BlurBackground, ColorBackground, Compositor, ImageBackground,
+                               NoBackground, VideoBackground, cover_fit, parse_background, parse_color, to_bgra)
+
+from .conftest import write_video
+
+
+@pytest.fixture
+def scene():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    alpha = np.zeros((120, 160), np.float32)
+    alpha[20:100, 40:120] = 1.0
+    alpha[20:100, 40] = 0.5
+    return frame, alpha
+
+
+def test_blend_uses_the_mask(scene):
+    frame, alpha = scene
+    out = Compositor()(frame, alpha, ColorBackground((10, 20, 30)))
+    np.testing.assert_array_equal(out[50, 60], frame[50, 60])          # person kept
+    np.testing.assert_array_equal(out[5, 5], [10, 20, 30])             # background replaced
+    expected = (frame[50, 40].astype(np.float32) + [10, 20, 30]) / 2   # half-alpha edge is a mix
+    np.testing.assert_allclose(out[50, 40], expected, atol=1)
+
+
+def test_none_passes_the_frame_through(scene):
+    frame, alpha = scene
+    assert Compositor()(frame, alpha, NoBackground()) is frame
+
+
+def test_cover_fit_keeps_aspect_ratio():
+    img = np.zeros((100, 400, 3), np.uint8)     # 4:1 stripes: left half red, right half blue
+    img[:, :200] = (0, 0, 255)
+    img[:, 200:] = (255, 0, 0)
+    cv2.circle(img, (200, 50), 40, (0, 255, 0), -1)
+    out = cover_fit(img, 160, 120)
+    assert out.shape == (120, 160, 3)
+    # The circle stays round: its width equals its height in the output.
+    g = out[..., 1] > 128
+    ys, xs = np.nonzero(g)
+    assert abs((xs.max() - xs.min()) - (ys.max() - ys.min())) <= 2
+
+
+def test_image_background_fills_the_frame(tmp_path, scene):
+    frame, alpha = scene
+    path = tmp_path / "bg.png"
+    cv2.imwrite(str(path), np.full((50, 50, 3), (0, 200, 0), np.uint8))
+    out = Compositor()(frame, alpha, parse_background(str(path)))
+    np.testing.assert_array_equal(out[0, 0], [0, 200, 0])
+    np.testing.assert_array_equal(out[119, 159], [0, 200, 0])
+
+
+def test_bad_background_files_give_clear_errors(tmp_path):
+    with pytest.raises(BackgroundError, match="does not exist"):
+        parse_background(str(tmp_path / "missing.jpg"))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    with pytest.raises(BackgroundError, match="not a readable image"):
+        parse_background(str(broken))
+    bad_video = tmp_path / "broken.mp4"
+    bad_video.write_bytes(b"nope")
+    with pytest.raises(BackgroundError, match="not a readable video"):
+        parse_background(str(bad_video))
+    with pytest.raises(BackgroundError, match="#RRGGBB"):
+        parse_background("color:blue")
+    with pytest.raises(BackgroundError, match="blur"):
+        parse_background("blur:500")
+
+
+def test_parse_modes():
+    assert parse_color("#FF8000") == (0, 128, 255)
+    assert parse_background("none").kind == "none"
+    assert parse_background("blur").kind == "blur"
+    assert parse_background("blur:30").strength == 30
+    assert parse_background("green").bgr == (0, 255, 0)
+    assert parse_background("color:#102030").bgr == (0x30, 0x20, 0x10)
+
+
+def test_blur_has_no_halo_around_the_person():
+    frame = np.full((240, 320, 3), 20, np.uint8)     # dark room
+    alpha = np.zeros((240, 320), np.float32)
+    alpha[40:240, 110:210] = 1.0
+    frame[alpha > 0] = 250                           # bright person
+    bg = BlurBackground(25).render(frame, alpha)
+    out = Compositor()(frame, alpha, BlurBackground(25))
+    # Just outside the person, the blurred background must stay dark (no bright glow bleeding out).
+    assert bg[120, 100].max() < 40
+    plain = cv2.GaussianBlur(frame, (0, 0), 12.5)
+    assert plain[120, 100].max() > 60                # a naive blur would glow here
+    np.testing.assert_array_equal(out[120, 160], frame[120, 160])
+
+
+def test_video_background_loops_and_advances(tmp_path, scene):
+    frame, alpha = scene
+    colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    path = write_video(tmp_path / "bg.avi", [np.full((60, 80, 3), c, np.uint8) for c in colors], fps=100)
+    bg = VideoBackground(path)
+    seen = set()
+    import time
+
+    t_end = time.monotonic() + 0.5
+    while time.monotonic() < t_end:               # ~50 frames of a 3-frame clip: must wrap around
+        px = bg.render(frame, alpha)[30, 40]
+        seen.add(int(np.argmax(px)))
+        time.sleep(0.005)
+    assert seen == {0, 1, 2}
+    assert bg.render(frame, alpha).shape == frame.shape
+
+
+def test_to_bgra_carries_alpha(scene):
+    frame, alpha = scene
+    out = to_bgra(frame, alpha)
+    assert out.shape == (120, 160, 4)
+    assert out[50, 60, 3] == 255 and out[5, 5, 3] == 0
+
+
+def test_image_background_reads_alpha_png(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 2] = 255
+    rgba[..., 3] = 255
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), rgba)
+    assert ImageBackground(path).image.shape == (10, 10, 3)

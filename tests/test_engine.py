@@ -1,0 +1,170 @@
+"""The engine end to end on real frames: compositing, live changes, failures, clean stop."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.engine import Engine, EngineSettings
+from app.sinks import CallbackSink
+from app.sources import CaptureRequest, StillSource
+from inference.compose import BackgroundError
+
+
+class Collector:
+    def __init__(self):
+        self.frames = []
+        self.lock = threading.Lock()
+
+    def __call__(self, frame):
+        with self.lock:
+            self.frames.append(frame.copy())
+
+    def clear(self):
+        with self.lock:
+            self.frames.clear()
+
+
+def make_engine(frame, **kw):
+    statuses = []
+    settings = EngineSettings(source="demo", width=frame.shape[1], height=frame.shape[0], realtime=False, **kw)
+    engine = Engine(settings, on_status=lambda lvl, msg: statuses.append((lvl, msg)))
+    return engine, statuses
+
+
+def still(frame, fps=200):
+    return StillSource(frame, CaptureRequest(frame.shape[1], frame.shape[0], fps))
+
+
+def test_output_is_the_alpha_blend_of_frame_and_background(portrait_frame):
+    engine, _ = make_engine(portrait_frame, background="color:#0000FF", async_segmentation=False)
+    col = Collector()
+    engine.start(still(portrait_frame))
+    engine.add_sink(CallbackSink(col))
+    assert engine.wait_for_frames(10, timeout=30)
+    engine.stop()
+    out, alpha = engine.last_output, engine.last_alpha
+    expected = alpha[..., None] * portrait_frame + (1 - alpha[..., None]) * np.array([255, 0, 0])
+    assert np.abs(out.astype(float) - expected).max() <= 2
+    assert len(col.frames) >= 10 and col.frames[-1].shape == portrait_frame.shape
+
+
+def test_background_changes_apply_while_running_and_bad_files_keep_the_previous(portrait_frame, tmp_path):
+    engine, _ = make_engine(portrait_frame, background="color:#FF0000")
+    col = Collector()
+    engine.start(still(portrait_frame, fps=100))
+    engine.add_sink(CallbackSink(col))
+    try:
+        assert engine.wait_for_frames(5, timeout=30)
+        engine.set_background("color:#00FF00")
+        n = engine.stats.frames_out
+        assert engine.wait_for_frames(n + 5, timeout=30)
+        bad = tmp_path / "bad.jpg"
+        bad.write_bytes(b"garbage")
+        with pytest.raises(BackgroundError, match="not a readable image"):
+            engine.set_background(str(bad))
+        assert engine.settings.background == "color:#00FF00"
+        n = engine.stats.frames_out
+        assert engine.wait_for_frames(n + 5, timeout=30)
+    finally:
+        engine.stop()
+    out, alpha = engine.last_output, engine.last_alpha
+    bg = alpha < 0.02
+    if bg.any():   # wherever the model saw background, it is green now
+        assert np.abs(out[bg].astype(int) - [0, 255, 0]).max() <= 6
+    mixed = alpha[..., None] * portrait_frame + (1 - alpha[..., None]) * np.array([0, 255, 0])
+    assert np.abs(out.astype(float) - mixed).max() <= 2
+
+
+def test_mirror_and_none_background(portrait_frame):
+    engine, _ = make_engine(portrait_frame, background="none", mirror=True)
+    engine.start(still(portrait_frame))
+    assert engine.wait_for_frames(3, timeout=30)
+    engine.stop()
+    np.testing.assert_array_equal(engine.last_output, portrait_frame[:, ::-1])
+
+
+def test_live_settings_change(portrait_frame):
+    engine, _ = make_engine(portrait_frame, background="blur")
+    engine.start(still(portrait_frame))
+    try:
+        engine.update(threshold=0.6, feather=0.1, temporal=0.0, largest_person_only=True, mirror=False)
+        assert engine.refiner.settings.threshold == 0.6 and engine.refiner.settings.largest_person_only
+        engine.update(input_size=192)
+        assert engine.segmenter.input_size == (192, 192)
+        engine.update(async_segmentation=False)
+        n = engine.stats.frames_out
+        assert engine.wait_for_frames(n + 5, timeout=30)
+        with pytest.raises(ValueError):
+            engine.update(threshold=2.0)
+        assert engine.refiner.settings.threshold == 0.6
+        with pytest.raises(ValueError, match="cannot be changed"):
+            engine.update(width=10)
+    finally:
+        engine.stop()
+    snap = engine.snapshot()
+    assert snap.frames_out > 5 and snap.stage_ms["model"] > 0 and snap.stage_ms["composite"] > 0
+    assert "onnxruntime" in snap.backend
+
+
+class FlakyCamera:
+    """A live source that disappears after a few frames and comes back after two failed reopens."""
+
+    live = True
+    name = "camera test"
+    fps = 100.0
+
+    def __init__(self, frame):
+        self.frame = frame
+        self.reads = 0
+        self.opens = 0
+        self.is_open = False
+
+    def open(self):
+        from app.sources import SourceError
+
+        self.opens += 1
+        if 2 <= self.opens <= 3:
+            raise SourceError("camera test could not be opened")
+        self.is_open = True
+
+    def read(self):
+        time.sleep(0.01)
+        self.reads += 1
+        if not self.is_open or 20 <= self.reads < 25:
+            return None
+        return self.frame
+
+    def close(self):
+        self.is_open = False
+
+
+def test_camera_lost_midrun_is_reported_and_recovered(portrait_frame):
+    engine, statuses = make_engine(portrait_frame, background="green")
+    cam = FlakyCamera(portrait_frame)
+    engine.start(cam)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("reconnected" in m for _, m in statuses):
+            time.sleep(0.05)
+        n = engine.stats.frames_out
+        assert engine.wait_for_frames(n + 5, timeout=10)
+    finally:
+        engine.stop()
+    msgs = [m for _, m in statuses]
+    assert any("lost" in m for m in msgs) and any("reconnected" in m for m in msgs)
+    assert cam.opens >= 4 and not cam.is_open
+
+
+def test_stop_ends_every_thread_and_releases_the_source(portrait_frame):
+    engine, _ = make_engine(portrait_frame, background="blur")
+    cam = FlakyCamera(portrait_frame)
+    engine.start(cam)
+    assert engine.wait_for_frames(3, timeout=30)
+    engine.stop()
+    names = {t.name for t in threading.enumerate()}
+    assert not names & {"capture", "segment", "process"}
+    assert not cam.is_open
+    engine.stop()   # twice is fine

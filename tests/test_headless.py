@@ -1,0 +1,91 @@
+"""The headless front end as a user runs it: real processes, real files, real signals."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, timeout=120):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--no-gui", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+def test_demo_to_file_with_bundled_background(tmp_path):
+    out = tmp_path / "out.mp4"
+    r = run("--source", "demo", "--output", str(out), "--frames", "45", "--stats-every", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert count_frames(out) >= 45
+    assert "fps" in r.stderr and "model" in r.stderr     # stats are logged
+
+
+def test_bad_background_is_a_clear_error(tmp_path):
+    r = run("--source", "demo", "--background", str(tmp_path / "missing.png"), "--frames", "5")
+    assert r.returncode == 2
+    assert "missing.png does not exist" in r.stderr
+
+
+def test_bad_cli_values_are_rejected():
+    r = run("--resolution", "big")
+    assert r.returncode == 2 and "640x480" in r.stderr
+    r = run("--threshold", "3")
+    assert r.returncode == 2 and "between 0 and 1" in r.stderr
+
+
+def test_missing_model_names_the_file(tmp_path):
+    r = run("--model-dir", str(tmp_path), "--frames", "5")
+    assert r.returncode == 2 and "meta.json" in r.stderr
+
+
+def test_virtual_camera_missing_only_output_exits_with_the_fix():
+    r = run("--source", "demo", "--virtual-cam", "--device", "/dev/video99", "--frames", "5")
+    assert r.returncode == 3
+    assert "modprobe v4l2loopback" in r.stderr or "OBS" in r.stderr
+
+
+def test_virtual_camera_missing_keeps_other_outputs_running(tmp_path):
+    out = tmp_path / "o.avi"
+    r = run("--source", "demo", "--virtual-cam", "--device", "/dev/video99", "--output", str(out),
+            "--frames", "20")
+    assert r.returncode == 0, r.stderr
+    assert "modprobe v4l2loopback" in r.stderr or "OBS" in r.stderr
+    assert count_frames(out) >= 20
+
+
+def test_config_file_and_errors(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"background": "color:#00FF00", "refine": {"threshold": 0.4}}')
+    out = tmp_path / "o.avi"
+    r = run("--config", str(cfg), "--output", str(out), "--frames", "10")
+    assert r.returncode == 0, r.stderr
+    cfg.write_text("{oops")
+    r = run("--config", str(cfg))
+    assert r.returncode == 2 and "not valid JSON" in r.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_sigterm_stops_cleanly_and_finalises_the_file(tmp_path):
+    out = tmp_path / "sig.avi"
+    p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--no-gui", "--source", "demo", "--output", str(out)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "wrote" in err and count_frames(out) > 10

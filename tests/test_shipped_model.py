@@ -1,0 +1,30 @@
+"""The shipped model segments real portraits (needs ../shared/data/portrait; skipped without it)."""
+from __future__ import annotations
+
+import numpy as np
+
+from training.data import load_pair
+
+from .conftest import shared_val_pairs
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    return float(np.logical_and(pred, gt).sum() / max(1, np.logical_or(pred, gt).sum()))
+
+
+def test_shipped_model_segments_real_val_portraits(segmenter):
+    pairs = shared_val_pairs("eg_", 8) + shared_val_pairs("ccp_", 4)
+    scores = []
+    for img_path, mask_path in pairs:
+        img, gt = load_pair(img_path, mask_path)
+        scores.append(iou(segmenter(img) > 0.5, gt > 0))
+    assert len(scores) == 12
+    assert np.mean(scores) > 0.9, scores
+
+
+def test_shipped_model_finds_the_demo_person(segmenter, portrait_frame):
+    alpha = segmenter(portrait_frame)
+    h, w = alpha.shape
+    assert alpha[int(h * 0.3), w // 2] > 0.5          # the face
+    assert alpha[int(h * 0.8), w // 2] > 0.5          # the suit
+    assert alpha[int(h * 0.1), int(w * 0.95)] < 0.5   # the room behind her

@@ -1,0 +1,125 @@
+"""Training, export and evaluation commands on a tiny generated data set (needs paddle)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from training.data import AugmentConfig, Augmenter, BatchLoader, boundary_band, load_portrait_set, read_file_list
+
+
+def make_dataset(root: Path, n: int = 6) -> Path:
+    """Blob 'people' on textured backgrounds, in PaddleSeg's list format."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    lines = []
+    for i in range(n):
+        img = rng.integers(0, 120, (120, 90, 3), dtype=np.uint8)
+        mask = np.zeros((120, 90), np.uint8)
+        cv2.ellipse(mask, (45 + i, 50), (18, 24), 0, 0, 360, 1, -1)
+        cv2.rectangle(mask, (20, 80), (70, 119), 1, -1)
+        img[mask > 0] = (200, 170, 150)
+        cv2.imwrite(str(root / "images" / f"eg_{i}.jpg"), img)
+        cv2.imwrite(str(root / "masks" / f"eg_{i}.png"), mask)
+        lines.append(f"images/eg_{i}.jpg masks/eg_{i}.png")
+    (root / "train.txt").write_text("\n".join(lines) + "\n")
+    (root / "val.txt").write_text("\n".join(lines[:3]) + "\n")
+    return root
+
+
+def test_file_list_and_loading(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    pairs = read_file_list(root / "train.txt")
+    assert len(pairs) == 6 and pairs[0][0].is_file()
+    (root / "bad.txt").write_text("only_one_column.jpg\n")
+    with pytest.raises(ValueError, match="bad.txt:1"):
+        read_file_list(root / "bad.txt")
+    data = load_portrait_set(root / "train.txt", tmp_path / "cache", long_side=80)
+    assert len(data) == 6 and max(data.images[0].shape[:2]) == 80
+    assert set(np.unique(data.masks[0])) == {0, 1} and len(data.plates) == 6
+    again = load_portrait_set(root / "train.txt", tmp_path / "cache", long_side=80)   # from the cache
+    np.testing.assert_array_equal(again.masks[3], data.masks[3])
+
+
+def test_augmenter_keeps_image_and_mask_aligned(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=120)
+    cfg = AugmentConfig(recompose_p=1.0, color_p=0, blur_p=0, noise_p=0, jpeg_p=0, rotate_p=0)
+    aug = Augmenter(data, cfg, np.random.default_rng(3))
+    for i in range(20):
+        img, mask = aug.sample(i % 6, 64)
+        assert img.shape == (64, 64, 3) and mask.shape == (64, 64)
+        assert set(np.unique(mask)) <= {0, 1}
+        if mask.sum() > 50 and (mask == 0).sum() > 50:
+            # the person is the skin-coloured blob: its pixels are brighter than the background's
+            assert img[mask > 0].mean() > img[mask == 0].mean() + 30
+    square = np.zeros((20, 20), np.uint8)
+    square[5:15, 5:15] = 1
+    band = boundary_band(square, 2)
+    assert band[5, 10] == 1 and band[10, 10] == 0 and band[0, 0] == 0
+
+
+def test_batch_loader_reports_worker_failures(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=80)
+    data.images[0] = None      # a corrupt sample must surface, not hang training
+    data.images[1:] = [None] * 5
+    loader = BatchLoader(data, AugmentConfig(), batch_size=2, seed=0)
+    with pytest.raises(RuntimeError, match="batch loader"):
+        loader.next()
+    loader.close()
+
+
+def test_train_resume_export_evaluate(tmp_path):
+    pytest.importorskip("paddle")
+    from training import evaluate, export, train
+
+    root = make_dataset(tmp_path / "d")
+    cfg = train.load_config(Path(__file__).resolve().parent.parent / "training/configs/portrait_bisenetv2.yml")
+    cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+               batch_size=2, stages=[[3, 64], [2, 96]], val_every=5, save_every=2, log_every=1, cache_long_side=96)
+    cfg["optimizer"]["warmup_iters"] = 2
+    train.train(cfg)
+    run = tmp_path / "run"
+    import paddle
+
+    ck = paddle.load(str(run / "last.pdckpt"))
+    assert ck["iteration"] == 5 and (run / "best.pdparams").is_file()
+    val = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines()]
+    assert val[-1]["iteration"] == 5 and 0 <= val[-1]["miou"] <= 1
+    cfg["stages"] = [[3, 64], [4, 96]]
+    train.train(cfg)                                  # resumes at 5, runs to 7
+    assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 7
+    assert "resumed from" in (run / "train.log").read_text()
+
+    out = export.export(run / "best.pdparams", tmp_path / "model", input_size=96, version="test")
+    assert {p.name for p in out.iterdir()} >= {"model.json", "model.pdiparams", "model.onnx", "meta.json"}
+    assert export.parity(out) < 1e-4
+    r = evaluate.evaluate(root / "val.txt", out, backend="onnxruntime")
+    assert r["images"] == 3 and r["input_size"] == [96, 96]
+    assert 0 <= r["person_iou"] <= 1 and 0 <= r["boundary_f"] <= 1 and r["model_ms_mean"] > 0
+
+
+def test_lr_schedule_and_stages():
+    from training.train import lr_at, stage_size
+
+    oc = {"lr": 0.1, "warmup_iters": 10, "poly_power": 0.9}
+    lrs = [lr_at(i, 100, oc) for i in range(100)]
+    assert lrs[0] < lrs[9] < lrs[10] and lrs[10] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
+    assert [stage_size(i, [[5, 64], [5, 96]]) for i in (0, 4, 5, 9, 12)] == [64, 64, 96, 96, 96]
+
+
+def test_boundary_f_score():
+    from training.evaluate import boundary_f
+
+    gt = np.zeros((50, 50), bool)
+    gt[10:40, 10:40] = True
+    assert boundary_f(gt, gt) == 1.0
+    shifted = np.roll(gt, 2, axis=1)
+    far = np.roll(gt, 9, axis=1)
+    assert boundary_f(shifted, gt) > 0.8 > boundary_f(far, gt)

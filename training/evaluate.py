@@ -1,0 +1,116 @@
+"""Evaluate a shipped model through the app's own ``inference.Segmenter``.
+
+    python -m training.evaluate --list ../shared/data/portrait/val.txt [--model-dir models/portrait_bisenetv2]
+
+Prints person IoU (mean over images), 2-class mIoU (accumulated over the set,
+PaddleSeg's figure), boundary F-score (3 px tolerance) and model milliseconds per
+image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("training.evaluate")
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    m = mask.astype(np.uint8)
+    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, tol: int = 3) -> float:
+    """F-score of the predicted outline against the true one, within ``tol`` pixels."""
+    bp, bg = boundary(pred), boundary(gt)
+    if not bp.any() and not bg.any():
+        return 1.0
+    if not bp.any() or not bg.any():
+        return 0.0
+    k = np.ones((2 * tol + 1, 2 * tol + 1), np.uint8)
+    near_g = cv2.dilate(bg.astype(np.uint8), k).astype(bool)
+    near_p = cv2.dilate(bp.astype(np.uint8), k).astype(bool)
+    precision = (bp & near_g).sum() / bp.sum()
+    recall = (bg & near_p).sum() / bg.sum()
+    return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+
+
+@dataclass
+class Scores:
+    ious: list = field(default_factory=list)
+    bfs: list = field(default_factory=list)
+    inter: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    union: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        for c, (pc, gc) in enumerate(((~pred, ~gt), (pred, gt))):
+            self.inter[c] += np.logical_and(pc, gc).sum()
+            self.union[c] += np.logical_or(pc, gc).sum()
+        u = np.logical_or(pred, gt).sum()
+        self.ious.append(float(np.logical_and(pred, gt).sum() / u) if u else 1.0)
+        self.bfs.append(boundary_f(pred, gt))
+
+    def summary(self) -> dict:
+        return {"images": len(self.ious), "person_iou": float(np.mean(self.ious)),
+                "miou": float((self.inter / np.maximum(self.union, 1)).mean()),
+                "boundary_f": float(np.mean(self.bfs))}
+
+
+def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
+             backend: str = "onnxruntime", threads: int = 2, limit: int | None = None) -> dict:
+    from inference import Segmenter
+    from training.data import load_pair, read_file_list
+
+    seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads)
+    pairs = read_file_list(list_path)[:limit]
+    overall, groups = Scores(), defaultdict(Scores)
+    model_ms = []
+    seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
+    for ip, mp in pairs:
+        img, gt = load_pair(ip, mp)
+        alpha = seg(img)
+        model_ms.append(seg.last_ms)
+        pred, g = alpha > 0.5, gt.astype(bool)
+        overall.add(pred, g)
+        groups[ip.name.split("_")[0] + "_"].add(pred, g)
+    out = overall.summary()
+    out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
+               input_size=list(seg.input_size), backend=seg.backend_name, threads=threads,
+               groups={k: v.summary() for k, v in sorted(groups.items())})
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", required=True, help="file list in the shared 'image label' format")
+    ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--input-size", type=int, default=None)
+    ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "paddle"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not Path(args.list).is_file():
+        ap.error(f"file list {args.list} not found")
+    t = time.time()
+    r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit)
+    print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
+    for name, g in [("all", r), *r["groups"].items()]:
+        print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")
+    print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
+          f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "
+          f"({time.time() - t:.0f} s total)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
