@@ -1,0 +1,185 @@
+"""Background gallery: None, Blur, Colour, bundled and user-added images/videos, and "Add..."."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
+
+from inference.compose import IMAGE_EXTS, VIDEO_EXTS
+
+from .bridge import Task
+from .preview import bgr_to_qimage
+
+ROLE_SPEC = Qt.ItemDataRole.UserRole
+ROLE_KIND = Qt.ItemDataRole.UserRole + 1
+THUMB = QSize(112, 63)
+
+
+def bundled_backgrounds(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) if folder.is_dir() else []
+
+
+def read_thumbnail(path: str) -> np.ndarray | None:
+    """First frame / image, cover-fitted to the thumbnail size (runs off the GUI thread)."""
+    from inference.compose import cover_fit
+
+    p = Path(path)
+    img = None
+    if p.suffix.lower() in VIDEO_EXTS:
+        cap = cv2.VideoCapture(str(p))
+        ok, img = cap.read()
+        cap.release()
+        img = img if ok else None
+    else:
+        data = np.fromfile(str(p), np.uint8) if p.is_file() else np.zeros(0, np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if img is None else cover_fit(img, THUMB.width(), THUMB.height())
+
+
+def swatch(color: QColor, text: str = "") -> QIcon:
+    pm = QPixmap(THUMB)
+    pm.fill(color)
+    if text:
+        p = QPainter(pm)
+        p.setPen(QColor(255, 255, 255) if color.lightness() < 140 else QColor(20, 20, 20))
+        p.drawText(pm.rect(), Qt.AlignmentFlag.AlignCenter, text)
+        p.end()
+    return QIcon(pm)
+
+
+class BackgroundGallery(QListWidget):
+    """Emits ``chosen(spec)`` for a background, ``add_requested``/``color_requested`` for the specials."""
+
+    chosen = Signal(str)
+    add_requested = Signal()
+    color_requested = Signal()
+    files_dropped = Signal(list)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setIconSize(THUMB)
+        self.setGridSize(QSize(THUMB.width() + 14, THUMB.height() + 30))
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setWordWrap(True)
+        self.setAcceptDrops(True)
+        self.setDragDropMode(QListWidget.DragDropMode.DropOnly)
+        self.itemClicked.connect(self._clicked)
+        self.blur_strength = 15
+        self.color = "#2E8B57"
+
+    # ---- contents -----------------------------------------------------------------------------
+    def populate(self, bundled: list[Path], user: list[str]) -> None:
+        self.clear()
+        self._add_special("None", "none", swatch(QColor(60, 60, 60), "No effect"))
+        self._add_special("Blur", "blur", swatch(QColor(110, 130, 150), "Blur"))
+        self._add_special("Colour", "color", swatch(QColor(self.color), "Colour..."))
+        for p in bundled:
+            self.add_file(str(p), user=False)
+        for p in user:
+            self.add_file(p, user=True)
+        self._add_special("Add image or video...", "add", swatch(QColor(40, 40, 40), "+ Add..."))
+
+    def _add_special(self, label: str, kind: str, icon: QIcon) -> QListWidgetItem:
+        item = QListWidgetItem(icon, label)
+        item.setData(ROLE_KIND, kind)
+        item.setData(ROLE_SPEC, kind)
+        self.addItem(item)
+        return item
+
+    def add_file(self, path: str, user: bool = True) -> QListWidgetItem:
+        """Add (or find) a file item; its thumbnail is read in the background."""
+        existing = self.item_for_spec(path)
+        if existing is not None:
+            return existing
+        item = QListWidgetItem(swatch(QColor(30, 30, 30), "..."), Path(path).stem.replace("_", " "))
+        item.setData(ROLE_KIND, "user" if user else "file")
+        item.setData(ROLE_SPEC, path)
+        item.setToolTip(path)
+        add_row = self._row_of_kind("add")
+        if add_row is None:
+            self.addItem(item)
+        else:
+            self.insertItem(add_row, item)
+        Task(lambda: read_thumbnail(path), lambda img, it=item: self._set_thumb(it, img)).start()
+        return item
+
+    def _set_thumb(self, item: QListWidgetItem, img) -> None:
+        try:
+            if img is not None:
+                item.setIcon(QIcon(QPixmap.fromImage(bgr_to_qimage(img))))
+            else:
+                item.setIcon(swatch(QColor(90, 30, 30), "unreadable"))
+        except RuntimeError:   # the item was removed meanwhile
+            pass
+
+    def _row_of_kind(self, kind: str) -> int | None:
+        for i in range(self.count()):
+            if self.item(i).data(ROLE_KIND) == kind:
+                return i
+        return None
+
+    def item_for_spec(self, spec: str) -> QListWidgetItem | None:
+        kind = spec.split(":", 1)[0].lower()
+        for i in range(self.count()):
+            it = self.item(i)
+            if it.data(ROLE_SPEC) == spec or (it.data(ROLE_KIND) in ("blur", "color") and it.data(ROLE_KIND) == kind):
+                return it
+        return None
+
+    def selectable_specs(self) -> list[str]:
+        """Specs of every background a click can apply (for cycling with B)."""
+        specs = []
+        for i in range(self.count()):
+            kind = self.item(i).data(ROLE_KIND)
+            if kind == "blur":
+                specs.append(f"blur:{self.blur_strength}")
+            elif kind == "color":
+                specs.append(f"color:{self.color}")
+            elif kind != "add":
+                specs.append(self.item(i).data(ROLE_SPEC))
+        return specs
+
+    def mark(self, spec: str) -> None:
+        """Highlight the item for ``spec`` without emitting anything."""
+        item = self.item_for_spec(spec)
+        self.blockSignals(True)
+        self.setCurrentItem(item) if item is not None else self.clearSelection()
+        self.blockSignals(False)
+
+    def set_color(self, color: str) -> None:
+        self.color = color
+        row = self._row_of_kind("color")
+        if row is not None:
+            self.item(row).setIcon(swatch(QColor(color), "Colour..."))
+
+    # ---- interaction --------------------------------------------------------------------------
+    def _clicked(self, item: QListWidgetItem) -> None:
+        kind = item.data(ROLE_KIND)
+        if kind == "add":
+            self.add_requested.emit()
+        elif kind == "color":
+            self.color_requested.emit()
+        elif kind == "blur":
+            self.chosen.emit(f"blur:{self.blur_strength}")
+        else:
+            self.chosen.emit(item.data(ROLE_SPEC))
+
+    def dragEnterEvent(self, e) -> None:
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dragMoveEvent(self, e) -> None:
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:
+        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.files_dropped.emit(paths)
+            e.acceptProposedAction()

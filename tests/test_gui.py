@@ -1,0 +1,196 @@
+"""The desktop window, offscreen, on a real still portrait and the real model."""
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+
+from app.engine import EngineSettings
+from app.gui.main_window import MainWindow
+from app.gui.settings_store import GuiSettings, load_gui_settings
+from inference.compose import cover_fit
+
+ASSET_BG = "assets/backgrounds/aurora.jpg"
+
+
+@pytest.fixture
+def still_path(tmp_path, portrait_frame):
+    path = tmp_path / "portrait.png"
+    cv2.imwrite(str(path), portrait_frame)
+    return path
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path, monkeypatch, still_path, recording_backend):
+    monkeypatch.setenv("BGSWAP_CONFIG_DIR", str(tmp_path / "config"))
+    windows = []
+
+    def make(gs: GuiSettings | None = None) -> MainWindow:
+        if gs is None:
+            gs = GuiSettings(engine=EngineSettings(source=str(still_path), background="blur"), vcam_backend="recording")
+        w = MainWindow(gs)
+        qtbot.addWidget(w)
+        w.show()
+        windows.append(w)
+        qtbot.waitUntil(lambda: w.preview.frames_shown >= 3, timeout=30000)
+        return w
+
+    yield make
+    for w in windows:
+        if w.engine.running:
+            w.close()
+
+
+def click_item(qtbot, gallery, kind_or_spec: str):
+    from app.gui.background_picker import ROLE_KIND, ROLE_SPEC
+
+    for i in range(gallery.count()):
+        item = gallery.item(i)
+        if kind_or_spec in (item.data(ROLE_KIND), item.data(ROLE_SPEC)):
+            gallery.scrollToItem(item)
+            qtbot.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, pos=gallery.visualItemRect(item).center())
+            return
+    raise AssertionError(f"no gallery item {kind_or_spec}")
+
+
+def wait_new_frames(qtbot, w, n=4):
+    start = w.engine.stats.frames_out
+    qtbot.waitUntil(lambda: w.engine.stats.frames_out >= start + n, timeout=20000)
+
+
+def blend_error(w, frame, bg) -> float:
+    out, alpha = w.engine.last_output.astype(np.float32), w.engine.last_alpha[..., None]
+    expected = alpha * frame + (1 - alpha) * bg
+    return float(np.percentile(np.abs(out - expected), 99))
+
+
+def test_window_starts_and_shows_live_preview(make_window, qtbot):
+    w = make_window()
+    img = w.preview.image
+    assert img is not None and img.width() == 640 and img.height() == 480
+    colors = {img.pixelColor(x, y).name() for x in range(0, 640, 80) for y in range(0, 480, 80)}
+    assert len(colors) > 10                        # a real picture, not a blank
+    qtbot.waitUntil(lambda: "fps" in w.stats_label.text(), timeout=5000)   # the readout updates itself
+    assert "latency" in w.preview.overlay
+
+
+def test_each_background_mode_changes_the_output(make_window, qtbot, monkeypatch, portrait_frame):
+    w = make_window()
+    frame = portrait_frame.astype(np.float32)
+    monkeypatch.setattr("app.gui.main_window.QColorDialog.getColor", lambda *a, **k: QColor("#FF0000"))
+    click_item(qtbot, w.gallery, "color")
+    qtbot.waitUntil(lambda: w.engine.settings.background == "color:#FF0000", timeout=10000)
+    wait_new_frames(qtbot, w)
+    assert blend_error(w, frame, np.array([0, 0, 255], np.float32)) < 4
+
+    click_item(qtbot, w.gallery, "none")
+    qtbot.waitUntil(lambda: w.engine.background.kind == "none", timeout=10000)
+    wait_new_frames(qtbot, w)
+    np.testing.assert_array_equal(w.engine.last_output, portrait_frame)
+
+    bg_path = str(w.gallery.item(3).data(Qt.ItemDataRole.UserRole))
+    click_item(qtbot, w.gallery, bg_path)
+    qtbot.waitUntil(lambda: w.engine.background.kind == "image", timeout=10000)
+    wait_new_frames(qtbot, w)
+    bg = cover_fit(cv2.imread(bg_path), 640, 480).astype(np.float32)
+    assert blend_error(w, frame, bg) < 4
+
+    click_item(qtbot, w.gallery, "blur")
+    qtbot.waitUntil(lambda: w.engine.background.kind == "blur", timeout=10000)
+    wait_new_frames(qtbot, w)
+    out = w.engine.last_output
+    assert not np.array_equal(out, portrait_frame)
+    assert w.gallery.currentItem().text() == "Blur"
+
+
+def test_bad_background_keeps_the_previous_one(make_window, qtbot, tmp_path):
+    w = make_window()
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a picture")
+    before = w.engine.settings.background
+    count = w.gallery.count()
+    w.add_backgrounds([str(bad)])
+    qtbot.waitUntil(lambda: "broken.png" in w.last_message, timeout=10000)
+    assert "not a readable image" in w.last_message and w.banner.isVisible()
+    assert w.engine.settings.background == before and w.gallery.count() == count
+
+
+def test_added_background_is_applied_and_remembered(make_window, qtbot, tmp_path):
+    w = make_window()
+    path = tmp_path / "mine.png"
+    cv2.imwrite(str(path), np.full((90, 160, 3), (10, 200, 30), np.uint8))
+    w.add_backgrounds([str(path)])
+    qtbot.waitUntil(lambda: w.engine.settings.background == str(path), timeout=10000)
+    assert str(path) in w.gs.user_backgrounds
+    w.close()
+    assert str(path) in load_gui_settings().user_backgrounds
+
+
+def test_virtual_camera_toggle_drives_the_backend(make_window, qtbot, recording_backend):
+    w = make_window()
+    qtbot.mouseClick(w.vcam_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.vcam_state == "on", timeout=10000)
+    cam = recording_backend.instances[-1]
+    qtbot.waitUntil(lambda: len(cam.frames) >= 10, timeout=10000)
+    assert cam.frames[-1].shape == (480, 640, 3)
+    assert "on" in w.vcam_button.text() and "/dev/video-recording" in w.vcam_label.text()
+    qtbot.keyClick(w, Qt.Key.Key_V)                       # shortcut turns it off
+    qtbot.waitUntil(lambda: cam.closed, timeout=10000)
+    assert w.vcam_state == "off" and not w.vcam_button.isChecked()
+
+
+def test_virtual_camera_unavailable_shows_reason_and_fix(make_window, qtbot, recording_backend):
+    w = make_window()
+    recording_backend.fail_with = "no loopback device"
+    w.vcam_button.setChecked(True)
+    qtbot.waitUntil(lambda: w.vcam_state == "unavailable", timeout=10000)
+    assert not w.vcam_button.isChecked()
+    assert "no loopback device" in w.last_message
+    assert "modprobe v4l2loopback" in w.last_message or "OBS" in w.last_message
+    assert w.engine.stats.frames_out > 0 and w.engine.running    # the preview keeps running
+
+
+def test_settings_persist_across_a_restart(make_window, qtbot):
+    w = make_window()
+    w.choose_background("color:#123456")
+    qtbot.waitUntil(lambda: w.engine.settings.background == "color:#123456", timeout=10000)
+    w.mirror_view.setChecked(True)
+    w.threshold_slider.setValue(62)
+    w.largest.setChecked(True)
+    w.resize(700, 500)           # the offscreen screen is 800x600
+    w.close()
+    gs = load_gui_settings()
+    assert gs.engine.background == "color:#123456" and gs.preview_mirror
+    assert gs.engine.refine.threshold == pytest.approx(0.62) and gs.engine.refine.largest_person_only
+    w2 = make_window(gs)
+    assert w2.engine.settings.background == "color:#123456"
+    assert w2.threshold_slider.value() == 62 and w2.mirror_view.isChecked()
+    assert (w2.width(), w2.height()) == (700, 500)
+
+
+def test_shortcuts_cycle_backgrounds_and_pause(make_window, qtbot):
+    w = make_window()
+    before = w.engine.settings.background
+    qtbot.keyClick(w, Qt.Key.Key_B)
+    qtbot.waitUntil(lambda: w.engine.settings.background != before, timeout=10000)
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert w.engine.paused
+    frozen = w.engine.last_output
+    wait_new_frames(qtbot, w)
+    assert w.engine.last_output is frozen
+    qtbot.keyClick(w, Qt.Key.Key_Space)
+    assert not w.engine.paused
+
+
+def test_closing_stops_every_thread(make_window, qtbot):
+    w = make_window()
+    w.vcam_button.setChecked(True)
+    qtbot.waitUntil(lambda: w.vcam_state == "on", timeout=10000)
+    w.close()
+    names = {t.name for t in threading.enumerate()}
+    assert not names & {"capture", "segment", "process", "virtual-camera"}
+    assert not w.engine.running
