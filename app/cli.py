@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from inference.refine import RefineSettings
 
 from .engine import EngineSettings
+
+log = logging.getLogger("bgswap")
+
+
+def _display_available() -> bool:
+    if sys.platform != "linux" or os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal", "vnc"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -109,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_headless(settings, args.virtual_cam, args.device, args.vcam_backend, args.output,
                             args.frames, args.duration, args.stats_every)
+    if not _display_available():
+        log.error("no display found for the window: run with --no-gui (e.g. --no-gui --virtual-cam), "
+                  "or start it from a desktop session")
+        return 2
     from .gui.main_window import run_gui
 
     return run_gui(settings, args)

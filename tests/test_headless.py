@@ -89,3 +89,10 @@ def test_sigterm_stops_cleanly_and_finalises_the_file(tmp_path):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert "wrote" in err and count_frames(out) > 10
+
+
+def test_gui_without_a_display_says_what_to_do():
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "--no-gui" in r.stderr

@@ -40,6 +40,12 @@ def read_thumbnail(path: str) -> np.ndarray | None:
     return None if img is None else cover_fit(img, THUMB.width(), THUMB.height())
 
 
+def _same_file_key(spec: str) -> str | None:
+    """An absolute path for file specs (so 'assets/x.jpg' and '/abs/assets/x.jpg' match), else None."""
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.suffix and p.exists() else None
+
+
 def swatch(color: QColor, text: str = "") -> QIcon:
     pm = QPixmap(THUMB)
     pm.fill(color)
@@ -126,9 +132,13 @@ class BackgroundGallery(QListWidget):
 
     def item_for_spec(self, spec: str) -> QListWidgetItem | None:
         kind = spec.split(":", 1)[0].lower()
+        target = _same_file_key(spec)
         for i in range(self.count()):
             it = self.item(i)
-            if it.data(ROLE_SPEC) == spec or (it.data(ROLE_KIND) in ("blur", "color") and it.data(ROLE_KIND) == kind):
+            if it.data(ROLE_KIND) in ("blur", "color"):
+                if it.data(ROLE_KIND) == kind:
+                    return it
+            elif it.data(ROLE_SPEC) == spec or (target and _same_file_key(it.data(ROLE_SPEC)) == target):
                 return it
         return None
 

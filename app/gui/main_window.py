@@ -140,7 +140,9 @@ class MainWindow(QMainWindow):
         self.blur_slider.valueChanged.connect(self._blur_changed)
         form.addRow("Blur strength", self.blur_slider)
         v.addLayout(form)
-        v.addWidget(QLabel("Drop images or videos here to add them.  B: next background"))
+        hint = QLabel("Drop images or videos here to add them. B / Shift+B: next / previous background")
+        hint.setWordWrap(True)
+        v.addWidget(hint)
         self.gallery.mark(self.gs.engine.background)
         return w
 
