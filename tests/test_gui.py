@@ -194,3 +194,27 @@ def test_closing_stops_every_thread(make_window, qtbot):
     names = {t.name for t in threading.enumerate()}
     assert not names & {"capture", "segment", "process", "virtual-camera"}
     assert not w.engine.running
+
+
+def test_add_item_and_drag_and_drop_add_backgrounds(make_window, qtbot, monkeypatch, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    w = make_window()
+    picked = tmp_path / "picked.png"
+    cv2.imwrite(str(picked), np.full((90, 160, 3), 40, np.uint8))
+    monkeypatch.setattr("app.gui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(picked), ""))
+    click_item(qtbot, w.gallery, "add")
+    qtbot.waitUntil(lambda: w.engine.settings.background == str(picked), timeout=10000)
+
+    dropped = tmp_path / "dropped.png"
+    cv2.imwrite(str(dropped), np.full((90, 160, 3), 90, np.uint8))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(dropped))])
+    ev = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                    Qt.KeyboardModifier.NoModifier)
+    w.gallery.dropEvent(ev)
+    qtbot.waitUntil(lambda: w.engine.settings.background == str(dropped), timeout=10000)
+    assert w.gallery.item_for_spec(str(dropped)) is not None
+    assert w.gs.user_backgrounds == [str(picked), str(dropped)]

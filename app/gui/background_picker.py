@@ -40,6 +40,20 @@ def read_thumbnail(path: str) -> np.ndarray | None:
     return None if img is None else cover_fit(img, THUMB.width(), THUMB.height())
 
 
+def accept_file_drag(event) -> None:
+    """Accept drags that carry files (for dragEnter/dragMove handlers)."""
+    if event.mimeData().hasUrls():
+        event.acceptProposedAction()
+
+
+def dropped_files(event) -> list[str]:
+    """Local file paths of a drop event (accepting it when there are any)."""
+    paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+    if paths:
+        event.acceptProposedAction()
+    return paths
+
+
 def _same_file_key(spec: str) -> str | None:
     """An absolute path for file specs (so 'assets/x.jpg' and '/abs/assets/x.jpg' match), else None."""
     p = Path(spec).expanduser()
@@ -181,15 +195,12 @@ class BackgroundGallery(QListWidget):
             self.chosen.emit(item.data(ROLE_SPEC))
 
     def dragEnterEvent(self, e) -> None:
-        if e.mimeData().hasUrls():
-            e.acceptProposedAction()
+        accept_file_drag(e)
 
     def dragMoveEvent(self, e) -> None:
-        if e.mimeData().hasUrls():
-            e.acceptProposedAction()
+        accept_file_drag(e)
 
     def dropEvent(self, e) -> None:
-        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        paths = dropped_files(e)
         if paths:
             self.files_dropped.emit(paths)
-            e.acceptProposedAction()

@@ -23,7 +23,7 @@ from inference.refine import RefineSettings
 from ..engine import ASSETS, Engine
 from ..sinks import CallbackSink, SinkUnavailable, VirtualCameraSink, virtual_camera_fix
 from ..sources import list_cameras
-from .background_picker import BackgroundGallery, bundled_backgrounds
+from .background_picker import BackgroundGallery, accept_file_drag, bundled_backgrounds, dropped_files
 from .bridge import FrameBridge, Task
 from .preview import PreviewWidget
 from .settings_store import GuiSettings, load_gui_settings, save_gui_settings
@@ -377,11 +377,10 @@ class MainWindow(QMainWindow):
             self.choose_background(f"blur:{value}")
 
     def dragEnterEvent(self, e) -> None:
-        if e.mimeData().hasUrls():
-            e.acceptProposedAction()
+        accept_file_drag(e)
 
     def dropEvent(self, e) -> None:
-        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        paths = dropped_files(e)
         if paths:
             self.add_backgrounds(paths)
 
