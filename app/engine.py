@@ -215,8 +215,7 @@ class Engine:
         s = self.settings
         req = CaptureRequest(width or s.width, height or s.height, fps or s.fps)
         new = open_source(spec, req, realtime=s.realtime)
-        if not new.live:
-            new.open()
+        new.open()      # a camera that cannot be opened leaves the current source running
         with self._source_lock:
             old = self.source
             self.source = new

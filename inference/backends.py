@@ -40,6 +40,7 @@ class BackendOptions:
     device: str = "auto"
     threads: int = 2
     tensorrt: bool = False
+    input_hw: tuple[int, int] = (256, 256)   # TensorRT builds its engine for this shape
 
 
 def _paddle_gpu_available() -> bool:
@@ -84,8 +85,12 @@ class OnnxRuntimeBackend:
         return self.session.run(None, {self.input_name: x})[0]
 
 
+INPUT_NAME = "x"   # training/export.py names the network input so
+
+
 class PaddleBackend:
-    def __init__(self, model_dir: Path, device: str, threads: int, tensorrt: bool = False):
+    def __init__(self, model_dir: Path, device: str, threads: int, tensorrt: bool = False,
+                 input_hw: tuple[int, int] = (256, 256)):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # paddle forces 1 otherwise
         import paddle.inference as pi
 
@@ -100,6 +105,8 @@ class PaddleBackend:
                 config.enable_tensorrt_engine(workspace_size=1 << 28, max_batch_size=1, min_subgraph_size=3,
                                               precision_mode=pi.PrecisionType.Half, use_static=False,
                                               use_calib_mode=False)
+                shape = {INPUT_NAME: [1, 3, *input_hw]}
+                config.set_trt_dynamic_shape_info(shape, shape, shape)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads)
@@ -140,10 +147,15 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
             gpu = want_gpu and _paddle_gpu_available()
             if opts.device == "gpu" and not gpu:
                 log.warning("no CUDA GPU visible to paddle: using the CPU")
-            return PaddleBackend(model_dir, "gpu" if gpu else "cpu", opts.threads, opts.tensorrt)
+            return PaddleBackend(model_dir, "gpu" if gpu else "cpu", opts.threads, opts.tensorrt, opts.input_hw)
 
     if opts.backend == "auto" and opts.device == "auto" and _cuda_hint() and _paddle_gpu_available():
-        return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt)
+        try:
+            return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt, opts.input_hw)
+        except ModelError:
+            raise
+        except Exception as exc:   # a broken CUDA/TensorRT install: the CPU still works
+            log.warning("Paddle GPU predictor failed (%s): using ONNX Runtime", exc)
 
     try:
         return OnnxRuntimeBackend(model_dir, "cpu" if opts.device == "cpu" else opts.device, opts.threads)

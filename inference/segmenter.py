@@ -28,7 +28,8 @@ class Segmenter:
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.meta = ModelMeta.load(self.model_dir)
         self.input_size = self._check_size(input_size)
-        self.backend = create_backend(self.model_dir, BackendOptions(backend, device, threads, tensorrt))
+        self.backend = create_backend(self.model_dir,
+                                      BackendOptions(backend, device, threads, tensorrt, self.input_size))
         scale = 1.0 / (255.0 * np.asarray(self.meta.std, np.float32))
         self._scale = scale.reshape(1, 1, 3)
         self._shift = (-np.asarray(self.meta.mean, np.float32) / np.asarray(self.meta.std, np.float32)).reshape(1, 1, 3)

@@ -145,7 +145,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
     total = sum(int(n) for n, _ in cfg["stages"])
-    it, best = 0, -1.0
+    it, best, seconds_before = 0, -1.0, 0.0
     ckpt_path = run_dir / "last.pdckpt"
     if ckpt_path.exists():
         ck = paddle.load(str(ckpt_path))
@@ -153,6 +153,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         opt.set_state_dict(rename_optimizer_state(ck["optimizer"], ck.get("param_names", []),
                                                   [p.name for p in model.parameters()]))
         it, best = int(ck["iteration"]), float(ck["best"])
+        seconds_before = float(ck.get("train_seconds", 0.0))
         log.info("resumed from %s at iteration %d (best mIoU %.4f)", ckpt_path, it, best)
 
     loader = BatchLoader(train_set, AugmentConfig(**cfg.get("augment", {})), cfg["batch_size"],
@@ -168,7 +169,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     def save() -> None:
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
-                     "best": best, "config": cfg, "param_names": [p.name for p in model.parameters()]},
+                     "best": best, "config": cfg, "train_seconds": seconds_before + time.time() - t_start,
+                     "param_names": [p.name for p in model.parameters()]},
                     ckpt_path)
 
     lc = cfg["loss"]
@@ -205,7 +207,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
             m = validate(model, val_set, size)
-            m.update(iteration=it, size=size, minutes=round((time.time() - t_start) / 60, 1))
+            m.update(iteration=it, size=size, minutes=round((seconds_before + time.time() - t_start) / 60, 1))
             with open(run_dir / "val.jsonl", "a") as f:
                 f.write(json.dumps(m) + "\n")
             log.info("val %s", m)

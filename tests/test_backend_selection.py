@@ -1,0 +1,68 @@
+"""The one place that picks the hardware backend: its decisions on machines we do not have."""
+from __future__ import annotations
+
+import pytest
+
+import inference.backends as backends
+from inference.backends import BackendOptions, create_backend
+
+
+class FakePaddle:
+    def __init__(self, model_dir, device, threads, tensorrt=False, input_hw=(256, 256)):
+        if FakePaddle.fail:
+            raise RuntimeError("CUDA driver version is insufficient")
+        self.name, self.device, self.tensorrt, self.input_hw = "paddle", device, tensorrt, input_hw
+
+    fail = False
+
+
+@pytest.fixture
+def gpu_machine(monkeypatch):
+    FakePaddle.fail = False
+    monkeypatch.setattr(backends, "_cuda_hint", lambda: True)
+    monkeypatch.setattr(backends, "_paddle_gpu_available", lambda: True)
+    monkeypatch.setattr(backends, "PaddleBackend", FakePaddle)
+
+
+def test_auto_uses_paddle_on_a_cuda_gpu(model_dir, gpu_machine):
+    b = create_backend(model_dir, BackendOptions(tensorrt=True, input_hw=(192, 192)))
+    assert (b.name, b.device, b.tensorrt, b.input_hw) == ("paddle", "gpu", True, (192, 192))
+
+
+def test_broken_gpu_stack_falls_back_to_onnxruntime(model_dir, gpu_machine):
+    FakePaddle.fail = True
+    b = create_backend(model_dir, BackendOptions())
+    assert (b.name, b.device) == ("onnxruntime", "cpu")
+
+
+def test_cpu_request_never_touches_the_gpu(model_dir, gpu_machine):
+    b = create_backend(model_dir, BackendOptions(device="cpu"))
+    assert (b.name, b.device) == ("onnxruntime", "cpu")
+
+
+def test_paddle_backend_without_gpu_runs_on_cpu(model_dir, monkeypatch):
+    monkeypatch.setattr(backends, "_paddle_gpu_available", lambda: False)
+    monkeypatch.setattr(backends, "PaddleBackend", FakePaddle)
+    b = create_backend(model_dir, BackendOptions(backend="paddle", device="gpu"))
+    assert (b.name, b.device) == ("paddle", "cpu")
+
+
+def test_onnxruntime_prefers_its_cuda_provider_when_present(model_dir, monkeypatch):
+    import onnxruntime as ort
+
+    seen = {}
+    real = ort.InferenceSession
+
+    class Session(real):
+        def __init__(self, path, so, providers):
+            seen["providers"] = providers
+            super().__init__(path, so, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return seen["providers"]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    monkeypatch.setattr(backends, "_cuda_hint", lambda: False)
+    b = create_backend(model_dir, BackendOptions())
+    assert seen["providers"][0] == "CUDAExecutionProvider" and b.device == "gpu"
