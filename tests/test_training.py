@@ -81,7 +81,7 @@ def test_train_resume_export_evaluate(tmp_path):
     root = make_dataset(tmp_path / "d")
     cfg = train.load_config(Path(__file__).resolve().parent.parent / "training/configs/portrait_bisenetv2.yml")
     cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
-               batch_size=2, stages=[[3, 64], [2, 96]], val_every=5, save_every=2, log_every=1, cache_long_side=96)
+               batch_size=2, stages=[[3, 64], [2, 96]], resume_from=None, val_every=5, save_every=2, log_every=1, cache_long_side=96)
     cfg["optimizer"]["warmup_iters"] = 2
     train.train(cfg)
     run = tmp_path / "run"

@@ -2,7 +2,9 @@
 
     python -m training.train --config training/configs/portrait_bisenetv2.yml
 
-Run it again with the same config to resume from ``<run_dir>/last.pdckpt``.
+Run it again with the same config to resume from ``<run_dir>/last.pdckpt`` (or, on a
+fresh clone, from the checkpoint committed at ``resume_from`` when a run had to be
+carried into a later session).
 Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
 ``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
 the best validation mIoU) and ``train.log`` / ``val.jsonl`` in the run folder.
@@ -147,14 +149,17 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     total = sum(int(n) for n, _ in cfg["stages"])
     it, best, seconds_before = 0, -1.0, 0.0
     ckpt_path = run_dir / "last.pdckpt"
-    if ckpt_path.exists():
-        ck = paddle.load(str(ckpt_path))
+    source = ckpt_path if ckpt_path.exists() else None
+    if source is None and cfg.get("resume_from") and Path(cfg["resume_from"]).is_file():
+        source = Path(cfg["resume_from"])
+    if source is not None:
+        ck = paddle.load(str(source))
         model.set_state_dict(ck["model"])
         opt.set_state_dict(rename_optimizer_state(ck["optimizer"], ck.get("param_names", []),
                                                   [p.name for p in model.parameters()]))
         it, best = int(ck["iteration"]), float(ck["best"])
         seconds_before = float(ck.get("train_seconds", 0.0))
-        log.info("resumed from %s at iteration %d (best mIoU %.4f)", ckpt_path, it, best)
+        log.info("resumed from %s at iteration %d (best mIoU %.4f)", source, it, best)
 
     loader = BatchLoader(train_set, AugmentConfig(**cfg.get("augment", {})), cfg["batch_size"],
                          seed=cfg["seed"] * 100003 + it)
