@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             from .gui.settings_store import load_gui_settings
 
             base = load_gui_settings().engine
-        settings = settings_from_args(args, base or EngineSettings())
+        if base is None:
+            from .sources import default_source
+
+            base = EngineSettings(source=default_source())
+        settings = settings_from_args(args, base)
     except ValueError as exc:
         parser.error(str(exc))
     if args.no_gui:

@@ -246,10 +246,26 @@ def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = T
     raise SourceError(f"source {spec!r} is not a file")
 
 
+def _v4l2_name(dev: str) -> str:
+    try:
+        return Path(f"/sys/class/video4linux/{Path(dev).name}/name").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _is_loopback(dev: str) -> bool:
+    name = _v4l2_name(dev).lower()
+    return "loopback" in name or "dummy" in name or "bgswap" in name
+
+
+def _v4l2_devices() -> list[str]:
+    return sorted(glob.glob("/dev/video*"), key=lambda p: int(p[10:]) if p[10:].isdigit() else 999)
+
+
 def list_cameras() -> list[str]:
-    """Camera device paths on Linux (``/dev/video*``); indices 0..3 that open elsewhere."""
+    """Real cameras: ``/dev/video*`` minus virtual (loopback) devices on Linux; indices 0..3 that open elsewhere."""
     if platform.system() == "Linux":
-        return sorted(glob.glob("/dev/video*"), key=lambda p: int(p[10:]) if p[10:].isdigit() else 999)
+        return [d for d in _v4l2_devices() if not _is_loopback(d)]
     found = []
     for i in range(4):
         cap = cv2.VideoCapture(i)
@@ -257,3 +273,14 @@ def list_cameras() -> list[str]:
             found.append(str(i))
         cap.release()
     return found
+
+
+def list_virtual_cameras() -> list[str]:
+    """v4l2loopback devices a virtual camera can publish to (Linux only; elsewhere the backend picks)."""
+    return [d for d in _v4l2_devices() if _is_loopback(d)] if platform.system() == "Linux" else []
+
+
+def default_source() -> str:
+    """The first real camera, or the built-in demo when there is none."""
+    cams = list_cameras()
+    return cams[0] if cams else "demo"

@@ -65,3 +65,18 @@ def test_missing_camera_names_the_fix():
     assert isinstance(src, CameraSource) and src.live
     with pytest.raises(SourceError, match="could not be opened.*--source demo"):
         src.open()
+
+
+def test_virtual_camera_devices_are_not_offered_as_cameras(monkeypatch):
+    import app.sources as sources
+
+    names = {"/dev/video0": "Integrated Webcam", "/dev/video2": "Dummy video device (0x0000)",
+             "/dev/video4": "BgSwap Camera"}
+    monkeypatch.setattr(sources.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(sources, "_v4l2_devices", lambda: list(names))
+    monkeypatch.setattr(sources, "_v4l2_name", lambda dev: names[dev])
+    assert sources.list_cameras() == ["/dev/video0"]
+    assert sources.list_virtual_cameras() == ["/dev/video2", "/dev/video4"]
+    assert sources.default_source() == "/dev/video0"
+    monkeypatch.setattr(sources, "_v4l2_devices", lambda: ["/dev/video2"])
+    assert sources.default_source() == "demo"

@@ -22,7 +22,7 @@ from inference.refine import RefineSettings
 
 from ..engine import ASSETS, Engine
 from ..sinks import CallbackSink, SinkUnavailable, VirtualCameraSink, virtual_camera_fix
-from ..sources import list_cameras
+from ..sources import list_cameras, list_virtual_cameras
 from .background_picker import BackgroundGallery, accept_file_drag, bundled_backgrounds, dropped_files
 from .bridge import FrameBridge, Task
 from .preview import PreviewWidget
@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         self.vcam_device = QComboBox()
         self.vcam_device.setToolTip("Virtual camera device")
         self.vcam_device.addItem("Auto", None)
-        for dev in list_cameras():
+        for dev in list_virtual_cameras():
             self.vcam_device.addItem(dev, dev)
         if self.gs.vcam_device:
             i = self.vcam_device.findData(self.gs.vcam_device)

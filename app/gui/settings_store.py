@@ -36,9 +36,12 @@ class GuiSettings:
 
 def load_gui_settings(path: Path | None = None) -> GuiSettings:
     """Saved settings, or defaults when there are none; a damaged file is reported and ignored."""
+    from ..sources import default_source
+
     path = path or config_path()
     gs = GuiSettings()
     if not path.is_file():
+        gs.engine.source = default_source()    # first run: the webcam, or the demo without one
         return gs
     try:
         d = json.loads(path.read_text())
