@@ -179,6 +179,7 @@ def test_shortcuts_cycle_backgrounds_and_pause(make_window, qtbot):
     qtbot.waitUntil(lambda: w.engine.settings.background != before, timeout=10000)
     qtbot.keyClick(w, Qt.Key.Key_Space)
     assert w.engine.paused
+    wait_new_frames(qtbot, w, 2)            # a frame already being processed may still land
     frozen = w.engine.last_output
     wait_new_frames(qtbot, w)
     assert w.engine.last_output is frozen
