@@ -240,9 +240,7 @@ def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = T
     if ext in IMAGE_EXTS:
         return StillSource(None, req, name=f"image {path.name}", path=path)
     if ext in VIDEO_EXTS or path.is_file():
-        src = VideoFileSource(path, req)
-        src.realtime = realtime
-        return src
+        return VideoFileSource(path, req, realtime=realtime)
     raise SourceError(f"source {spec!r} is not a file")
 
 

@@ -42,6 +42,11 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, tol: int = 3) -> float:
     return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
 
 
+def group_of(name: str) -> str:
+    """The source prefix of a sample name: ``eg_00012.jpg`` -> ``eg_``."""
+    return name.split("_")[0] + "_"
+
+
 @dataclass
 class Scores:
     ious: list = field(default_factory=list)
@@ -79,7 +84,7 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
         model_ms.append(seg.last_ms)
         pred, g = alpha > 0.5, gt.astype(bool)
         overall.add(pred, g)
-        groups[ip.name.split("_")[0] + "_"].add(pred, g)
+        groups[group_of(ip.name)].add(pred, g)
     out = overall.summary()
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, threads=threads,

@@ -78,37 +78,30 @@ def rename_optimizer_state(state: dict, old_names: list[str], new_names: list[st
 
 
 def validate(model, val, size: int, batch: int = 16) -> dict:
-    """Person IoU (mean over images) and 2-class mIoU (accumulated, PaddleSeg's figure)."""
+    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``."""
     import cv2
     import paddle
 
     from training.data import to_chw_rgb
+    from training.evaluate import Scores, group_of
 
     model.eval()
-    ious, inter, union = [], np.zeros(2), np.zeros(2)
+    overall, groups = Scores(), {"eg_": Scores(), "ccp_": Scores()}
     with paddle.no_grad():
         for s in range(0, len(val), batch):
             imgs = val.images[s:s + batch]
             x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
             prob = paddle.nn.functional.softmax(model(paddle.to_tensor(x))[0], axis=1)[:, 1].numpy()
-            for p, gt in zip(prob, val.masks[s:s + batch]):
+            for p, gt, name in zip(prob, val.masks[s:s + batch], val.names[s:s + batch]):
                 pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
                 g = gt.astype(bool)
-                for c, (pc, gc) in enumerate(((~pred, ~g), (pred, g))):
-                    inter[c] += np.logical_and(pc, gc).sum()
-                    union[c] += np.logical_or(pc, gc).sum()
-                u = np.logical_or(pred, g).sum()
-                ious.append(np.logical_and(pred, g).sum() / u if u else 1.0)
+                overall.add(pred, g)
+                if group_of(name) in groups:
+                    groups[group_of(name)].add(pred, g)
     model.train()
-    names = val.names
-    iou = np.array(ious)
-    eg = np.array([n.startswith("eg_") for n in names])
-    return {
-        "person_iou": float(iou.mean()),
-        "miou": float((inter / np.maximum(union, 1)).mean()),
-        "iou_eg": float(iou[eg].mean()) if eg.any() else None,
-        "iou_ccp": float(iou[~eg].mean()) if (~eg).any() else None,
-    }
+    out = overall.summary()
+    out.update({f"iou_{k[:-1]}": (v.summary()["person_iou"] if v.ious else None) for k, v in groups.items()})
+    return out
 
 
 def train(cfg: dict, max_minutes: float | None = None) -> None:
