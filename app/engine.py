@@ -309,9 +309,7 @@ class Engine:
                 else:
                     time.sleep(0.05)
                     continue
-            pace = getattr(src, "_pace", None)
-            waited = pace.last_wait if pace is not None else 0.0
-            self.stats.stage("capture", (time.perf_counter() - t0 - waited) * 1000)
+            self.stats.stage("capture", (time.perf_counter() - t0 - src.last_wait) * 1000)
             if self.settings.mirror:
                 frame = cv2.flip(frame, 1)
             seq += 1

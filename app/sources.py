@@ -28,6 +28,7 @@ class Source(Protocol):
     name: str
     fps: float
     live: bool          # a device that can disappear and come back (retry), not a file
+    last_wait: float    # seconds the last read() slept to keep its frame rate (not work)
 
     def open(self) -> None: ...
     def read(self) -> np.ndarray | None: ...
@@ -45,6 +46,7 @@ class CameraSource:
     """A webcam by index (``0``) or device path (``/dev/video0``), MJPG where offered."""
 
     live = True
+    last_wait = 0.0     # the driver paces a camera; read() blocks on it, which is capture time
 
     def __init__(self, device: int | str, req: CaptureRequest):
         self.device = device
@@ -101,7 +103,17 @@ class _Paced:
         self.next_t += self.period
 
 
-class VideoFileSource:
+class _PacedSource:
+    """A source that sleeps to play at its frame rate; the sleep is reported, not timed as work."""
+
+    _pace: _Paced | None = None
+
+    @property
+    def last_wait(self) -> float:
+        return self._pace.last_wait if self._pace is not None else 0.0
+
+
+class VideoFileSource(_PacedSource):
     """A video file played in a loop at its own frame rate."""
 
     live = False
@@ -141,7 +153,7 @@ class VideoFileSource:
             self._cap = None
 
 
-class StillSource:
+class StillSource(_PacedSource):
     """One image, repeated at the requested rate (frames are copies: consumers may draw on them)."""
 
     live = False
@@ -169,7 +181,7 @@ class StillSource:
         pass
 
 
-class DemoSource:
+class DemoSource(_PacedSource):
     """A moving portrait made at run time from a public-domain photo (NASA's astronaut portrait).
 
     The camera slowly pans, zooms and sways, so the person moves in the frame as

@@ -115,6 +115,7 @@ class FlakyCamera:
     live = True
     name = "camera test"
     fps = 100.0
+    last_wait = 0.0
 
     def __init__(self, frame):
         self.frame = frame
