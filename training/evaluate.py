@@ -47,6 +47,27 @@ def group_of(name: str) -> str:
     return name.split("_")[0] + "_"
 
 
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's pixel counts per class (background, person) and its boundary F-score."""
+
+    inter: np.ndarray
+    union: np.ndarray
+    boundary_f: float
+
+    @property
+    def person_iou(self) -> float:
+        return float(self.inter[1] / self.union[1]) if self.union[1] else 1.0
+
+
+def measure(pred: np.ndarray, gt: np.ndarray) -> ImageScore:
+    """Score one boolean person mask against its ground truth."""
+    pairs = ((~pred, ~gt), (pred, gt))
+    return ImageScore(np.array([np.logical_and(p, g).sum() for p, g in pairs], np.float64),
+                      np.array([np.logical_or(p, g).sum() for p, g in pairs], np.float64),
+                      boundary_f(pred, gt))
+
+
 @dataclass
 class Scores:
     ious: list = field(default_factory=list)
@@ -54,18 +75,29 @@ class Scores:
     inter: np.ndarray = field(default_factory=lambda: np.zeros(2))
     union: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
-    def add(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        for c, (pc, gc) in enumerate(((~pred, ~gt), (pred, gt))):
-            self.inter[c] += np.logical_and(pc, gc).sum()
-            self.union[c] += np.logical_or(pc, gc).sum()
-        u = np.logical_or(pred, gt).sum()
-        self.ious.append(float(np.logical_and(pred, gt).sum() / u) if u else 1.0)
-        self.bfs.append(boundary_f(pred, gt))
+    def add(self, score: ImageScore) -> None:
+        self.inter += score.inter
+        self.union += score.union
+        self.ious.append(score.person_iou)
+        self.bfs.append(score.boundary_f)
 
     def summary(self) -> dict:
         return {"images": len(self.ious), "person_iou": float(np.mean(self.ious)),
                 "miou": float((self.inter / np.maximum(self.union, 1)).mean()),
                 "boundary_f": float(np.mean(self.bfs))}
+
+
+@dataclass
+class GroupedScores:
+    """Scores over a whole set and per file-name prefix; each image is measured once."""
+
+    overall: Scores = field(default_factory=Scores)
+    groups: dict = field(default_factory=lambda: defaultdict(Scores))
+
+    def add(self, name: str, pred: np.ndarray, gt: np.ndarray) -> None:
+        score = measure(pred, gt)
+        self.overall.add(score)
+        self.groups[group_of(name)].add(score)
 
 
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
@@ -75,20 +107,18 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
 
     seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads)
     pairs = read_file_list(list_path)[:limit]
-    overall, groups = Scores(), defaultdict(Scores)
+    scores = GroupedScores()
     model_ms = []
     seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
     for ip, mp in pairs:
         img, gt = load_pair(ip, mp)
         alpha = seg(img)
         model_ms.append(seg.last_ms)
-        pred, g = alpha > 0.5, gt.astype(bool)
-        overall.add(pred, g)
-        groups[group_of(ip.name)].add(pred, g)
-    out = overall.summary()
+        scores.add(ip.name, alpha > 0.5, gt.astype(bool))
+    out = scores.overall.summary()
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, threads=threads,
-               groups={k: v.summary() for k, v in sorted(groups.items())})
+               groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
 
 

@@ -83,10 +83,10 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
     import paddle
 
     from training.data import to_chw_rgb
-    from training.evaluate import Scores, group_of
+    from training.evaluate import GroupedScores
 
     model.eval()
-    overall, groups = Scores(), {"eg_": Scores(), "ccp_": Scores()}
+    scores = GroupedScores()
     with paddle.no_grad():
         for s in range(0, len(val), batch):
             imgs = val.images[s:s + batch]
@@ -94,13 +94,11 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
             prob = paddle.nn.functional.softmax(model(paddle.to_tensor(x))[0], axis=1)[:, 1].numpy()
             for p, gt, name in zip(prob, val.masks[s:s + batch], val.names[s:s + batch]):
                 pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
-                g = gt.astype(bool)
-                overall.add(pred, g)
-                if group_of(name) in groups:
-                    groups[group_of(name)].add(pred, g)
+                scores.add(name, pred, gt.astype(bool))
     model.train()
-    out = overall.summary()
-    out.update({f"iou_{k[:-1]}": (v.summary()["person_iou"] if v.ious else None) for k, v in groups.items()})
+    out = scores.overall.summary()
+    out.update({f"iou_{k[:-1]}": (scores.groups[k].summary()["person_iou"] if k in scores.groups else None)
+                for k in ("eg_", "ccp_")})
     return out
 
 
