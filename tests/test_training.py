@@ -81,7 +81,8 @@ def test_train_resume_export_evaluate(tmp_path):
     root = make_dataset(tmp_path / "d")
     cfg = train.load_config(Path(__file__).resolve().parent.parent / "training/configs/portrait_bisenetv2.yml")
     cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
-               batch_size=2, stages=[[3, 64], [2, 96]], resume_from=None, val_every=5, save_every=2, log_every=1, cache_long_side=96)
+               batch_size=2, stages=[[3, 64], [2, 96, "plain"]], resume_from=None, val_every=5, save_every=2, log_every=1, cache_long_side=96)
+    cfg["augment_profiles"] = {"plain": {"recompose_p": 0.0, "rotate_p": 0.0}}
     cfg["optimizer"]["warmup_iters"] = 2
     train.train(cfg)
     run = tmp_path / "run"
@@ -91,10 +92,12 @@ def test_train_resume_export_evaluate(tmp_path):
     assert ck["iteration"] == 5 and (run / "best.pdparams").is_file()
     val = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines()]
     assert val[-1]["iteration"] == 5 and 0 <= val[-1]["miou"] <= 1
-    cfg["stages"] = [[3, 64], [4, 96]]
-    train.train(cfg)                                  # resumes at 5, runs to 7
+    assert "it 3: augmentation now {'recompose_p': 0.0" in (run / "train.log").read_text()
+    cfg["stages"] = [[3, 64], [2, 96, "plain"], [2, 96]]
+    train.train(cfg)                                  # resumes at 5 with the base augmentation, runs to 7
     assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 7
-    assert "resumed from" in (run / "train.log").read_text()
+    log_text = (run / "train.log").read_text()
+    assert "resumed from" in log_text and log_text.count("augmentation now") == 1
 
     out = export.export(run / "best.pdparams", tmp_path / "model", input_size=96, version="test")
     assert {p.name for p in out.iterdir()} >= {"model.json", "model.pdiparams", "model.onnx", "meta.json"}
@@ -112,6 +115,18 @@ def test_lr_schedule_and_stages():
     assert lrs[0] < lrs[9] < lrs[10] and lrs[10] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
     assert [stage_size(i, [[5, 64], [5, 96]]) for i in (0, 4, 5, 9, 12)] == [64, 64, 96, 96, 96]
+
+
+def test_stage_augment_profiles():
+    from training.train import stage_augment
+
+    cfg = {"stages": [[5, 64], [5, 96, "light"]], "augment": {"rotate_p": 0.4, "blur_p": 0.2},
+           "augment_profiles": {"light": {"rotate_p": 0.1}}}
+    assert stage_augment(4, cfg) == {"rotate_p": 0.4, "blur_p": 0.2}
+    assert stage_augment(5, cfg) == {"rotate_p": 0.1, "blur_p": 0.2}
+    cfg["stages"][1][2] = "missing"
+    with pytest.raises(ValueError, match="missing"):
+        stage_augment(5, cfg)
 
 
 def test_boundary_f_score():

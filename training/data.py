@@ -270,6 +270,12 @@ class BatchLoader:
             while not self._q.empty():
                 self._q.get_nowait()
 
+    def set_augment(self, aug: AugmentConfig) -> None:
+        """Change the augmentation settings; batches already queued are dropped."""
+        self.aug.cfg = aug
+        while not self._q.empty():
+            self._q.get_nowait()
+
     def _make(self, size: int):
         idx = self.rng.integers(len(self.data), size=self.batch_size)
         imgs = np.empty((self.batch_size, size, size, 3), np.uint8)

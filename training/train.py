@@ -43,13 +43,31 @@ def lr_at(it: int, total: int, opt_cfg: dict) -> float:
     return base * (1 - (it - warm) / max(1, total - warm)) ** opt_cfg["poly_power"]
 
 
-def stage_size(it: int, stages: list) -> int:
+def current_stage(it: int, stages: list) -> list:
+    """The ``[iterations, size, (augment profile)]`` entry that iteration ``it`` falls in."""
     end = 0
-    for iters, size in stages:
-        end += iters
+    for stage in stages:
+        end += int(stage[0])
         if it < end:
-            return int(size)
-    return int(stages[-1][1])
+            return stage
+    return stages[-1]
+
+
+def stage_size(it: int, stages: list) -> int:
+    return int(current_stage(it, stages)[1])
+
+
+def stage_augment(it: int, cfg: dict) -> dict:
+    """Augmentation settings at iteration ``it``: ``augment``, overridden by the stage's named profile."""
+    stage = current_stage(it, cfg["stages"])
+    aug = dict(cfg.get("augment", {}))
+    if len(stage) > 2:
+        profiles = cfg.get("augment_profiles", {})
+        if stage[2] not in profiles:
+            raise ValueError(f"stage {stage} names augment profile {stage[2]!r}, "
+                             f"but augment_profiles has only {sorted(profiles)}: add it to the config")
+        aug.update(profiles[stage[2]])
+    return aug
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -137,7 +155,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
-    total = sum(int(n) for n, _ in cfg["stages"])
+    total = sum(int(st[0]) for st in cfg["stages"])
     it, best, seconds_before = 0, -1.0, 0.0
     ckpt_path = run_dir / "last.pdckpt"
     source = ckpt_path if ckpt_path.exists() else None
@@ -152,7 +170,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         seconds_before = float(ck.get("train_seconds", 0.0))
         log.info("resumed from %s at iteration %d (best mIoU %.4f)", source, it, best)
 
-    loader = BatchLoader(train_set, AugmentConfig(**cfg.get("augment", {})), cfg["batch_size"],
+    aug = stage_augment(it, cfg)
+    loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
                          seed=cfg["seed"] * 100003 + it)
     stop = {"flag": False}
 
@@ -181,6 +200,10 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     while it < total and not stop["flag"]:
         size = stage_size(it, cfg["stages"])
         loader.set_size(size)
+        if stage_augment(it, cfg) != aug:
+            aug = stage_augment(it, cfg)
+            loader.set_augment(AugmentConfig(**aug))
+            log.info("it %d: augmentation now %s", it, aug)
         lr = lr_at(it, total, oc)
         opt.set_lr(lr)
         x, y, e = loader.next()
@@ -230,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
     if args.iters is not None:
-        total = sum(int(n) for n, _ in cfg["stages"])
-        cfg["stages"] = [[max(1, round(n * args.iters / total)), s] for n, s in cfg["stages"]]
+        total = sum(int(st[0]) for st in cfg["stages"])
+        cfg["stages"] = [[max(1, round(st[0] * args.iters / total)), *st[1:]] for st in cfg["stages"]]
     train(cfg, args.max_minutes)
 
 
