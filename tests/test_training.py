@@ -118,12 +118,16 @@ def test_lr_schedule_and_stages():
 
 
 def test_stage_augment_profiles():
-    from training.train import stage_augment
+    from training.train import check_stages, stage_augment
 
     cfg = {"stages": [[5, 64], [5, 96, "light"]], "augment": {"rotate_p": 0.4, "blur_p": 0.2},
            "augment_profiles": {"light": {"rotate_p": 0.1}}}
     assert stage_augment(4, cfg) == {"rotate_p": 0.4, "blur_p": 0.2}
     assert stage_augment(5, cfg) == {"rotate_p": 0.1, "blur_p": 0.2}
+    check_stages(cfg)
+    cfg["augment_profiles"]["light"]["rotate_probability"] = 0.1
+    with pytest.raises(ValueError, match=r"stage \[5, 96, 'light'\].*rotate_probability"):
+        check_stages(cfg)
     cfg["stages"][1][2] = "missing"
     with pytest.raises(ValueError, match="missing"):
         stage_augment(5, cfg)

@@ -70,6 +70,20 @@ def stage_augment(it: int, cfg: dict) -> dict:
     return aug
 
 
+def check_stages(cfg: dict) -> None:
+    """Fail at start, not hours in, on a stage whose augmentation profile is missing or misspelt."""
+    from training.data import AugmentConfig
+
+    start = 0
+    for stage in cfg["stages"]:
+        try:
+            AugmentConfig(**stage_augment(start, cfg))
+        except TypeError as exc:
+            raise ValueError(f"stage {stage}: bad augmentation setting ({exc}); "
+                             f"the known ones are those of training.data.AugmentConfig") from None
+        start += int(stage[0])
+
+
 def atomic_save(obj, path: Path) -> None:
     import paddle
 
@@ -144,6 +158,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     from training.model import build_model
 
 
+    check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
     cache_dir = Path(cfg["cache_dir"]).expanduser()
     train_set = load_portrait_set(data_root / cfg["train_list"], cache_dir, cfg["cache_long_side"])
