@@ -63,6 +63,20 @@ def test_augmenter_keeps_image_and_mask_aligned(tmp_path):
     assert band[5, 10] == 1 and band[10, 10] == 0 and band[0, 0] == 0
 
 
+def test_batch_loader_drops_batches_made_before_a_settings_change(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=80)
+    loader = BatchLoader(data, AugmentConfig(), batch_size=2, seed=0)
+    for _ in range(10):        # the worker keeps the queue full, so stale batches are always waiting
+        loader.set_size(96)
+        assert loader.next()[0].shape == (2, 3, 96, 96)
+        loader.set_augment(AugmentConfig(rotate_p=0.0))
+        assert loader.aug.cfg.rotate_p == 0.0 and loader.next()[1].shape == (2, 96, 96)
+        loader.set_size(64)
+        assert loader.next()[0].shape == (2, 3, 64, 64)
+    loader.close()
+
+
 def test_batch_loader_reports_worker_failures(tmp_path):
     root = make_dataset(tmp_path / "d")
     data = load_portrait_set(root / "train.txt", None, long_side=80)

@@ -259,20 +259,24 @@ class BatchLoader:
         self.rng = np.random.default_rng(seed)
         self.aug = Augmenter(data, aug, self.rng)
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
+        self._generation = 0       # bumped on every settings change; batches made before it are dropped
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="batch-loader", daemon=True)
         self._started = False
 
     def set_size(self, size: int) -> None:
-        """Change the square training size; batches already queued are dropped."""
+        """Change the square training size; batches made at the old size are dropped."""
         if size != self.size:
             self.size = size
-            while not self._q.empty():
-                self._q.get_nowait()
+            self._settings_changed()
 
     def set_augment(self, aug: AugmentConfig) -> None:
-        """Change the augmentation settings; batches already queued are dropped."""
+        """Change the augmentation settings; batches made with the old ones are dropped."""
         self.aug.cfg = aug
+        self._settings_changed()
+
+    def _settings_changed(self) -> None:
+        self._generation += 1
         while not self._q.empty():
             self._q.get_nowait()
 
@@ -283,10 +287,11 @@ class BatchLoader:
         for j, i in enumerate(idx):
             imgs[j], masks[j] = self.aug.sample(int(i), size)
         edges = np.stack([boundary_band(m, max(1, size // 96)) for m in masks])
-        return size, to_chw_rgb(imgs), masks.astype(np.int64), edges.astype(np.float32)
+        return to_chw_rgb(imgs), masks.astype(np.int64), edges.astype(np.float32)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            generation = self._generation   # read before the settings it tags (they are set first)
             try:
                 batch = self._make(self.size)
             except Exception as exc:  # hand the failure to the training loop instead of hanging it
@@ -294,7 +299,7 @@ class BatchLoader:
                 batch = exc
             while not self._stop.is_set():
                 try:
-                    self._q.put(batch, timeout=0.2)
+                    self._q.put((generation, batch), timeout=0.2)
                     break
                 except queue.Full:
                     continue
@@ -304,12 +309,11 @@ class BatchLoader:
             self._thread.start()
             self._started = True
         while True:
-            item = self._q.get()
+            generation, item = self._q.get()
             if isinstance(item, Exception):
                 raise RuntimeError("batch loader thread failed") from item
-            size, x, y, e = item
-            if size == self.size:
-                return x, y, e
+            if generation == self._generation:
+                return item
 
     def close(self) -> None:
         self._stop.set()

@@ -43,6 +43,10 @@ def lr_at(it: int, total: int, opt_cfg: dict) -> float:
     return base * (1 - (it - warm) / max(1, total - warm)) ** opt_cfg["poly_power"]
 
 
+def total_iterations(stages: list) -> int:
+    return sum(int(stage[0]) for stage in stages)
+
+
 def current_stage(it: int, stages: list) -> list:
     """The ``[iterations, size, (augment profile)]`` entry that iteration ``it`` falls in."""
     end = 0
@@ -157,7 +161,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     from training.losses import bisenet_loss
     from training.model import build_model
 
-
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
     cache_dir = Path(cfg["cache_dir"]).expanduser()
@@ -170,7 +173,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
-    total = sum(int(st[0]) for st in cfg["stages"])
+    total = total_iterations(cfg["stages"])
     it, best, seconds_before = 0, -1.0, 0.0
     ckpt_path = run_dir / "last.pdckpt"
     source = ckpt_path if ckpt_path.exists() else None
@@ -215,8 +218,9 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     while it < total and not stop["flag"]:
         size = stage_size(it, cfg["stages"])
         loader.set_size(size)
-        if stage_augment(it, cfg) != aug:
-            aug = stage_augment(it, cfg)
+        stage_aug = stage_augment(it, cfg)
+        if stage_aug != aug:
+            aug = stage_aug
             loader.set_augment(AugmentConfig(**aug))
             log.info("it %d: augmentation now %s", it, aug)
         lr = lr_at(it, total, oc)
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
     if args.iters is not None:
-        total = sum(int(st[0]) for st in cfg["stages"])
+        total = total_iterations(cfg["stages"])
         cfg["stages"] = [[max(1, round(st[0] * args.iters / total)), *st[1:]] for st in cfg["stages"]]
     train(cfg, args.max_minutes)
 
