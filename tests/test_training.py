@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from training.data import AugmentConfig, Augmenter, BatchLoader, boundary_band, load_portrait_set, read_file_list
+from training.data import (AugmentConfig, Augmenter, BatchLoader, HardExampleSampler, boundary_band, load_portrait_set,
+                           read_file_list)
 
 
 def make_dataset(root: Path, n: int = 6) -> Path:
@@ -69,12 +70,28 @@ def test_batch_loader_drops_batches_made_before_a_settings_change(tmp_path):
     loader = BatchLoader(data, AugmentConfig(), batch_size=2, seed=0)
     for _ in range(10):        # the worker keeps the queue full, so stale batches are always waiting
         loader.set_size(96)
-        assert loader.next()[0].shape == (2, 3, 96, 96)
+        x, y, e, idx = loader.next()
+        assert x.shape == (2, 3, 96, 96) and y.shape == e.shape == (2, 96, 96) and idx.shape == (2,)
         loader.set_augment(AugmentConfig(rotate_p=0.0))
         assert loader.aug.cfg.rotate_p == 0.0 and loader.next()[1].shape == (2, 96, 96)
         loader.set_size(64)
         assert loader.next()[0].shape == (2, 3, 64, 64)
     loader.close()
+
+
+def test_hard_example_sampler_draws_high_loss_images_more_often():
+    s = HardExampleSampler(4)
+    rng = np.random.default_rng(0)
+    assert np.bincount(s.draw(rng, 4000, boost=3.0), minlength=4).min() > 800   # nothing seen: uniform
+    s.record(np.array([0, 1, 2, 3]), np.array([0.1, 0.2, 0.4, 50.0]))
+    s.record(np.array([2]), np.array([0.0]))             # smoothed: 0.5 * 0.4 + 0.5 * 0.0 = 0.2
+    assert s.loss[2] == pytest.approx(0.2) and s.loss[1] == pytest.approx(0.2)
+    s.record(np.array([2]), np.array([0.3]))             # 0.25: now between images 1 and 3
+    counts = np.bincount(s.draw(rng, 20000, boost=3.0), minlength=4)
+    assert counts[0] < counts[1] < counts[2] < counts[3]
+    # by rank, not by value: the outlier loss of 50 gets 4x the easiest image, not 500x
+    assert 3.0 < counts[3] / counts[0] < 5.0
+    assert np.bincount(s.draw(rng, 4000, boost=0.0), minlength=4).min() > 800   # boost 0: uniform again
 
 
 def test_batch_loader_reports_worker_failures(tmp_path):
@@ -96,7 +113,7 @@ def test_train_resume_export_evaluate(tmp_path):
     cfg = train.load_config(Path(__file__).resolve().parent.parent / "training/configs/portrait_bisenetv2.yml")
     cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                batch_size=2, stages=[[3, 64], [2, 96, "plain"]], resume_from=None, val_every=5, save_every=2, log_every=1, cache_long_side=96)
-    cfg["augment_profiles"] = {"plain": {"recompose_p": 0.0, "rotate_p": 0.0}}
+    cfg["augment_profiles"] = {"plain": {"recompose_p": 0.0, "rotate_p": 0.0, "hard_boost": 2.0}}
     cfg["optimizer"]["warmup_iters"] = 2
     train.train(cfg)
     run = tmp_path / "run"
@@ -104,6 +121,8 @@ def test_train_resume_export_evaluate(tmp_path):
 
     ck = paddle.load(str(run / "last.pdckpt"))
     assert ck["iteration"] == 5 and (run / "best.pdparams").is_file()
+    sample_loss = np.asarray(ck["sample_loss"])       # per-image losses seen so far, kept for resuming
+    assert sample_loss.shape == (6,) and np.nanmin(sample_loss) > 0 and (~np.isnan(sample_loss)).sum() >= 2
     val = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines()]
     assert val[-1]["iteration"] == 5 and 0 <= val[-1]["miou"] <= 1
     assert "it 3: augmentation now {'recompose_p': 0.0" in (run / "train.log").read_text()

@@ -134,6 +134,43 @@ class AugmentConfig:
     blur_p: float = 0.2
     noise_p: float = 0.3
     jpeg_p: float = 0.3
+    hard_boost: float = 0.0        # sampling: the image with the highest recent loss is drawn 1 + this times
+                                   # as often as the one with the lowest (0 = uniform)
+
+
+class HardExampleSampler:
+    """Draws training images more often the higher their recent training loss.
+
+    Each image's loss is an exponential average of the losses it had in the batches
+    it was in (``record``). ``draw`` weights an image by the rank of that loss, from
+    1 (easiest) to ``1 + boost`` (hardest): ranks, not values, so a few images with
+    wrong labels and huge losses cannot take over the batches. Images not seen yet
+    get the middle weight.
+    """
+
+    def __init__(self, n: int, smoothing: float = 0.5):
+        self.loss = np.full(n, np.nan)
+        self.smoothing = smoothing
+
+    def record(self, indices: np.ndarray, losses: np.ndarray) -> None:
+        for i, v in zip(np.asarray(indices), np.asarray(losses, np.float64)):
+            old = self.loss[i]
+            self.loss[i] = v if np.isnan(old) else self.smoothing * old + (1 - self.smoothing) * v
+
+    def weights(self, boost: float) -> np.ndarray:
+        loss = self.loss.copy()          # the training thread may update it meanwhile
+        seen = ~np.isnan(loss)
+        rank = np.full(len(loss), 0.5)
+        if seen.sum() > 1:
+            order = np.argsort(np.argsort(loss[seen]))
+            rank[seen] = order / (seen.sum() - 1)
+        return 1.0 + boost * rank
+
+    def draw(self, rng: np.random.Generator, k: int, boost: float) -> np.ndarray:
+        if boost <= 0:
+            return rng.integers(len(self.loss), size=k)
+        w = self.weights(boost)
+        return rng.choice(len(w), size=k, p=w / w.sum())
 
 
 class Augmenter:
@@ -250,7 +287,8 @@ def to_chw_rgb(batch_bgr: np.ndarray) -> np.ndarray:
 
 
 class BatchLoader:
-    """Background thread producing (images NCHW float32, masks NHW int64, edge band NHW) batches."""
+    """Background thread producing batches: images NCHW float32, masks NHW int64, edge band NHW
+    float32 and the indices of the images drawn (for ``sampler.record``)."""
 
     def __init__(self, data: PortraitSet, aug: AugmentConfig, batch_size: int, seed: int, prefetch: int = 4):
         self.data = data
@@ -258,6 +296,7 @@ class BatchLoader:
         self.size = 192
         self.rng = np.random.default_rng(seed)
         self.aug = Augmenter(data, aug, self.rng)
+        self.sampler = HardExampleSampler(len(data))
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._generation = 0       # bumped on every settings change; batches made before it are dropped
         self._stop = threading.Event()
@@ -281,13 +320,13 @@ class BatchLoader:
             self._q.get_nowait()
 
     def _make(self, size: int):
-        idx = self.rng.integers(len(self.data), size=self.batch_size)
+        idx = self.sampler.draw(self.rng, self.batch_size, self.aug.cfg.hard_boost)
         imgs = np.empty((self.batch_size, size, size, 3), np.uint8)
         masks = np.empty((self.batch_size, size, size), np.uint8)
         for j, i in enumerate(idx):
             imgs[j], masks[j] = self.aug.sample(int(i), size)
         edges = np.stack([boundary_band(m, max(1, size // 96)) for m in masks])
-        return to_chw_rgb(imgs), masks.astype(np.int64), edges.astype(np.float32)
+        return to_chw_rgb(imgs), masks.astype(np.int64), edges.astype(np.float32), idx
 
     def _run(self) -> None:
         while not self._stop.is_set():

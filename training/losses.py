@@ -5,11 +5,15 @@ import paddle
 import paddle.nn.functional as F
 
 
-def weighted_ce(logits: paddle.Tensor, labels: paddle.Tensor, edge: paddle.Tensor, edge_weight: float) -> paddle.Tensor:
-    """Pixel cross-entropy, pixels near the person outline weighted ``1 + edge_weight``."""
+def weighted_ce(logits: paddle.Tensor, labels: paddle.Tensor, edge: paddle.Tensor,
+                edge_weight: float) -> tuple[paddle.Tensor, paddle.Tensor]:
+    """Pixel cross-entropy, pixels near the person outline weighted ``1 + edge_weight``:
+    over the batch, and per image (detached, for hard-example sampling)."""
     ce = F.cross_entropy(logits, labels, axis=1, reduction="none").squeeze(1)
     w = 1.0 + edge_weight * edge
-    return (ce * w).sum() / w.sum()
+    weighted = ce * w
+    per_image = (weighted.sum(axis=[1, 2]) / w.sum(axis=[1, 2])).detach()
+    return weighted.sum() / w.sum(), per_image
 
 
 def soft_dice(logits: paddle.Tensor, labels: paddle.Tensor, eps: float = 1.0) -> paddle.Tensor:
@@ -23,9 +27,12 @@ def soft_dice(logits: paddle.Tensor, labels: paddle.Tensor, eps: float = 1.0) ->
 
 def bisenet_loss(outputs: list[paddle.Tensor], labels: paddle.Tensor, edge: paddle.Tensor,
                  edge_weight: float = 4.0, dice_weight: float = 0.5, aux_weight: float = 1.0) -> tuple[paddle.Tensor, dict]:
-    """CE on the main and the four auxiliary heads, boundary weighting and Dice on the main head."""
-    main = weighted_ce(outputs[0], labels, edge, edge_weight)
+    """CE on the main and the four auxiliary heads, boundary weighting and Dice on the main head.
+
+    The parts dict also holds ``per_image``: each image's main-head CE (numpy).
+    """
+    main, per_image = weighted_ce(outputs[0], labels, edge, edge_weight)
     dice = soft_dice(outputs[0], labels)
     aux = sum(F.cross_entropy(o, labels, axis=1) for o in outputs[1:])
     total = main + dice_weight * dice + aux_weight * aux
-    return total, {"ce": float(main), "dice": float(dice), "aux": float(aux)}
+    return total, {"ce": float(main), "dice": float(dice), "aux": float(aux), "per_image": per_image.numpy()}

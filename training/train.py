@@ -191,6 +191,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     aug = stage_augment(it, cfg)
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
                          seed=cfg["seed"] * 100003 + it)
+    if source is not None and "sample_loss" in ck and len(ck["sample_loss"]) == len(train_set):
+        loader.sampler.loss = np.asarray(ck["sample_loss"], np.float64)
     stop = {"flag": False}
 
     def _on_signal(signum, _frame):
@@ -203,7 +205,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     def save() -> None:
         atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
                      "best": best, "config": cfg, "train_seconds": seconds_before + time.time() - t_start,
-                     "param_names": [p.name for p in model.parameters()]},
+                     "param_names": [p.name for p in model.parameters()],
+                     "sample_loss": loader.sampler.loss},
                     ckpt_path)
 
     lc = cfg["loss"]
@@ -225,9 +228,10 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             log.info("it %d: augmentation now %s", it, aug)
         lr = lr_at(it, total, oc)
         opt.set_lr(lr)
-        x, y, e = loader.next()
+        x, y, e, idx = loader.next()
         outs = model(paddle.to_tensor(x))
         loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
+        loader.sampler.record(idx, parts["per_image"])
         loss.backward()
         opt.step()
         opt.clear_grad()
