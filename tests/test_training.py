@@ -161,8 +161,15 @@ def test_stage_augment_profiles():
     cfg["augment_profiles"]["light"]["rotate_probability"] = 0.1
     with pytest.raises(ValueError, match=r"stage \[5, 96, 'light'\].*rotate_probability"):
         check_stages(cfg)
+    del cfg["augment_profiles"]["light"]["rotate_probability"]
+    cfg["stages"].append([5, 96, "hard"])                 # a profile can extend another one
+    cfg["augment_profiles"]["hard"] = {"extends": "light", "blur_p": 0.0}
+    assert stage_augment(10, cfg) == {"rotate_p": 0.1, "blur_p": 0.0}
+    cfg["augment_profiles"]["light"]["extends"] = "hard"
+    with pytest.raises(ValueError, match="loop: hard -> light -> hard"):
+        stage_augment(10, cfg)
     cfg["stages"][1][2] = "missing"
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(ValueError, match=r"stage \[5, 96, 'missing'\].*'missing' is not in augment_profiles"):
         stage_augment(5, cfg)
 
 

@@ -61,16 +61,29 @@ def stage_size(it: int, stages: list) -> int:
     return int(current_stage(it, stages)[1])
 
 
+def profile_settings(name: str, profiles: dict, seen: tuple = ()) -> dict:
+    """A named augmentation profile's overrides, after those of the profile it ``extends``."""
+    if name not in profiles:
+        raise ValueError(f"augment profile {name!r} is not in augment_profiles "
+                         f"(it has only {sorted(profiles)}): add it to the config")
+    if name in seen:
+        raise ValueError(f"augment profiles extend each other in a loop: {' -> '.join((*seen, name))}")
+    own = dict(profiles[name])
+    base = own.pop("extends", None)
+    out = profile_settings(base, profiles, (*seen, name)) if base is not None else {}
+    out.update(own)
+    return out
+
+
 def stage_augment(it: int, cfg: dict) -> dict:
     """Augmentation settings at iteration ``it``: ``augment``, overridden by the stage's named profile."""
     stage = current_stage(it, cfg["stages"])
     aug = dict(cfg.get("augment", {}))
     if len(stage) > 2:
-        profiles = cfg.get("augment_profiles", {})
-        if stage[2] not in profiles:
-            raise ValueError(f"stage {stage} names augment profile {stage[2]!r}, "
-                             f"but augment_profiles has only {sorted(profiles)}: add it to the config")
-        aug.update(profiles[stage[2]])
+        try:
+            aug.update(profile_settings(stage[2], cfg.get("augment_profiles", {})))
+        except ValueError as exc:
+            raise ValueError(f"stage {stage}: {exc}") from None
     return aug
 
 
