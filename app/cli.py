@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from inference.backends import PRECISIONS
 from inference.refine import RefineSettings
 
 from .engine import EngineSettings
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute", choices=("auto", "cpu", "gpu"), help="where the model runs")
     p.add_argument("--input-size", type=int, help="model input size (multiple of 32; smaller is faster)")
     p.add_argument("--threads", type=int, help="model threads")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="model precision: auto (int8 on the CPU when the model ships it), fp32 or int8")
     p.add_argument("--sync", action="store_true", help="segment every frame before compositing it")
     p.add_argument("--threshold", type=_fraction)
     p.add_argument("--feather", type=float)
@@ -86,6 +89,8 @@ def settings_from_args(args: argparse.Namespace, base: EngineSettings) -> Engine
         s.input_size = args.input_size
     if args.threads:
         s.threads = args.threads
+    if args.precision:
+        s.precision = args.precision
     if args.sync:
         s.async_segmentation = False
     r: RefineSettings = s.refine

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from inference import Segmenter
+from inference.backends import PRECISIONS
 from inference.compose import Background, BackgroundError, Compositor, parse_background
 from inference.refine import MaskRefiner, RefineSettings
 
@@ -53,6 +54,7 @@ class EngineSettings:
     device: str = "auto"
     input_size: int | None = None          # None: the size the model was trained for
     threads: int = 2
+    precision: str = "auto"                # auto | fp32 | int8 (auto: int8 on the CPU when the model has it)
     realtime: bool = True                  # pace files and the demo at their frame rate
     refine: RefineSettings = field(default_factory=RefineSettings)
 
@@ -63,6 +65,8 @@ class EngineSettings:
             raise ValueError(f"fps {self.fps} must be between 1 and 240")
         if self.threads < 1:
             raise ValueError("threads must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         self.refine.validate()
         return self
 
@@ -111,7 +115,7 @@ class Engine:
         s = self.settings
         if self.segmenter is None:
             self.segmenter = Segmenter(s.model_dir, backend=s.backend, device=s.device,
-                                       input_size=s.input_size, threads=s.threads)
+                                       input_size=s.input_size, threads=s.threads, precision=s.precision)
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
             self.background = parse_background(s.background)
@@ -204,7 +208,8 @@ class Engine:
             self.settings.input_size = size
             return
         s = self.settings
-        seg = Segmenter(s.model_dir, backend=s.backend, device=s.device, input_size=size, threads=s.threads)
+        seg = Segmenter(s.model_dir, backend=s.backend, device=s.device, input_size=size, threads=s.threads,
+                        precision=s.precision)
         self.segmenter = seg
         self.settings.input_size = size
         self.stats.backend = seg.backend_name

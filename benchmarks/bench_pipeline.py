@@ -28,8 +28,8 @@ from inference.compose import Compositor, parse_background  # noqa: E402
 from inference.refine import MaskRefiner  # noqa: E402
 
 
-def bench_stages(frame, input_size, threads, n=100) -> dict:
-    seg = Segmenter(input_size=input_size, threads=threads)
+def bench_stages(frame, input_size, threads, precision="auto", n=100) -> dict:
+    seg = Segmenter(input_size=input_size, threads=threads, precision=precision)
     ref, comp = MaskRefiner(), Compositor()
     bgs = {k: parse_background(k) for k in ("blur", "color:#336699")}
     bgs["image"] = parse_background(str(Path(__file__).resolve().parent.parent / "assets/backgrounds/aurora.jpg"))
@@ -56,9 +56,9 @@ def bench_stages(frame, input_size, threads, n=100) -> dict:
     return out
 
 
-def bench_pipeline(seconds: float, input_size, threads, async_seg: bool) -> dict:
+def bench_pipeline(seconds: float, input_size, threads, async_seg: bool, precision: str = "auto") -> dict:
     s = EngineSettings(source="demo", background="blur", input_size=input_size, threads=threads,
-                       async_segmentation=async_seg)
+                       async_segmentation=async_seg, precision=precision)
     engine = Engine(s)
     engine.start(DemoSource(CaptureRequest(640, 480, 30)))
     engine.wait_for_frames(30, timeout=30)
@@ -77,20 +77,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)
     src.open()
     frame = src.frame_at(10)
-    st = bench_stages(frame, args.input_size, args.threads)
-    print(f"per-stage median ms at 640x480 (model input {args.input_size or 'default'}, {args.threads} threads):")
+    st = bench_stages(frame, args.input_size, args.threads, args.precision)
+    print(f"per-stage median ms at 640x480 (model input {args.input_size or 'default'}, {args.threads} threads, "
+          f"precision {args.precision}):")
     for k, v in st.items():
         print(f"  {k:20s} {v:7.2f}")
     overhead = st["preprocess"] + st["refine"] + max(v for k, v in st.items() if k.startswith("composite"))
     print(f"  {'non-model total':20s} {overhead:7.2f}   (target <= 8 ms)")
     print(f"  {'model':20s} {st['model']:7.2f}   (target <= 25 ms)")
     for async_seg in (True, False):
-        r = bench_pipeline(args.seconds, args.input_size, args.threads, async_seg)
+        r = bench_pipeline(args.seconds, args.input_size, args.threads, async_seg, args.precision)
         print(f"pipeline {'async' if async_seg else 'sync '}: {r['fps_out']:.1f} fps out (target 30), "
               f"model {r['fps_model']:.1f}/s, {r['cpu_ms_per_frame']:.1f} CPU ms/frame, "
               f"latency {r['latency_ms']:.0f} ms, dropped {r['dropped']}, stages "

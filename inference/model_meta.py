@@ -27,6 +27,7 @@ class ModelMeta:
     color_order: str = "RGB"                      # channel order of the network input
     layout: str = "NCHW"
     output: str = "person_probability"            # N x 1 x H x W in [0, 1]
+    int8_onnx: str = ""                           # int8-quantised ONNX file beside model.onnx ("" = none)
     extra: dict = field(default_factory=dict)
 
     def save(self, model_dir: str | Path) -> Path:

@@ -24,18 +24,19 @@ class Segmenter:
     """
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto",
-                 input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False):
+                 input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False,
+                 precision: str = "auto"):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.meta = ModelMeta.load(self.model_dir)
         self.input_size = self._check_size(input_size)
         self.backend = create_backend(self.model_dir,
-                                      BackendOptions(backend, device, threads, tensorrt, self.input_size))
+                                      BackendOptions(backend, device, threads, tensorrt, self.input_size, precision))
         scale = 1.0 / (255.0 * np.asarray(self.meta.std, np.float32))
         self._scale = scale.reshape(1, 1, 3)
         self._shift = (-np.asarray(self.meta.mean, np.float32) / np.asarray(self.meta.std, np.float32)).reshape(1, 1, 3)
         self.last_ms = 0.0
-        log.info("segmenter: %s on %s, input %dx%d, model %s v%s", self.backend.name, self.backend.device,
-                 self.input_size[1], self.input_size[0], self.meta.name, self.meta.version)
+        log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s", self.backend.name, self.backend.device,
+                 self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version)
 
     def _check_size(self, size) -> tuple[int, int]:
         if size is None:
@@ -50,7 +51,7 @@ class Segmenter:
 
     @property
     def backend_name(self) -> str:
-        return f"{self.backend.name}/{self.backend.device}"
+        return f"{self.backend.name}/{self.backend.device}/{self.backend.precision}"
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:

@@ -1,10 +1,13 @@
 """The one place that picks the hardware backend: its decisions on machines we do not have."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 import inference.backends as backends
 from inference.backends import BackendOptions, create_backend
+from inference.model_meta import ModelError, ModelMeta
 
 
 class FakePaddle:
@@ -66,3 +69,31 @@ def test_onnxruntime_prefers_its_cuda_provider_when_present(model_dir, monkeypat
     monkeypatch.setattr(backends, "_cuda_hint", lambda: False)
     b = create_backend(model_dir, BackendOptions())
     assert seen["providers"][0] == "CUDAExecutionProvider" and b.device == "gpu"
+
+
+def test_precision_auto_runs_int8_on_the_cpu_only_when_the_model_ships_it(model_dir, tmp_path):
+    assert create_backend(model_dir, BackendOptions(device="cpu")).precision == "int8"
+    assert create_backend(model_dir, BackendOptions(device="cpu", precision="fp32")).precision == "fp32"
+    plain = tmp_path / "fp32_only"
+    plain.mkdir()
+    shutil.copy(model_dir / "model.onnx", plain)
+    shutil.copy(model_dir / "meta.json", plain)        # lists an int8 file that is missing here
+    assert create_backend(plain, BackendOptions(device="cpu")).precision == "fp32"
+    with pytest.raises(ModelError, match="model.int8.onnx not found"):
+        create_backend(plain, BackendOptions(device="cpu", precision="int8"))
+    meta = ModelMeta.load(model_dir)                   # a model exported without --calibration-list
+    meta.int8_onnx = ""
+    meta.save(plain)
+    assert create_backend(plain, BackendOptions(device="cpu")).precision == "fp32"
+    with pytest.raises(ModelError, match="no int8 version.*--calibration-list"):
+        create_backend(plain, BackendOptions(device="cpu", precision="int8"))
+    with pytest.raises(ValueError, match="precision"):
+        create_backend(model_dir, BackendOptions(precision="fp16"))
+    with pytest.raises(ValueError, match="ONNX Runtime"):
+        create_backend(model_dir, BackendOptions(backend="paddle", precision="int8"))
+
+
+def test_int8_is_not_used_on_a_cuda_provider_unless_asked(model_dir):
+    assert backends._onnx_file(model_dir, "auto", on_gpu=True)[1] == "fp32"
+    assert backends._onnx_file(model_dir, "auto", on_gpu=False)[1] == "int8"
+    assert backends._onnx_file(model_dir, "int8", on_gpu=True)[1] == "int8"

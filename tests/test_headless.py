@@ -33,6 +33,16 @@ def test_demo_to_file_with_bundled_background(tmp_path):
     assert r.returncode == 0, r.stderr
     assert count_frames(out) >= 45
     assert "fps" in r.stderr and "model" in r.stderr     # stats are logged
+    assert "onnxruntime/cpu/int8" in r.stderr           # the shipped int8 model is the CPU default
+
+
+def test_precision_option_reaches_the_model(tmp_path):
+    r = run("--source", "demo", "--output", str(tmp_path / "o.mp4"), "--frames", "30", "--stats-every", "0.3",
+            "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    assert "onnxruntime/cpu/fp32" in r.stderr and "int8" not in r.stderr.replace("--precision", "")
+    r = run("--precision", "fp16")
+    assert r.returncode == 2 and "fp16" in r.stderr
 
 
 def test_bad_background_is_a_clear_error(tmp_path):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from inference import Segmenter
 from training.data import load_pair
 
 from .conftest import shared_val_pairs
@@ -12,14 +14,25 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.logical_and(pred, gt).sum() / max(1, np.logical_or(pred, gt).sum()))
 
 
-def test_shipped_model_segments_real_val_portraits(segmenter):
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_shipped_model_segments_real_val_portraits(model_dir, precision):
     pairs = shared_val_pairs("eg_", 8) + shared_val_pairs("ccp_", 4)
+    seg = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision=precision)
     scores = []
     for img_path, mask_path in pairs:
         img, gt = load_pair(img_path, mask_path)
-        scores.append(iou(segmenter(img) > 0.5, gt > 0))
+        scores.append(iou(seg(img) > 0.5, gt > 0))
     assert len(scores) == 12
     assert np.mean(scores) > 0.9, scores
+
+
+def test_shipped_int8_model_agrees_with_fp32(model_dir, portrait_frame):
+    fp32 = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="fp32")
+    int8 = Segmenter(model_dir, backend="onnxruntime", device="cpu")          # auto: int8 on the CPU
+    assert (fp32.backend_name, int8.backend_name) == ("onnxruntime/cpu/fp32", "onnxruntime/cpu/int8")
+    a, b = fp32(portrait_frame) > 0.5, int8(portrait_frame) > 0.5
+    assert iou(a, b) > 0.97
+    assert int8.meta.extra["int8"]["mask_agreement"] > 0.97          # measured by the export on real photos
 
 
 def test_shipped_model_finds_the_demo_person(segmenter, portrait_frame):

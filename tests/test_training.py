@@ -138,6 +138,25 @@ def test_train_resume_export_evaluate(tmp_path):
     r = evaluate.evaluate(root / "val.txt", out, backend="onnxruntime")
     assert r["images"] == 3 and r["input_size"] == [96, 96]
     assert 0 <= r["person_iou"] <= 1 and 0 <= r["boundary_f"] <= 1 and r["model_ms_mean"] > 0
+    assert r["precision"] == "fp32"                    # exported without a calibration list
+
+    from inference import Segmenter
+    from inference.model_meta import ModelMeta
+    from training.quantize import INT8_FILE, quantize_int8
+
+    q = quantize_int8(out, root / "train.txt", images=3, check_images=2)
+    meta = ModelMeta.load(out)
+    assert q["calibration_images"] == 3 and q["check_images"] == 2 and 0 <= q["mask_agreement"] <= 1
+    assert meta.extra["int8"] == q and (meta.int8_onnx == INT8_FILE) == q["shipped"]
+    assert (out / INT8_FILE).is_file()
+    if q["shipped"]:
+        r8 = evaluate.evaluate(root / "val.txt", out, backend="onnxruntime")
+        assert r8["precision"] == "int8" and r8["images"] == 3
+    q = quantize_int8(out, root / "train.txt", images=3, check_images=2, min_agreement=1.01)   # cannot pass
+    assert not q["shipped"] and ModelMeta.load(out).int8_onnx == ""
+    assert Segmenter(out, backend="onnxruntime", device="cpu").backend.precision == "fp32"
+    export.export(run / "best.pdparams", out, input_size=96, version="test2")   # no stale int8 file survives
+    assert not (out / INT8_FILE).exists() and ModelMeta.load(out).int8_onnx == ""
 
 
 def test_lr_schedule_and_stages():

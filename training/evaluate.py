@@ -101,11 +101,13 @@ class GroupedScores:
 
 
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
-             backend: str = "onnxruntime", threads: int = 2, limit: int | None = None) -> dict:
+             backend: str = "onnxruntime", threads: int = 2, limit: int | None = None,
+             precision: str = "auto") -> dict:
     from inference import Segmenter
     from training.data import load_pair, read_file_list
 
-    seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads)
+    seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
+                    precision=precision)
     pairs = read_file_list(list_path)[:limit]
     scores = GroupedScores()
     model_ms = []
@@ -117,7 +119,8 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
         scores.add(ip.name, alpha > 0.5, gt.astype(bool))
     out = scores.overall.summary()
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
-               input_size=list(seg.input_size), backend=seg.backend_name, threads=threads,
+               input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
+               threads=threads,
                groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
 
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "paddle"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+                    help="auto = what the app runs (int8 on the CPU when the model ships it)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.list).is_file():
         ap.error(f"file list {args.list} not found")
     t = time.time()
-    r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit)
+    r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision)
     print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
     for name, g in [("all", r), *r["groups"].items()]:
         print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")

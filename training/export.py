@@ -1,11 +1,14 @@
 """Export trained weights for both runtimes and write the metadata the app reads.
 
     python -m training.export --weights training/runs/portrait_bisenetv2/best.pdparams \
-        --out models/portrait_bisenetv2 --input-size 256
+        --out models/portrait_bisenetv2 --input-size 256 \
+        --calibration-list ../shared/data/portrait/train.txt
 
 Writes ``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, output = person
 probability), ``model.onnx`` (``paddle2onnx``) and ``meta.json``, then checks that
-Paddle Inference and ONNX Runtime agree on the exported files.
+Paddle Inference and ONNX Runtime agree on the exported files. With a calibration
+list it also writes ``model.int8.onnx`` (see ``training.quantize``), which ONNX
+Runtime uses on the CPU.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.model_meta import ModelMeta
+from training.quantize import INT8_FILE, quantize_int8
 
 log = logging.getLogger("training.export")
 
@@ -61,6 +65,7 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
                            save_file=str(out_dir / "model.onnx"), opset_version=opset, enable_onnx_checker=True)
     meta = ModelMeta(version=version, input_size=(input_size, input_size), extra=extra or {})
     meta.save(out_dir)
+    (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
     return out_dir
 
@@ -72,7 +77,7 @@ def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> flo
     if frames is None:
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
-    a = Segmenter(model_dir, backend="onnxruntime", device="cpu")
+    a = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="fp32")
     b = Segmenter(model_dir, backend="paddle", device="cpu")
     return max(float(np.abs(a.predict_lowres(f) - b.predict_lowres(f)).max()) for f in frames)
 
@@ -85,18 +90,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input-size", type=int, default=256)
     ap.add_argument("--version", default="0")
     ap.add_argument("--skip-parity", action="store_true")
+    ap.add_argument("--calibration-list", help="file list of real photos: also write the int8 ONNX model")
+    ap.add_argument("--calibration-images", type=int, default=64)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if not args.random and not args.weights:
         ap.error("give --weights FILE, or --random for an untrained network")
     if args.weights and not Path(args.weights).is_file():
         ap.error(f"weights file {args.weights} not found")
+    if args.calibration_list and not Path(args.calibration_list).is_file():
+        ap.error(f"calibration list {args.calibration_list} not found")
     out = export(None if args.random else args.weights, args.out, args.input_size, args.version)
     if not args.skip_parity:
         diff = parity(out)
         log.info("parity Paddle vs ONNX Runtime: max |diff| = %.2e", diff)
         if diff > 1e-3:
             raise SystemExit(f"Paddle and ONNX outputs differ by {diff:.2e}: export is broken")
+    if args.calibration_list:
+        quantize_int8(out, args.calibration_list, images=args.calibration_images)
+    else:
+        log.info("no --calibration-list: no int8 model, ONNX Runtime will run fp32")
 
 
 if __name__ == "__main__":
