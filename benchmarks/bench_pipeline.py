@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from app.engine import Engine, EngineSettings  # noqa: E402
 from app.sources import CaptureRequest, DemoSource  # noqa: E402
 from inference import Segmenter  # noqa: E402
+from inference.backends import PRECISIONS  # noqa: E402
 from inference.compose import Compositor, parse_background  # noqa: E402
 from inference.refine import MaskRefiner  # noqa: E402
 
@@ -77,7 +78,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"))
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)

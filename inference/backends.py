@@ -3,8 +3,8 @@
 ``create_backend`` decides: Paddle Inference on a CUDA GPU when paddle was built
 with CUDA and sees a device (TensorRT fp16 optional), else ONNX Runtime with its
 CUDA provider when present, else ONNX Runtime on the CPU. ONNX Runtime on the CPU
-runs the model's int8 version when it ships one (``precision="auto"``): ~1.7x
-faster there at the same accuracy. ``paddle`` is only
+runs the model's int8 version when it ships one (``precision="auto"``): 1.2-1.7x
+faster there (2-core hosts) at the same accuracy. ``paddle`` is only
 imported when the Paddle backend is asked for or a GPU is requested: importing
 it costs seconds.
 """

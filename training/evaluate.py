@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inference.backends import PRECISIONS
+
 log = logging.getLogger("training.evaluate")
 
 
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "paddle"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"),
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="auto = what the app runs (int8 on the CPU when the model ships it)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--json", help="also write the figures to this file")
