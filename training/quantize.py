@@ -22,11 +22,6 @@ log = logging.getLogger("training.quantize")
 INT8_FILE = "model.int8.onnx"
 
 
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: int = 64, check_images: int = 32,
                   min_agreement: float = 0.97, seed: int = 0) -> dict:
     """Write ``model.int8.onnx`` beside ``model.onnx`` and list it in ``meta.json`` if it agrees with fp32.
@@ -38,6 +33,7 @@ def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: i
 
     from inference import Segmenter
     from training.data import load_pair, read_file_list
+    from training.evaluate import measure
 
     model_dir = Path(model_dir)
     pairs = read_file_list(calibration_list)
@@ -74,7 +70,7 @@ def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: i
     for ip, mp in check_pairs:
         img = load_pair(ip, mp)[0]
         a, b = fp32.predict_lowres(img), int8.predict_lowres(img)
-        agreement.append(_mask_iou(a > 0.5, b > 0.5))
+        agreement.append(measure(b > 0.5, a > 0.5).person_iou)   # the evaluate command's IoU
         max_diff = max(max_diff, float(np.abs(a - b).max()))
     result = {"mask_agreement": float(np.mean(agreement)) if agreement else 0.0, "max_prob_diff": max_diff,
               "calibration_images": n_cal, "check_images": len(check_pairs),
