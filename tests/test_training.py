@@ -192,6 +192,55 @@ def test_stage_augment_profiles():
         stage_augment(5, cfg)
 
 
+def test_stage_loss_overrides():
+    from training.train import check_stages, stage_augment, stage_loss
+
+    cfg = {"stages": [[5, 64], [5, 96, "hard"], [5, 96, "lovasz"]], "loss": {"dice_weight": 0.5},
+           "augment": {"rotate_p": 0.4},
+           "augment_profiles": {"hard": {"rotate_p": 0.1, "loss": {"dice_weight": 0.2}},
+                                "lovasz": {"extends": "hard", "loss": {"lovasz_weight": 1.0}}}}
+    assert stage_loss(0, cfg) == {"dice_weight": 0.5}
+    assert stage_loss(5, cfg) == {"dice_weight": 0.2}
+    assert stage_loss(10, cfg) == {"dice_weight": 0.2, "lovasz_weight": 1.0}   # merged down the extends chain
+    assert stage_augment(10, cfg) == {"rotate_p": 0.1}                          # loss is not an augmentation
+    check_stages(cfg)
+    cfg["augment_profiles"]["lovasz"]["loss"]["lovasz_wieght"] = 1.0
+    with pytest.raises(ValueError, match=r"stage \[5, 96, 'lovasz'\].*lovasz_wieght"):
+        check_stages(cfg)
+
+
+def test_lovasz_hinge_is_the_jaccard_loss_at_hard_errors_and_drops_as_masks_improve():
+    import paddle
+
+    from training.losses import bisenet_loss, lovasz_hinge
+
+    rng = np.random.default_rng(3)
+    gt = rng.random((4, 24, 24)) < 0.4
+    pred = rng.random((4, 24, 24)) < 0.5
+    sign = np.where(gt, 1.0, -1.0)
+    labels = paddle.to_tensor(gt.astype("int64"))          # N x H x W, as the batch loader gives them
+
+    def logits_for(margin):
+        return paddle.to_tensor(np.stack([np.zeros_like(margin), margin], 1).astype("float32"))
+
+    # margin error 0 where the prediction is right, 1 where it is wrong: exactly 1 - IoU per image
+    hard = lovasz_hinge(logits_for(np.where(gt == pred, sign, 0.0)), labels)
+    ious = [(g & p).sum() / (g | p).sum() for g, p in zip(gt, pred)]
+    assert float(hard) == pytest.approx(1 - np.mean(ious), abs=1e-5)
+    # fixing half of the wrong pixels lowers it; a confident right answer scores 0
+    better = pred.copy()
+    wrong = np.argwhere(gt != pred)
+    for i, y, x in wrong[::2]:
+        better[i, y, x] = gt[i, y, x]
+    assert float(lovasz_hinge(logits_for(np.where(gt == better, sign, 0.0)), labels)) < float(hard)
+    assert float(lovasz_hinge(logits_for(2 * sign), labels)) == 0.0
+    edge = paddle.zeros([4, 24, 24])
+    outs = [logits_for(sign * 0.5)] * 5
+    plain, parts = bisenet_loss(outs, labels, edge)
+    with_lovasz, parts_l = bisenet_loss(outs, labels, edge, lovasz_weight=2.0)
+    assert "lovasz" not in parts and float(with_lovasz) == pytest.approx(float(plain) + 2.0 * parts_l["lovasz"], rel=1e-5)
+
+
 def test_boundary_f_score():
     from training.evaluate import boundary_f
 

@@ -62,7 +62,8 @@ def stage_size(it: int, stages: list) -> int:
 
 
 def profile_settings(name: str, profiles: dict, seen: tuple = ()) -> dict:
-    """A named augmentation profile's overrides, after those of the profile it ``extends``."""
+    """A named profile's overrides, after those of the profile it ``extends``: augmentation
+    settings, and loss settings under ``loss``."""
     if name not in profiles:
         raise ValueError(f"augment profile {name!r} is not in augment_profiles "
                          f"(it has only {sorted(profiles)}): add it to the config")
@@ -71,26 +72,43 @@ def profile_settings(name: str, profiles: dict, seen: tuple = ()) -> dict:
     own = dict(profiles[name])
     base = own.pop("extends", None)
     out = profile_settings(base, profiles, (*seen, name)) if base is not None else {}
+    loss = {**out.get("loss", {}), **own.pop("loss", {})}
     out.update(own)
+    if loss:
+        out["loss"] = loss
     return out
+
+
+def _stage_profile(it: int, cfg: dict) -> dict:
+    stage = current_stage(it, cfg["stages"])
+    if len(stage) < 3:
+        return {}
+    try:
+        return profile_settings(stage[2], cfg.get("augment_profiles", {}))
+    except ValueError as exc:
+        raise ValueError(f"stage {stage}: {exc}") from None
 
 
 def stage_augment(it: int, cfg: dict) -> dict:
     """Augmentation settings at iteration ``it``: ``augment``, overridden by the stage's named profile."""
-    stage = current_stage(it, cfg["stages"])
-    aug = dict(cfg.get("augment", {}))
-    if len(stage) > 2:
-        try:
-            aug.update(profile_settings(stage[2], cfg.get("augment_profiles", {})))
-        except ValueError as exc:
-            raise ValueError(f"stage {stage}: {exc}") from None
-    return aug
+    profile = _stage_profile(it, cfg)
+    profile.pop("loss", None)
+    return {**cfg.get("augment", {}), **profile}
+
+
+def stage_loss(it: int, cfg: dict) -> dict:
+    """Loss settings at iteration ``it``: ``loss``, overridden by the ``loss`` of the stage's profile."""
+    return {**cfg.get("loss", {}), **_stage_profile(it, cfg).get("loss", {})}
 
 
 def check_stages(cfg: dict) -> None:
     """Fail at start, not hours in, on a stage whose augmentation profile is missing or misspelt."""
-    from training.data import AugmentConfig
+    import inspect
 
+    from training.data import AugmentConfig
+    from training.losses import bisenet_loss
+
+    loss_keys = set(inspect.signature(bisenet_loss).parameters) - {"outputs", "labels", "edge"}
     start = 0
     for stage in cfg["stages"]:
         try:
@@ -98,6 +116,10 @@ def check_stages(cfg: dict) -> None:
         except TypeError as exc:
             raise ValueError(f"stage {stage}: bad augmentation setting ({exc}); "
                              f"the known ones are those of training.data.AugmentConfig") from None
+        unknown = set(stage_loss(start, cfg)) - loss_keys
+        if unknown:
+            raise ValueError(f"stage {stage}: unknown loss setting(s) {sorted(unknown)}; "
+                             f"the known ones are {sorted(loss_keys)}")
         start += int(stage[0])
 
 
@@ -222,7 +244,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                      "sample_loss": loader.sampler.loss},
                     ckpt_path)
 
-    lc = cfg["loss"]
+    lc = stage_loss(it, cfg)
     model.train()
     t_start = time.time()
     t_win, n_win, loss_win = time.time(), 0, 0.0
@@ -239,6 +261,10 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             aug = stage_aug
             loader.set_augment(AugmentConfig(**aug))
             log.info("it %d: augmentation now %s", it, aug)
+        stage_lc = stage_loss(it, cfg)
+        if stage_lc != lc:
+            lc = stage_lc
+            log.info("it %d: loss now %s", it, lc)
         lr = lr_at(it, total, oc)
         opt.set_lr(lr)
         x, y, e, idx = loader.next()
@@ -257,8 +283,9 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             dt = time.time() - t_win
             ips = n_win * cfg["batch_size"] / dt
             eta_h = (total - it) * dt / n_win / 3600
-            log.info("it %d/%d size %d lr %.4f loss %.4f (ce %.3f dice %.3f aux %.3f) %.2f img/s eta %.1fh",
-                     it, total, size, lr, loss_win / n_win, parts["ce"], parts["dice"], parts["aux"], ips, eta_h)
+            part_text = " ".join(f"{k} {v:.3f}" for k, v in parts.items() if k != "per_image")
+            log.info("it %d/%d size %d lr %.4f loss %.4f (%s) %.2f img/s eta %.1fh",
+                     it, total, size, lr, loss_win / n_win, part_text, ips, eta_h)
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
             m = validate(model, val_set, size)
