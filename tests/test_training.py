@@ -250,3 +250,18 @@ def test_boundary_f_score():
     shifted = np.roll(gt, 2, axis=1)
     far = np.roll(gt, 9, axis=1)
     assert boundary_f(shifted, gt) > 0.8 > boundary_f(far, gt)
+
+
+def test_export_wrapper_gives_the_softmax_person_probability():
+    import paddle
+
+    from training.model import PersonProbability, build_model
+
+    paddle.seed(0)
+    model = build_model()
+    model.eval()
+    x = paddle.randn([2, 3, 96, 128])
+    want = paddle.nn.functional.softmax(model(x)[0], axis=1)[:, 1:2].numpy()
+    got = PersonProbability(model)(x).numpy()
+    assert got.shape == (2, 1, 96, 128)
+    assert np.abs(got - want).max() < 1e-5 and want.std() > 1e-3     # an untrained net still varies

@@ -31,12 +31,23 @@ def build_model() -> nn.Layer:
 
 
 class PersonProbability(nn.Layer):
-    """Export wrapper: normalised NCHW RGB in, person probability N x 1 x H x W out."""
+    """Export wrapper: normalised NCHW RGB in, person probability N x 1 x H x W out.
+
+    The same numbers as ``softmax(model(x)[0])[:, 1]``, computed the cheaper way: with two
+    classes the softmax is ``sigmoid(person logit - background logit)``, and the difference
+    is taken at the head's 1/8 resolution, before the bilinear upsampling (both linear, so
+    they commute). In ONNX Runtime the channel softmax over the full-size logits alone took
+    ~10 % of the fp32 model's time, and the upsampling of two channels instead of one ~2 %.
+    """
 
     def __init__(self, model: nn.Layer):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        logits = self.model(x)[0]
-        return paddle.nn.functional.softmax(logits, axis=1)[:, 1:2]
+        m = self.model   # BiSeNetV2.forward in eval mode, without the softmax
+        logit = m.head(m.bga(m.db(x), m.sb(x)[-1]))
+        margin = logit[:, 1:2] - logit[:, 0:1]
+        margin = paddle.nn.functional.interpolate(margin, paddle.shape(x)[2:], mode="bilinear",
+                                                  align_corners=m.align_corners)
+        return paddle.nn.functional.sigmoid(margin)
