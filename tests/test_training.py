@@ -238,7 +238,8 @@ def test_lovasz_hinge_is_the_jaccard_loss_at_hard_errors_and_drops_as_masks_impr
     outs = [logits_for(sign * 0.5)] * 5
     plain, parts = bisenet_loss(outs, labels, edge)
     with_lovasz, parts_l = bisenet_loss(outs, labels, edge, lovasz_weight=2.0)
-    assert "lovasz" not in parts and float(with_lovasz) == pytest.approx(float(plain) + 2.0 * parts_l["lovasz"], rel=1e-5)
+    assert "lovasz" not in parts
+    assert float(with_lovasz) == pytest.approx(float(plain) + 2.0 * parts_l["lovasz"], rel=1e-5)
 
 
 def test_boundary_f_score():

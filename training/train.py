@@ -102,7 +102,7 @@ def stage_loss(it: int, cfg: dict) -> dict:
 
 
 def check_stages(cfg: dict) -> None:
-    """Fail at start, not hours in, on a stage whose augmentation profile is missing or misspelt."""
+    """Fail at start, not hours in, on a stage whose profile, augmentation or loss setting is missing or misspelt."""
     import inspect
 
     from training.data import AugmentConfig
