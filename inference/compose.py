@@ -146,9 +146,9 @@ class BlurBackground:
 
     def render(self, frame, alpha):
         h, w = frame.shape[:2]
-        # The blur's width at full size is 2 x strength pixels. Blur at 1/f of the size, with f
-        # as large as keeps that blur at least 2 small pixels wide (so the upscaled result stays
-        # smooth), between 4 and 8: same look, 16-64x fewer pixels.
+        # The blur's sigma at full size is 2 x strength pixels. Blur at 1/f of the size, f =
+        # strength // 2 kept within 4..8: from strength 8 up the small blur's sigma stays ~4 small
+        # pixels, which upscales smoothly; the same look for 16-64x fewer pixels.
         f = int(np.clip(self.strength // 2, 4, 8))
         sw, sh = max(1, w // f), max(1, h // f)
         small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -83,7 +83,7 @@ def guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int,
         return cv2.resize(alpha_small, (w, h), interpolation=cv2.INTER_LINEAR)
     sh, sw = alpha_small.shape
     # Work at ~1/4 of the frame (at least the mask size) for speed. Grey first, then shrink:
-    # the same guide (both steps are linear), a third of the resizing work.
+    # the same guide up to rounding (both steps are linear), a third of the resizing work.
     gh, gw = max(sh, h // 4), max(sw, w // 4)
     gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
     guide = cv2.resize(gray, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) * (1 / 255.0)

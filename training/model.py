@@ -36,8 +36,8 @@ class PersonProbability(nn.Layer):
     The same numbers as ``softmax(model(x)[0])[:, 1]``, computed the cheaper way: with two
     classes the softmax is ``sigmoid(person logit - background logit)``, and the difference
     is taken at the head's 1/8 resolution, before the bilinear upsampling (both linear, so
-    they commute). In ONNX Runtime the channel softmax over the full-size logits alone took
-    ~10 % of the fp32 model's time, and the upsampling of two channels instead of one ~2 %.
+    they commute), which then resizes one channel instead of two. In ONNX Runtime the channel
+    softmax over the full-size logits alone took ~10 % of the fp32 model's time.
     """
 
     def __init__(self, model: nn.Layer):
@@ -45,7 +45,7 @@ class PersonProbability(nn.Layer):
         self.model = model
 
     def forward(self, x):
-        m = self.model   # BiSeNetV2.forward in eval mode, without the softmax
+        m = self.model   # BiSeNetV2.forward's eval path (main head only), up to its upsampling
         logit = m.head(m.bga(m.db(x), m.sb(x)[-1]))
         margin = logit[:, 1:2] - logit[:, 0:1]
         margin = paddle.nn.functional.interpolate(margin, paddle.shape(x)[2:], mode="bilinear",
