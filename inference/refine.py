@@ -98,8 +98,7 @@ def guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int,
     b = mean_p - a * mean_i
     mean_a = cv2.resize(cv2.boxFilter(a, -1, k), (w, h), interpolation=cv2.INTER_LINEAR)
     mean_b = cv2.resize(cv2.boxFilter(b, -1, k), (w, h), interpolation=cv2.INTER_LINEAR)
-    out = cv2.multiply(mean_a, gray, dtype=cv2.CV_32F)
-    cv2.multiply(out, 1 / 255.0, dst=out)
+    out = cv2.multiply(mean_a, gray, scale=1 / 255.0, dtype=cv2.CV_32F)
     cv2.add(out, mean_b, dst=out)
     return np.clip(out, 0.0, 1.0, out=out)
 
