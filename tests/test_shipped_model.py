@@ -41,3 +41,18 @@ def test_shipped_model_finds_the_demo_person(segmenter, portrait_frame):
     assert alpha[int(h * 0.3), w // 2] > 0.5          # the face
     assert alpha[int(h * 0.8), w // 2] > 0.5          # the suit
     assert alpha[int(h * 0.1), int(w * 0.95)] < 0.5   # the room behind her
+
+
+def test_app_refinement_keeps_or_improves_the_models_mask_on_real_portraits(model_dir, tmp_path):
+    """``evaluate --mask app`` scores the matte the app composites (guided upsampling on the photo)."""
+    from training.evaluate import evaluate
+
+    pairs = shared_val_pairs("eg_", 8) + shared_val_pairs("ccp_", 8)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{i.resolve()} {m.resolve()}\n" for i, m in pairs))
+    model = evaluate(listing, model_dir, precision="fp32")
+    app = evaluate(listing, model_dir, precision="fp32", mask="app")
+    assert model["mask"] == "model" and app["mask"] == "app" and app["images"] == 16
+    assert app["person_iou"] > 0.9
+    assert app["person_iou"] >= model["person_iou"] - 0.002, (app["person_iou"], model["person_iou"])
+    assert app["boundary_f"] > model["boundary_f"], (app["boundary_f"], model["boundary_f"])

@@ -5,6 +5,11 @@
 Prints person IoU (mean over images), 2-class mIoU (accumulated over the set,
 PaddleSeg's figure), boundary F-score (3 px tolerance) and model milliseconds per
 image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
+
+``--mask model`` (default) scores the network's own output, upsampled bilinearly;
+``--mask app`` scores the matte the app composites: the same output refined by
+``inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
+upsampling on the photo), without temporal smoothing, since the photos are unrelated.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ import numpy as np
 from inference.backends import PRECISIONS
 
 log = logging.getLogger("training.evaluate")
+
+MASKS = ("model", "app")
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:
@@ -104,25 +111,32 @@ class GroupedScores:
 
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
              backend: str = "onnxruntime", threads: int = 2, limit: int | None = None,
-             precision: str = "auto") -> dict:
+             precision: str = "auto", mask: str = "model") -> dict:
     from inference import Segmenter
+    from inference.refine import MaskRefiner, RefineSettings
     from training.data import load_pair, read_file_list
 
     seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
                     precision=precision)
+    if mask not in MASKS:
+        raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
+    refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
     pairs = read_file_list(list_path)[:limit]
     scores = GroupedScores()
     model_ms = []
     seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
     for ip, mp in pairs:
         img, gt = load_pair(ip, mp)
-        alpha = seg(img)
+        if refiner is None:
+            alpha = seg(img)
+        else:
+            alpha = refiner(seg.predict_lowres(img), img)
         model_ms.append(seg.last_ms)
         scores.add(ip.name, alpha > 0.5, gt.astype(bool))
     out = scores.overall.summary()
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
-               threads=threads,
+               threads=threads, mask=mask,
                groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
 
@@ -136,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="auto = what the app runs (int8 on the CPU when the model ships it)")
+    ap.add_argument("--mask", default="model", choices=MASKS,
+                    help="model = the network's output; app = after the app's mask refinement")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
@@ -143,10 +159,12 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(args.list).is_file():
         ap.error(f"file list {args.list} not found")
     t = time.time()
-    r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision)
+    r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision,
+                 args.mask)
     print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
     for name, g in [("all", r), *r["groups"].items()]:
         print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")
+    print(f"mask: {r['mask']}")
     print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
           f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "
           f"({time.time() - t:.0f} s total)")
