@@ -116,10 +116,10 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
     from inference.refine import MaskRefiner, RefineSettings
     from training.data import load_pair, read_file_list
 
-    seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
-                    precision=precision)
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
+    seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
+                    precision=precision)
     refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
     pairs = read_file_list(list_path)[:limit]
     scores = GroupedScores()
