@@ -202,6 +202,10 @@ class MainWindow(QMainWindow):
         f.addRow("Model input size", self.size_box)
         self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: self._engine_update(edge_radius=v))
         f.addRow("Edge smoothing", self.edge_slider)
+        self.colour_edges = QCheckBox("Follow colour edges (sharper; grey is a little faster)")
+        self.colour_edges.setChecked(r.colour_edges)
+        self.colour_edges.toggled.connect(lambda on: self._engine_update(colour_edges=on))
+        f.addRow(self.colour_edges)
         self.temporal_slider = self._slider(0, 95, round(r.temporal * 100),
                                             lambda v: self._engine_update(temporal=v / 100))
         f.addRow("Temporal smoothing", self.temporal_slider)
@@ -308,6 +312,7 @@ class MainWindow(QMainWindow):
                               (self.feather_slider, round(d.feather * 100))):
             slider.setValue(value)
         self.largest.setChecked(d.largest_person_only)
+        self.colour_edges.setChecked(d.colour_edges)
 
     def _input_size_chosen(self, _index: int) -> None:
         size = self.size_box.currentData()
