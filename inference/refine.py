@@ -22,7 +22,7 @@ class RefineSettings:
     feather: float = 0.25          # half-width of the soft ramp around the threshold (0 = hard edge)
     temporal: float = 0.6          # 0 = no smoothing, towards 1 = steadier (motion always passes)
     edge_radius: int = 12          # guided-filter radius at frame resolution (0 = plain bilinear)
-    edge_eps: float = 3e-4         # guided-filter regularisation: smaller follows edges more tightly
+    edge_eps: float = 1e-3         # guided-filter regularisation: smaller follows edges more tightly
     colour_edges: bool = True      # guide by colour (edges between same-brightness colours); False = grey
     largest_person_only: bool = False
 
