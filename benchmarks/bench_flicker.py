@@ -1,0 +1,83 @@
+"""Measure edge shimmer: how much the app's matte changes between frames of a still scene.
+
+    python benchmarks/bench_flicker.py [--list ../shared/data/portrait/val.txt] [--photos 10]
+
+A still photo (the bundled demo photo, or every n-th photo of a file list, scaled to 640
+wide) is fed as a clip of frames that differ only by sensor-like noise (Gaussian, sigma 3);
+each refinement setting runs through ``inference.refine.MaskRefiner`` with the app's temporal
+smoothing, and the mean absolute frame-to-frame alpha change is printed (x1e-3; lower is
+steadier), with the refinement's milliseconds per frame.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from app.sources import DEMO_PHOTO  # noqa: E402
+from inference import Segmenter  # noqa: E402
+from inference.refine import MaskRefiner, RefineSettings  # noqa: E402
+
+SETTINGS = {
+    "grey r6 eps1e-3": RefineSettings(colour_edges=False, edge_radius=6, edge_eps=1e-3),
+    "colour r12 eps3e-4": RefineSettings(edge_radius=12, edge_eps=3e-4),
+    "colour default": RefineSettings(),
+    "colour r12 eps3e-3": RefineSettings(edge_radius=12, edge_eps=3e-3),
+}
+
+
+def photos(list_path: str | None, count: int) -> list[np.ndarray]:
+    if list_path is None:
+        paths = [DEMO_PHOTO]
+    else:
+        from training.data import read_file_list
+
+        pairs = read_file_list(list_path)
+        paths = [ip for ip, _ in pairs[:: max(1, len(pairs) // count)][:count]]
+    out = []
+    for p in paths:
+        img = cv2.imread(str(p))
+        img = cv2.resize(img, (640, round(img.shape[0] * 640 / img.shape[1])), interpolation=cv2.INTER_AREA)
+        out.append(img[:480])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", default=None, help="file list in the shared format (default: the demo photo)")
+    ap.add_argument("--photos", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=12)
+    ap.add_argument("--noise", type=float, default=3.0)
+    args = ap.parse_args()
+    seg = Segmenter(threads=2)
+    rng = np.random.default_rng(0)
+    clips = []
+    for img in photos(args.list, args.photos):
+        frames = [np.clip(img + rng.normal(0, args.noise, img.shape), 0, 255).astype(np.uint8)
+                  for _ in range(args.frames)]
+        clips.append([(f, seg.predict_lowres(f)) for f in frames])
+    print(f"{len(clips)} still scene(s), {args.frames} frames each, noise sigma {args.noise}")
+    for name, settings in SETTINGS.items():
+        changes, ms = [], []
+        for clip in clips:
+            refiner = MaskRefiner(dataclasses.replace(settings))
+            prev = None
+            for i, (frame, low) in enumerate(clip):
+                t = time.perf_counter()
+                alpha = refiner(low, frame)
+                ms.append((time.perf_counter() - t) * 1000)
+                if prev is not None and i >= 3:         # after the temporal filter has settled
+                    changes.append(float(np.abs(alpha - prev).mean()))
+                prev = alpha
+        print(f"  {name:20s} flicker {np.mean(changes) * 1000:6.3f} e-3   refine {np.median(ms):5.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
