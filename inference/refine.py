@@ -80,7 +80,11 @@ class TemporalFilter:
 
 def guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int, eps: float,
                     colour: bool = False) -> np.ndarray:
-    """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at full size."""
+    """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at full size.
+
+    ``colour`` guides by the frame's three colour channels (a 3x3 solve per pixel), which also
+    finds edges between colours of equal brightness; otherwise by its grey levels.
+    """
     h, w = frame_bgr.shape[:2]
     if radius <= 0:
         return cv2.resize(alpha_small, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -115,7 +119,7 @@ def _colour_guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radi
     whole-image OpenCV/numpy operation at 1/4 of the frame size.
     """
     h, w = frame_bgr.shape[:2]
-    gh, gw = max(8, h // 4), max(8, w // 4)      # 1/4 of the frame: the 3x3 solve is 3-4x the grey work
+    gh, gw = max(8, h // 4), max(8, w // 4)      # 1/4 of the frame (not the mask size): the solve is costly
     guide = cv2.resize(frame_bgr, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) * (1 / 255.0)
     p = cv2.resize(alpha_small, (gw, gh), interpolation=cv2.INTER_LINEAR)
     r = max(1, round(radius * gw / w))

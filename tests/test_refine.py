@@ -1,6 +1,7 @@
 """Mask refinement: soft threshold, largest person, temporal smoothing, edge-aware upsampling."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -71,8 +72,6 @@ def test_refiner_output_shape_and_settings_validation():
 def _reference_colour_guided(p: np.ndarray, frame: np.ndarray, r: int, eps: float) -> np.ndarray:
     """He et al.'s colour guided filter written plainly (a per-pixel 3x3 solve in float64) on a
     1/4 grid, its coefficients upsampled bilinearly and applied to the full frame."""
-    import cv2
-
     h, w = frame.shape[:2]
     guide = cv2.resize(frame, (w // 4, h // 4), interpolation=cv2.INTER_AREA).astype(np.float64) / 255
     p = cv2.resize(p, (w // 4, h // 4), interpolation=cv2.INTER_LINEAR).astype(np.float64)
@@ -94,8 +93,6 @@ def _reference_colour_guided(p: np.ndarray, frame: np.ndarray, r: int, eps: floa
 
 
 def test_colour_guided_filter_matches_the_plain_formula():
-    import cv2
-
     rng = np.random.default_rng(3)
     # A frame of smooth colour blobs and a noisy low-resolution mask.
     frame = cv2.resize(rng.integers(0, 256, (12, 16, 3)).astype(np.uint8), (320, 240),
