@@ -11,7 +11,6 @@ steadier), with the refinement's milliseconds per frame.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -67,7 +66,7 @@ def main() -> None:
     for name, settings in SETTINGS.items():
         changes, ms = [], []
         for clip in clips:
-            refiner = MaskRefiner(dataclasses.replace(settings))
+            refiner = MaskRefiner(settings)        # fresh temporal state per clip
             prev = None
             for i, (frame, low) in enumerate(clip):
                 t = time.perf_counter()

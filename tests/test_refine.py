@@ -39,16 +39,22 @@ def test_temporal_filter_smooths_noise_but_follows_motion():
     np.testing.assert_allclose(out[:, :8], 0.0)
 
 
+def _edge_at_163(h: int = 240, w: int = 320) -> tuple[np.ndarray, np.ndarray]:
+    """The true person mask of a frame with an edge at x = 163, and the network's view of it:
+    a coarse, blurred mask (30 x 40) whose edge is off by a few pixels."""
+    truth = np.zeros((h, w), np.float32)
+    truth[:, 163:] = 1
+    small = np.zeros((30, 40), np.float32)
+    small[:, 21:] = 1
+    small[:, 20] = 0.5
+    return truth, small
+
+
 def test_guided_upsampling_snaps_to_the_frame_edge():
     h, w = 240, 320
     frame = np.zeros((h, w, 3), np.uint8)
     frame[:, 163:] = 255                    # real edge at x = 163
-    truth = np.zeros((h, w), np.float32)
-    truth[:, 163:] = 1
-    # The network's view: a coarse, blurred mask whose edge is off by a few pixels.
-    small = np.zeros((30, 40), np.float32)
-    small[:, 21:] = 1
-    small[:, 20] = 0.5
+    truth, small = _edge_at_163(h, w)
     plain = soft_threshold(guided_upsample(small, frame, radius=0, eps=1e-3), 0.5, 0.25)
     guided = soft_threshold(guided_upsample(small, frame, radius=8, eps=1e-3), 0.5, 0.25)
     err_plain = np.abs(plain - truth).mean()
@@ -110,11 +116,7 @@ def test_colour_guide_snaps_to_an_edge_the_grey_guide_cannot_see():
     frame = np.zeros((h, w, 3), np.uint8)
     frame[:, :163] = (0, 0, 255)             # red, grey level 76
     frame[:, 163:] = (0, 130, 0)             # green, grey level 76: no edge in grey
-    truth = np.zeros((h, w), np.float32)
-    truth[:, 163:] = 1
-    small = np.zeros((30, 40), np.float32)
-    small[:, 21:] = 1
-    small[:, 20] = 0.5
+    truth, small = _edge_at_163(h, w)
     grey = soft_threshold(guided_upsample(small, frame, radius=12, eps=3e-4, colour=False), 0.5, 0.25)
     colour = soft_threshold(guided_upsample(small, frame, radius=12, eps=3e-4, colour=True), 0.5, 0.25)
     err_grey = np.abs(grey - truth).mean()
