@@ -31,9 +31,10 @@ class Segmenter:
         self.input_size = self._check_size(input_size)
         self.backend = create_backend(self.model_dir,
                                       BackendOptions(backend, device, threads, tensorrt, self.input_size, precision))
-        scale = 1.0 / (255.0 * np.asarray(self.meta.std, np.float32))
-        self._scale = scale.reshape(1, 1, 3)
-        self._shift = (-np.asarray(self.meta.mean, np.float32) / np.asarray(self.meta.std, np.float32)).reshape(1, 1, 3)
+        # blobFromImage subtracts the mean (in the model's channel order) and lays out NCHW in one
+        # pass; the per-channel 1/std is then one in-place multiply.
+        self._mean255 = tuple(float(m) * 255.0 for m in self.meta.mean)
+        self._inv_std = (1.0 / (255.0 * np.asarray(self.meta.std, np.float32))).reshape(1, 3, 1, 1)
         self.last_ms = 0.0
         log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s", self.backend.name, self.backend.device,
                  self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version)
@@ -58,16 +59,15 @@ class Segmenter:
             raise ValueError("expected an HxWx3 BGR uint8 frame")
         h, w = self.input_size
         small = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_AREA)
-        if self.meta.color_order == "RGB":
-            small = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        x = small.astype(np.float32) * self._scale + self._shift
-        return x.transpose(2, 0, 1)[None]
+        x = cv2.dnn.blobFromImage(small, 1.0, mean=self._mean255, swapRB=self.meta.color_order == "RGB")
+        x *= self._inv_std
+        return x
 
     def predict_lowres(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Person probability at the network's input size (float32, input_size)."""
         x = self.preprocess(frame_bgr)
         t = time.perf_counter()
-        prob = self.backend.run(np.ascontiguousarray(x))
+        prob = self.backend.run(x)
         self.last_ms = (time.perf_counter() - t) * 1000
         return np.clip(prob[0, 0], 0.0, 1.0).astype(np.float32, copy=False)
 

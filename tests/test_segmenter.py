@@ -1,7 +1,10 @@
 """The inference API other code relies on: shapes, ranges, options, backends, errors."""
 from __future__ import annotations
 
+import json
 import shutil
+
+import cv2
 
 import numpy as np
 import pytest
@@ -26,6 +29,23 @@ def test_lowres_output_follows_metadata_and_input_size(model_dir, portrait_frame
     assert small.predict_lowres(portrait_frame).shape == (160, 160)
     with pytest.raises(ValueError, match="multiples of 32"):
         Segmenter(model_dir, input_size=100)
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_preprocess_is_the_metadata_normalisation_in_nchw(model_dir, portrait_frame, tmp_path, order):
+    meta = json.loads((model_dir / "meta.json").read_text())
+    meta.update(color_order=order, mean=[0.2, 0.5, 0.7], std=[0.3, 0.25, 0.6])
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    shutil.copy(model_dir / "model.onnx", tmp_path / "model.onnx")
+    seg = Segmenter(tmp_path, backend="onnxruntime", precision="fp32")
+    x = seg.preprocess(portrait_frame)
+    h, w = seg.input_size
+    small = cv2.resize(portrait_frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    if order == "RGB":
+        small = small[..., ::-1]
+    expected = ((small - meta["mean"]) / meta["std"]).transpose(2, 0, 1)[None]
+    assert x.shape == (1, 3, h, w) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_allclose(x, expected, atol=1e-5)
 
 
 def test_rejects_non_bgr_input(segmenter):
