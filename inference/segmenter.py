@@ -55,6 +55,7 @@ class Segmenter:
         return f"{self.backend.name}/{self.backend.device}/{self.backend.precision}"
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """BGR uint8 frame -> the model's input: 1x3xHxW float32, resized and normalised per ``meta.json``."""
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError("expected an HxWx3 BGR uint8 frame")
         h, w = self.input_size

@@ -5,7 +5,6 @@ import json
 import shutil
 
 import cv2
-
 import numpy as np
 import pytest
 
