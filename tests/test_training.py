@@ -266,3 +266,53 @@ def test_export_wrapper_gives_the_softmax_person_probability():
     got = PersonProbability(model)(x).numpy()
     assert got.shape == (2, 1, 96, 128)
     assert np.abs(got - want).max() < 1e-5 and want.std() > 1e-3     # an untrained net still varies
+
+
+def test_edge_head_learns_resumes_and_exports(tmp_path):
+    pytest.importorskip("paddle")
+    import paddle
+
+    from training import evaluate, export, train
+    from training.model import build_model, person_margin
+    from training.train_edge_head import backbone_outputs, train_head
+
+    root = make_dataset(tmp_path / "d")
+    cfg = train.load_config(Path(__file__).resolve().parent.parent / "training/configs/portrait_bisenetv2.yml")
+    cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), cache_long_side=96)
+    paddle.seed(0)
+    net = build_model()                  # an untrained backbone: its margin says nothing, the photo does
+    paddle.save(net.state_dict(), str(tmp_path / "net.pdparams"))
+    run = tmp_path / "run"
+    args = dict(cfg=cfg, weights=tmp_path / "net.pdparams", run_dir=run, cache_dir=tmp_path / "views",
+                size=64, augmented=1, batch=4, lr=1e-2)
+    assert train_head(epochs=10, **args)["epoch"] >= 1
+    best = train_head(epochs=12, **args)                 # resumes after epoch 10
+    val = [json.loads(line) for line in (run / "val.jsonl").read_text().splitlines()]
+    assert [v["epoch"] for v in val] == list(range(13))  # epoch 0: the new head, which adds nothing
+    assert best["miou"] == max(v["miou"] for v in val[1:]) and best["miou"] > val[0]["miou"] + 0.1
+
+    state = paddle.load(str(run / "best.pdparams"))
+    assert any(k.startswith("edge_head.") for k in state)
+    assert all(np.array_equal(state[k].numpy(), v.numpy()) for k, v in net.state_dict().items())  # frozen
+
+    model = build_model(edge_head=True)
+    model.set_state_dict(state)
+    model.eval()
+    imgs = np.stack([cv2.resize(cv2.imread(str(p)), (64, 64), interpolation=cv2.INTER_AREA)
+                     for p, _ in read_file_list(root / "val.txt")])
+    margin8, detail4 = backbone_outputs(model, imgs)     # what the head was trained on ...
+    from training.data import to_chw_rgb
+
+    x = paddle.to_tensor(to_chw_rgb(imgs))
+    with paddle.no_grad():
+        trained_on = model.edge_head(paddle.to_tensor(margin8.astype(np.float32)),
+                                     paddle.to_tensor(detail4.astype(np.float32)), x).numpy()
+        exported = person_margin(model, x).numpy()      # ... is what the exported network computes
+    assert np.abs(trained_on - exported).max() < 0.02 * max(1.0, np.abs(exported).max())
+
+    out = export.export(run / "best.pdparams", tmp_path / "model", input_size=64, version="head")
+    assert export.parity(out) < 1e-4
+    plain = export.export(tmp_path / "net.pdparams", tmp_path / "plain", input_size=64, version="plain")
+    with_head = evaluate.evaluate(root / "val.txt", out)
+    without = evaluate.evaluate(root / "val.txt", plain)
+    assert with_head["person_iou"] > without["person_iou"] + 0.1

@@ -31,23 +31,30 @@ log = logging.getLogger("training.export")
 
 
 def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 256, version: str = "0",
-           extra: dict | None = None, opset: int = 13) -> Path:
-    """Export ``weights`` (a ``.pdparams`` or training ``.pdckpt``; None = random init) to ``out_dir``."""
+           extra: dict | None = None, opset: int = 13, edge_head: bool = False, half_res: bool = True) -> Path:
+    """Export ``weights`` (a ``.pdparams`` or training ``.pdckpt``; None = random init) to ``out_dir``.
+
+    Weights that hold an ``edge_head.*`` part are exported with it; ``edge_head`` (and ``half_res``)
+    ask for one in a random network.
+    """
     import paddle
     import paddle2onnx
 
-    from training.model import PersonProbability, build_model
+    from training.model import PersonProbability, build_model, edge_head_in
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
-    model = build_model()
+    state = None
     if weights is not None:
         state = paddle.load(str(weights))
         if "model" in state and isinstance(state["model"], dict):
             state = state["model"]
-        missing, unexpected = model.set_state_dict(state) or ([], [])
-        log.info("loaded %s", weights)
+        edge_head, half_res = edge_head_in(state)
+    model = build_model(edge_head=edge_head, half_res=half_res)
+    if state is not None:
+        model.set_state_dict(state)
+        log.info("loaded %s (edge head: %s)", weights, ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
     net = PersonProbability(model)
     net.eval()
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]

@@ -24,10 +24,82 @@ def drop_biases_before_batchnorm(model: nn.Layer) -> int:
     return n
 
 
-def build_model() -> nn.Layer:
+def build_model(edge_head: bool = False, half_res: bool = True) -> nn.Layer:
+    """BiSeNetV2 for two classes; with ``edge_head``, plus an ``EdgeHead(half_res)`` as ``model.edge_head``."""
     model = BiSeNetV2(num_classes=NUM_CLASSES)
     drop_biases_before_batchnorm(model)
+    if edge_head:
+        model.edge_head = EdgeHead(half_res=half_res)
     return model
+
+
+def edge_head_in(state: dict) -> tuple[bool, bool]:
+    """Whether a state dict holds an edge head, and whether that head has its 1/2-resolution stage."""
+    return (any(k.startswith("edge_head.") for k in state),
+            any(k.startswith("edge_head.half_") for k in state))
+
+
+DETAIL_QUARTER = 5   # the detail branch's first five ConvBNReLUs end at 1/4 resolution (64 channels)
+
+
+class EdgeHead(nn.Layer):
+    """Refines BiSeNetV2's person margin from its 1/8 grid to a 1/4 grid, then (``half_res``) a 1/2 grid.
+
+    BiSeNetV2 predicts at 1/8 of the input (32 x 32 at 256): on val photos that grid alone
+    caps person IoU at ~0.978 even with perfect logits, 0.989 at 1/4 and 0.995 at 1/2. The
+    1/4 stage sees the margin upsampled to 1/4, the detail branch's 1/4 features and the image
+    at 1/4; the 1/2 stage sees that result upsampled, the image at 1/2 and four channels of the
+    1/4 stage's features. Each stage adds a correction through a last conv that starts at zero,
+    so a new stage leaves the network's output as it was.
+    """
+
+    def __init__(self, detail_channels: int = 64, mid: int = 16, half_res: bool = True, half_mid: int = 8):
+        super().__init__()
+        from paddleseg.models import layers
+
+        self.reduce = layers.ConvBNReLU(detail_channels + 4, mid, 1, bias_attr=False)
+        self.conv1 = layers.ConvBNReLU(mid, mid, 3, bias_attr=False)
+        self.conv2 = layers.ConvBNReLU(mid, mid, 3, bias_attr=False)
+        self.out = nn.Conv2D(mid, 1, 1, weight_attr=nn.initializer.Constant(0.0),
+                             bias_attr=nn.initializer.Constant(0.0))
+        self.half_res = half_res
+        if half_res:
+            self.half_hint = layers.ConvBNReLU(mid, 4, 1, bias_attr=False)
+            self.half_conv1 = layers.ConvBNReLU(8, half_mid, 3, bias_attr=False)
+            self.half_conv2 = layers.ConvBNReLU(half_mid, half_mid, 3, bias_attr=False)
+            self.half_out = nn.Conv2D(half_mid, 1, 1, weight_attr=nn.initializer.Constant(0.0),
+                                      bias_attr=nn.initializer.Constant(0.0))
+
+    def forward(self, margin8, detail4, x):
+        up = nn.functional.interpolate
+        size = paddle.shape(detail4)[2:]
+        m4 = up(margin8, size, mode="bilinear", align_corners=False)
+        x4 = up(x, size, mode="bilinear", align_corners=False)
+        h4 = self.conv2(self.conv1(self.reduce(paddle.concat([m4, detail4, x4], axis=1))))
+        m4 = m4 + self.out(h4)
+        if not self.half_res:
+            return m4
+        size = size * 2
+        m2 = up(m4, size, mode="bilinear", align_corners=False)
+        x2 = up(x, size, mode="bilinear", align_corners=False)
+        hint = up(self.half_hint(h4), size, mode="bilinear", align_corners=False)
+        return m2 + self.half_out(self.half_conv2(self.half_conv1(paddle.concat([m2, x2, hint], axis=1))))
+
+
+def person_margin(model: nn.Layer, x):
+    """The person-minus-background logit at the network's own grid (1/8, or the edge head's 1/4 or 1/2)."""
+    m = model
+    edge_head = getattr(m, "edge_head", None)
+    if edge_head is None:
+        dfm = m.db(x)
+    else:
+        detail4 = m.db.convs[:DETAIL_QUARTER](x)
+        dfm = m.db.convs[DETAIL_QUARTER:](detail4)
+    logit = m.head(m.bga(dfm, m.sb(x)[-1]))
+    margin = logit[:, 1:2] - logit[:, 0:1]
+    if edge_head is not None:
+        margin = edge_head(margin, detail4, x)
+    return margin
 
 
 class PersonProbability(nn.Layer):
@@ -45,9 +117,7 @@ class PersonProbability(nn.Layer):
         self.model = model
 
     def forward(self, x):
-        m = self.model   # BiSeNetV2.forward's eval path (main head only), up to its upsampling
-        logit = m.head(m.bga(m.db(x), m.sb(x)[-1]))
-        margin = logit[:, 1:2] - logit[:, 0:1]
+        margin = person_margin(self.model, x)   # BiSeNetV2's eval path (main head), before upsampling
         margin = paddle.nn.functional.interpolate(margin, paddle.shape(x)[2:], mode="bilinear",
-                                                  align_corners=m.align_corners)
+                                                  align_corners=self.model.align_corners)
         return paddle.nn.functional.sigmoid(margin)
