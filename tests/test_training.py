@@ -316,3 +316,14 @@ def test_edge_head_learns_resumes_and_exports(tmp_path):
     with_head = evaluate.evaluate(root / "val.txt", out)
     without = evaluate.evaluate(root / "val.txt", plain)
     assert with_head["person_iou"] > without["person_iou"] + 0.1
+
+    # fine-tuning the network and its head together, from those weights
+    cfg.update(run_dir=str(tmp_path / "joint"), edge_head=True, init_weights=str(run / "best.pdparams"),
+               resume_from=None, batch_size=2, stages=[[2, 64]], val_every=2, save_every=2, log_every=1)
+    cfg["optimizer"]["warmup_iters"] = 1
+    train.train(cfg)
+    joint = paddle.load(str(tmp_path / "joint" / "last.pdckpt"))["model"]
+    assert joint["edge_head.out.weight"].shape == state["edge_head.out.weight"].shape
+    assert not np.array_equal(joint["edge_head.out.weight"].numpy(), state["edge_head.out.weight"].numpy())
+    assert not np.array_equal(joint["head.conv_1x1.weight"].numpy(), state["head.conv_1x1.weight"].numpy())
+    assert "starting from the weights in" in (tmp_path / "joint" / "train.log").read_text()

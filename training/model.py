@@ -102,6 +102,23 @@ def person_margin(model: nn.Layer, x):
     return margin
 
 
+def training_logits(model: nn.Layer, x) -> list:
+    """Two-class logits at the input size for the training loss: the main head's, then the four
+    auxiliary heads' (``BiSeNetV2.forward`` in training mode). With an edge head the main logits
+    are ``[0, refined margin]``, whose softmax is the exported person probability."""
+    m = model
+    if getattr(m, "edge_head", None) is None:
+        return m(x)
+    detail4 = m.db.convs[:DETAIL_QUARTER](x)
+    feat1, feat2, feat3, feat4, sfm = m.sb(x)
+    logit = m.head(m.bga(m.db.convs[DETAIL_QUARTER:](detail4), sfm))
+    margin = m.edge_head(logit[:, 1:2] - logit[:, 0:1], detail4, x)
+    outs = [paddle.concat([paddle.zeros_like(margin), margin], axis=1),
+            m.aux_head1(feat1), m.aux_head2(feat2), m.aux_head3(feat3), m.aux_head4(feat4)]
+    size = paddle.shape(x)[2:]
+    return [nn.functional.interpolate(o, size, mode="bilinear", align_corners=m.align_corners) for o in outs]
+
+
 class PersonProbability(nn.Layer):
     """Export wrapper: normalised NCHW RGB in, person probability N x 1 x H x W out.
 

@@ -4,7 +4,8 @@
 
 Run it again with the same config to resume from ``<run_dir>/last.pdckpt`` (or, on a
 fresh clone, from the checkpoint committed at ``resume_from`` when a run had to be
-carried into a later session).
+carried into a later session). A new run starts from ``init_weights`` when the config
+names them (e.g. a network with its ``edge_head``, ``edge_head: true``, to fine-tune both).
 Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
 ``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
 the best validation mIoU) and ``train.log`` / ``val.jsonl`` in the run folder.
@@ -155,6 +156,7 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
 
     from training.data import to_chw_rgb
     from training.evaluate import GroupedScores
+    from training.model import PersonProbability
 
     model.eval()
     scores = GroupedScores()
@@ -162,7 +164,7 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
         for s in range(0, len(val), batch):
             imgs = val.images[s:s + batch]
             x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
-            prob = paddle.nn.functional.softmax(model(paddle.to_tensor(x))[0], axis=1)[:, 1].numpy()
+            prob = PersonProbability(model)(paddle.to_tensor(x))[:, 0].numpy()
             for p, gt, name in zip(prob, val.masks[s:s + batch], val.names[s:s + batch]):
                 pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
                 scores.add(name, pred, gt.astype(bool))
@@ -194,7 +196,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.losses import bisenet_loss
-    from training.model import build_model
+    from training.model import build_model, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -204,7 +206,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     log.info("train %d, val %d samples; threads %s", len(train_set), len(val_set), os.environ.get("OMP_NUM_THREADS"))
 
     paddle.seed(cfg["seed"])
-    model = build_model()
+    model = build_model(edge_head=bool(cfg.get("edge_head", False)))
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
@@ -222,6 +224,13 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         it, best = int(ck["iteration"]), float(ck["best"])
         seconds_before = float(ck.get("train_seconds", 0.0))
         log.info("resumed from %s at iteration %d (best mIoU %.4f)", source, it, best)
+    elif cfg.get("init_weights"):
+        init = Path(cfg["init_weights"])
+        if not init.is_file():
+            raise FileNotFoundError(f"init_weights {init} not found: train the weights it names first "
+                                    "(or remove init_weights from the config)")
+        model.set_state_dict(paddle.load(str(init)))
+        log.info("starting from the weights in %s", cfg["init_weights"])
 
     aug = stage_augment(it, cfg)
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
@@ -268,7 +277,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         lr = lr_at(it, total, oc)
         opt.set_lr(lr)
         x, y, e, idx = loader.next()
-        outs = model(paddle.to_tensor(x))
+        outs = training_logits(model, paddle.to_tensor(x))
         loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
         loader.sampler.record(idx, parts["per_image"])
         loss.backward()
