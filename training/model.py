@@ -86,20 +86,22 @@ class EdgeHead(nn.Layer):
         return m2 + self.half_out(self.half_conv2(self.half_conv1(paddle.concat([m2, x2, hint], axis=1))))
 
 
+def backbone_parts(model: nn.Layer, x) -> tuple:
+    """BiSeNetV2's eval path, opened up: the detail branch at 1/4 (what an edge head sees), the
+    semantic branch's outputs (four auxiliary features, then the last) and the main head's
+    person-minus-background logit at 1/8."""
+    m = model
+    detail4 = m.db.convs[:DETAIL_QUARTER](x)
+    semantic = m.sb(x)
+    logit = m.head(m.bga(m.db.convs[DETAIL_QUARTER:](detail4), semantic[-1]))
+    return detail4, semantic, logit[:, 1:2] - logit[:, 0:1]
+
+
 def person_margin(model: nn.Layer, x):
     """The person-minus-background logit at the network's own grid (1/8, or the edge head's 1/4 or 1/2)."""
-    m = model
-    edge_head = getattr(m, "edge_head", None)
-    if edge_head is None:
-        dfm = m.db(x)
-    else:
-        detail4 = m.db.convs[:DETAIL_QUARTER](x)
-        dfm = m.db.convs[DETAIL_QUARTER:](detail4)
-    logit = m.head(m.bga(dfm, m.sb(x)[-1]))
-    margin = logit[:, 1:2] - logit[:, 0:1]
-    if edge_head is not None:
-        margin = edge_head(margin, detail4, x)
-    return margin
+    detail4, _, margin = backbone_parts(model, x)
+    edge_head = getattr(model, "edge_head", None)
+    return margin if edge_head is None else edge_head(margin, detail4, x)
 
 
 def training_logits(model: nn.Layer, x) -> list:
@@ -109,10 +111,8 @@ def training_logits(model: nn.Layer, x) -> list:
     m = model
     if getattr(m, "edge_head", None) is None:
         return m(x)
-    detail4 = m.db.convs[:DETAIL_QUARTER](x)
-    feat1, feat2, feat3, feat4, sfm = m.sb(x)
-    logit = m.head(m.bga(m.db.convs[DETAIL_QUARTER:](detail4), sfm))
-    margin = m.edge_head(logit[:, 1:2] - logit[:, 0:1], detail4, x)
+    detail4, (feat1, feat2, feat3, feat4, _), margin = backbone_parts(m, x)
+    margin = m.edge_head(margin, detail4, x)
     outs = [paddle.concat([paddle.zeros_like(margin), margin], axis=1),
             m.aux_head1(feat1), m.aux_head2(feat2), m.aux_head3(feat3), m.aux_head4(feat4)]
     size = paddle.shape(x)[2:]

@@ -51,15 +51,13 @@ def backbone_outputs(model, images_bgr: np.ndarray, batch: int = 16) -> tuple[np
     import paddle
 
     from training.data import to_chw_rgb
-    from training.model import DETAIL_QUARTER
+    from training.model import backbone_parts
 
     margins, details = [], []
     with paddle.no_grad():
         for s in range(0, len(images_bgr), batch):
-            x = paddle.to_tensor(to_chw_rgb(images_bgr[s:s + batch]))
-            detail4 = model.db.convs[:DETAIL_QUARTER](x)
-            logit = model.head(model.bga(model.db.convs[DETAIL_QUARTER:](detail4), model.sb(x)[-1]))
-            margins.append((logit[:, 1:2] - logit[:, 0:1]).numpy().astype(np.float16))
+            detail4, _, margin8 = backbone_parts(model, paddle.to_tensor(to_chw_rgb(images_bgr[s:s + batch])))
+            margins.append(margin8.numpy().astype(np.float16))
             details.append(detail4.numpy().astype(np.float16))
     return np.concatenate(margins), np.concatenate(details)
 
