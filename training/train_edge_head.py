@@ -104,13 +104,14 @@ def build_views(model, data, size: int, augmented: int, seed: int, augment: dict
 
 
 def load_or_build_views(path: Path, build) -> Views:
+    """The views cached at ``path``, or ``build()``'s, written there (atomically) for the next run."""
     if path.exists():
         z = np.load(path)
         log.info("loaded %d views from %s", len(z["images"]), path)
         return Views(z["images"], z["masks"], z["margin8"], z["detail4"])
     views = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, images=views.images, masks=views.masks, margin8=views.margin8, detail4=views.detail4)
     os.replace(tmp, path)
@@ -133,7 +134,9 @@ def head_loss(margin, masks, edge, edge_weight: float = 4.0, lovasz_weight: floa
 
 
 def validate_head(model, views: Views, data, batch: int = 25) -> dict:
-    """Person IoU and mIoU on the validation photos (at their cached size), as ``training.train.validate``."""
+    """Person IoU and mIoU on the validation photos (at their cached size), as ``training.train.validate``
+    scores them, except that the probability is upsampled from the head's grid rather than from 256
+    (within ~0.0002 of it: 0.9483 against 0.9484 for v1.9)."""
     import paddle
 
     from training.data import to_chw_rgb
