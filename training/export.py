@@ -40,16 +40,14 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     import paddle
     import paddle2onnx
 
-    from training.model import PersonProbability, build_model, edge_head_in
+    from training.model import PersonProbability, build_model, edge_head_in, load_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
     state = None
     if weights is not None:
-        state = paddle.load(str(weights))
-        if "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
+        state = load_weights(weights)
         edge_head, half_res = edge_head_in(state)
     model = build_model(edge_head=edge_head, half_res=half_res)
     if state is not None:

@@ -1,6 +1,8 @@
 """BiSeNetV2 for two classes (background, person), tuned for CPU training, and its export head."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import paddle
 import paddle.nn as nn
 from paddleseg.models import BiSeNetV2
@@ -31,6 +33,12 @@ def build_model(edge_head: bool = False, half_res: bool = True) -> nn.Layer:
     if edge_head:
         model.edge_head = EdgeHead(half_res=half_res)
     return model
+
+
+def load_weights(path: str | Path) -> dict:
+    """The network's state dict from a ``.pdparams`` file or from a training checkpoint (``.pdckpt``)."""
+    state = paddle.load(str(path))
+    return state["model"] if isinstance(state.get("model"), dict) else state
 
 
 def edge_head_in(state: dict) -> tuple[bool, bool]:

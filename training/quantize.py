@@ -26,9 +26,9 @@ def nodes_after_margin(onnx_path: str | Path) -> list[str]:
     """The nodes after the person-minus-background margin (the graph's last ``Sub``): the edge head
     and the output's upsampling and sigmoid, kept in fp32.
 
-    With its edge head quantised too (small convs of 4-16 channels at 1/4 and 1/2 resolution, with
-    resizes and concats between), v1.9's int8 model ran ~20 % slower than v1.8's; with the head in
-    fp32, as fast, and as accurate.
+    v1.9's int8 model with its edge head quantised too (small convs of 4-16 channels at 1/4 and 1/2
+    resolution, with resizes and concats between) ran ~33 % slower than v1.8's; with the head in
+    fp32 ~20 % slower (see the model card's Speed), and as accurate as fp32.
     """
     import onnx
 

@@ -149,6 +149,24 @@ def rename_optimizer_state(state: dict, old_names: list[str], new_names: list[st
     return out
 
 
+def score_probabilities(scores, probs: np.ndarray, val, start: int) -> None:
+    """Add person probabilities (any size) for ``val``'s samples ``start``, ``start + 1`` ... to
+    ``scores``, each upsampled to its mask's size and thresholded at 0.5."""
+    import cv2
+
+    for p, gt, name in zip(probs, val.masks[start:start + len(probs)], val.names[start:start + len(probs)]):
+        pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
+        scores.add(name, pred, gt.astype(bool))
+
+
+def check_figures(scores) -> dict:
+    """A validation check's figures: the overall summary plus person IoU on eg_ and ccp_ (None if absent)."""
+    out = scores.overall.summary()
+    out.update({f"iou_{k[:-1]}": (scores.groups[k].summary()["person_iou"] if k in scores.groups else None)
+                for k in ("eg_", "ccp_")})
+    return out
+
+
 def validate(model, val, size: int, batch: int = 16) -> dict:
     """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``."""
     import cv2
@@ -159,20 +177,15 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
     from training.model import PersonProbability
 
     model.eval()
+    net = PersonProbability(model)
     scores = GroupedScores()
     with paddle.no_grad():
         for s in range(0, len(val), batch):
             imgs = val.images[s:s + batch]
             x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
-            prob = PersonProbability(model)(paddle.to_tensor(x))[:, 0].numpy()
-            for p, gt, name in zip(prob, val.masks[s:s + batch], val.names[s:s + batch]):
-                pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
-                scores.add(name, pred, gt.astype(bool))
+            score_probabilities(scores, net(paddle.to_tensor(x))[:, 0].numpy(), val, s)
     model.train()
-    out = scores.overall.summary()
-    out.update({f"iou_{k[:-1]}": (scores.groups[k].summary()["person_iou"] if k in scores.groups else None)
-                for k in ("eg_", "ccp_")})
-    return out
+    return check_figures(scores)
 
 
 def train(cfg: dict, max_minutes: float | None = None) -> None:
@@ -196,7 +209,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.losses import bisenet_loss
-    from training.model import build_model, training_logits
+    from training.model import build_model, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -229,7 +242,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         if not init.is_file():
             raise FileNotFoundError(f"init_weights {init} not found: train the weights it names first "
                                     "(or remove init_weights from the config)")
-        model.set_state_dict(paddle.load(str(init)))
+        model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
 
     aug = stage_augment(it, cfg)

@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.train import atomic_save, load_config, profile_settings, rename_optimizer_state
+from training.train import (atomic_save, check_figures, load_config, profile_settings, rename_optimizer_state,
+                            score_probabilities)
 
 log = logging.getLogger("training.train_edge_head")
 
@@ -44,6 +44,16 @@ class Views:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def head_inputs(self, idx) -> tuple:
+        """The edge head's inputs for views ``idx`` (a slice or indices), as float32 tensors."""
+        import paddle
+
+        from training.data import to_chw_rgb
+
+        return (paddle.to_tensor(self.margin8[idx].astype(np.float32)),
+                paddle.to_tensor(self.detail4[idx].astype(np.float32)),
+                paddle.to_tensor(to_chw_rgb(self.images[idx])))
 
 
 def backbone_outputs(model, images_bgr: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -139,27 +149,16 @@ def validate_head(model, views: Views, data, batch: int = 25) -> dict:
     (within ~0.0002 of it: 0.9483 against 0.9484 for v1.9)."""
     import paddle
 
-    from training.data import to_chw_rgb
     from training.evaluate import GroupedScores
 
     model.edge_head.eval()
     scores = GroupedScores()
     with paddle.no_grad():
         for s in range(0, len(views), batch):
-            sl = slice(s, s + batch)
-            refined = model.edge_head(paddle.to_tensor(views.margin8[sl].astype(np.float32)),
-                                 paddle.to_tensor(views.detail4[sl].astype(np.float32)),
-                                 paddle.to_tensor(to_chw_rgb(views.images[sl])))
-            prob = paddle.nn.functional.sigmoid(refined)[:, 0].numpy()
-            for j, p in enumerate(prob):
-                gt = data.masks[s + j].astype(bool)
-                pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
-                scores.add(data.names[s + j], pred, gt)
+            refined = model.edge_head(*views.head_inputs(slice(s, s + batch)))
+            score_probabilities(scores, paddle.nn.functional.sigmoid(refined)[:, 0].numpy(), data, s)
     model.edge_head.train()
-    out = scores.overall.summary()
-    out.update({f"iou_{k[:-1]}": scores.groups[k].summary()["person_iou"] for k in ("eg_", "ccp_")
-                if k in scores.groups})
-    return out
+    return check_figures(scores)
 
 
 def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs: int, size: int = 256,
@@ -172,8 +171,8 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
     """
     import paddle
 
-    from training.data import boundary_band, load_portrait_set, to_chw_rgb
-    from training.model import EdgeHead, build_model
+    from training.data import boundary_band, load_portrait_set
+    from training.model import EdgeHead, build_model, load_weights
 
     start = time.monotonic()
     root = Path(cfg["data_root"]).expanduser()
@@ -183,8 +182,7 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
 
     paddle.seed(seed)
     model = build_model()
-    state = paddle.load(str(weights))
-    state = state["model"] if isinstance(state.get("model"), dict) else state
+    state = load_weights(weights)
     backbone = {k: v for k, v in state.items() if not k.startswith("edge_head.")}
     model.set_state_dict(backbone)
     model.eval()
@@ -231,9 +229,7 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
         losses = []
         for s in range(steps_per_epoch):
             idx = np.sort(order[s * batch:(s + 1) * batch])
-            loss = head_loss(head(paddle.to_tensor(train_views.margin8[idx].astype(np.float32)),
-                                  paddle.to_tensor(train_views.detail4[idx].astype(np.float32)),
-                                  paddle.to_tensor(to_chw_rgb(train_views.images[idx]))),
+            loss = head_loss(head(*train_views.head_inputs(idx)),
                              paddle.to_tensor(train_views.masks[idx].astype(np.int64)),
                              paddle.to_tensor(edges[idx]))
             loss.backward()
@@ -244,7 +240,7 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
         epoch += 1
         val = validate_head(model, val_views, val_set)
         log.info("epoch %d/%d loss %.4f lr %.2e val %s", epoch, epochs, np.mean(losses), sched.get_lr(),
-                 json.dumps({k: round(v, 4) for k, v in val.items()}))
+                 json.dumps({k: round(v, 4) for k, v in val.items() if v is not None}))
         with open(run_dir / "val.jsonl", "a") as f:
             f.write(json.dumps({"epoch": epoch, **val}) + "\n")
         if val["miou"] > best:
@@ -281,9 +277,9 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"weights file {weights} not found: give the trained network's best.pdparams")
     if args.input_size % 32:
         ap.error(f"--input-size {args.input_size} is not a multiple of 32")
-    best = train_head(load_config(args.config), weights, Path(args.run_dir), Path(args.cache_dir).expanduser(), args.epochs, args.input_size,
-                      args.augmented_views, args.batch_size, args.lr, args.seed, args.max_minutes,
-                      half_res=not args.quarter_only)
+    best = train_head(load_config(args.config), weights, Path(args.run_dir), Path(args.cache_dir).expanduser(),
+                      args.epochs, args.input_size, args.augmented_views, args.batch_size, args.lr, args.seed,
+                      args.max_minutes, half_res=not args.quarter_only)
     if best is not None:
         log.info("best epoch %d: %s", best["epoch"], json.dumps(best))
 
