@@ -327,3 +327,77 @@ def test_edge_head_learns_resumes_and_exports(tmp_path):
     assert not np.array_equal(joint["edge_head.out.weight"].numpy(), state["edge_head.out.weight"].numpy())
     assert not np.array_equal(joint["head.conv_1x1.weight"].numpy(), state["head.conv_1x1.weight"].numpy())
     assert "starting from the weights in" in (tmp_path / "joint" / "train.log").read_text()
+
+
+def _resize_graph(sizes_from_shape: bool):
+    """x (1x1xHxW) -> Resize to twice its size, or to a fixed 16 x 16, with the sizes computed
+    at run time from Shape/Slice/Concat as paddle2onnx writes them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "s0", "s2"], ["nc"]),
+             helper.make_node("Slice", ["shape", "s2", "s4"], ["hw"])]
+    if sizes_from_shape:
+        nodes.append(helper.make_node("Mul", ["hw", "two"], ["hw_out"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["fixed"], ["hw_out"]))
+    nodes += [helper.make_node("Concat", ["nc", "hw_out"], ["sizes"], axis=0),
+              helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
+                               coordinate_transformation_mode="half_pixel")]
+    inits = [c("s0", [0]), c("s2", [2]), c("s4", [4]), c("two", [2, 2]), c("fixed", [16, 16])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, None, None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, None, None])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("sizes_from_shape", [True, False])
+def test_resize_scales_are_fixed_only_where_the_ratio_is(tmp_path, sizes_from_shape):
+    import onnx
+    import onnxruntime as ort
+
+    from training.resize_scales import fix_resize_scales
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_resize_graph(sizes_from_shape), str(path))
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert fix_resize_scales(path) == (1 if sizes_from_shape else 0)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops == (["Resize"] if sizes_from_shape else ["Shape", "Slice", "Identity", "Concat", "Resize"])
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for h, w in ((32, 32), (64, 96), (8, 40)):
+        x = rng.standard_normal((1, 1, h, w)).astype(np.float32)
+        want, got = before.run(None, {"x": x})[0], after.run(None, {"x": x})[0]
+        assert got.shape == want.shape == ((1, 1, 2 * h, 2 * w) if sizes_from_shape else (1, 1, 16, 16))
+        assert np.abs(got - want).max() < 1e-5
+
+
+def test_exported_resizes_have_fixed_scales_and_agree_with_paddle_at_other_sizes(tmp_path):
+    import onnx
+    import paddle
+
+    from inference import Segmenter
+    from training import export
+    from training.model import build_model
+
+    paddle.seed(3)
+    model = build_model(edge_head=True)
+    state = model.state_dict()
+    for name in ("edge_head.out.weight", "edge_head.half_out.weight"):   # a head that changes the output
+        state[name].set_value(paddle.randn(state[name].shape) * 0.5)
+    paddle.save(state, str(tmp_path / "w.pdparams"))
+    out = export.export(tmp_path / "w.pdparams", tmp_path / "model", input_size=64, version="scales")
+    graph = onnx.load(str(out / "model.onnx")).graph
+    inits = {i.name for i in graph.initializer}
+    resizes = [n for n in graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 8 and all(len(n.input) == 3 and n.input[2] in inits for n in resizes)
+    assert not [n for n in graph.node if n.op_type == "Shape"]
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for size in ((64, 64), (96, 128), (160, 96)):
+        a = Segmenter(out, backend="onnxruntime", device="cpu", precision="fp32", input_size=size)
+        b = Segmenter(out, backend="paddle", device="cpu", input_size=size)
+        pa, pb = a.predict_lowres(frame), b.predict_lowres(frame)
+        assert pa.shape == size and pb.std() > 1e-3
+        assert np.abs(pa - pb).max() < 1e-4

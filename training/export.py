@@ -5,7 +5,8 @@
         --calibration-list ../shared/data/portrait/train.txt
 
 Writes ``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, output = person
-probability), ``model.onnx`` (``paddle2onnx``) and ``meta.json``, then checks that
+probability), ``model.onnx`` (``paddle2onnx``, its resizes given fixed scales: see
+``training.resize_scales``) and ``meta.json``, then checks that
 Paddle Inference and ONNX Runtime agree on the exported files. With a calibration
 list it also writes ``model.int8.onnx`` (see ``training.quantize``), which ONNX
 Runtime uses on the CPU.
@@ -26,6 +27,7 @@ import numpy as np
 
 from inference.model_meta import ModelMeta
 from training.quantize import INT8_FILE, quantize_int8
+from training.resize_scales import fix_resize_scales
 
 log = logging.getLogger("training.export")
 
@@ -68,6 +70,7 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):  # paddle2onnx leaves temp files in cwd
         paddle2onnx.export(str(out_dir / "model.json"), str(out_dir / "model.pdiparams"),
                            save_file=str(out_dir / "model.onnx"), opset_version=opset, enable_onnx_checker=True)
+    fix_resize_scales(out_dir / "model.onnx")
     meta = ModelMeta(version=version, input_size=(input_size, input_size), extra=extra or {})
     meta.save(out_dir)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
