@@ -401,3 +401,27 @@ def test_exported_resizes_have_fixed_scales_and_agree_with_paddle_at_other_sizes
         pa, pb = a.predict_lowres(frame), b.predict_lowres(frame)
         assert pa.shape == size and pb.std() > 1e-3
         assert np.abs(pa - pb).max() < 1e-4
+
+
+@pytest.mark.parametrize("edge_head", [True, False])
+def test_weights_come_back_from_an_export(tmp_path, edge_head):
+    import paddle
+
+    from training import export
+    from training.model import build_model
+    from training.weights_from_export import weights_from_export
+
+    paddle.seed(5)
+    model = build_model(edge_head=edge_head)
+    state = model.state_dict()
+    for name in [k for k in state if k.startswith("edge_head.") and "out" in k]:   # a head that is not zero
+        state[name].set_value(paddle.randn(state[name].shape))
+    paddle.save(state, str(tmp_path / "w.pdparams"))
+    out = export.export(tmp_path / "w.pdparams", tmp_path / "model", input_size=64, version="w")
+    back = weights_from_export(out)
+    assert set(back) == set(state)
+    exported = [k for k in state if not k.startswith("aux_head")]
+    assert all(np.array_equal(back[k], state[k].numpy()) for k in exported)
+    assert any("edge_head" in k for k in back) == edge_head
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        weights_from_export(tmp_path)

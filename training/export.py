@@ -51,7 +51,8 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     if weights is not None:
         state = load_weights(weights)
         edge_head, half_res = edge_head_in(state)
-    model = build_model(edge_head=edge_head, half_res=half_res)
+    with paddle.utils.unique_name.guard():   # layer names as in a fresh process: training.weights_from_export
+        model = build_model(edge_head=edge_head, half_res=half_res)
     if state is not None:
         model.set_state_dict(state)
         log.info("loaded %s (edge head: %s)", weights, ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
