@@ -425,3 +425,38 @@ def test_weights_come_back_from_an_export(tmp_path, edge_head):
     assert any("edge_head" in k for k in back) == edge_head
     with pytest.raises(FileNotFoundError, match="model.json"):
         weights_from_export(tmp_path)
+
+
+def test_widening_keeps_the_output_and_lets_the_copies_learn_apart(tmp_path):
+    import paddle
+
+    from training.model import build_model, lambd_of, person_margin, training_logits
+    from training.widen import widen
+
+    paddle.seed(7)
+    narrow = build_model(edge_head=True)
+    paddle.save(narrow.state_dict(), str(tmp_path / "n.pdparams"))
+    state = widen(tmp_path / "n.pdparams")
+    assert lambd_of(state) == 0.5
+    wide = build_model(edge_head=True, lambd=0.5)
+    wide.set_state_dict({k: paddle.to_tensor(v) for k, v in state.items()})
+    narrow.eval()
+    wide.eval()
+    x = paddle.randn([2, 3, 96, 64])
+    with paddle.no_grad():
+        a, b = person_margin(narrow, x).numpy(), person_margin(wide, x).numpy()
+    assert a.std() > 1e-3 and np.abs(a - b).max() < 1e-4 * max(1.0, np.abs(a).max())
+
+    key = "sb.stem.conv._conv.weight"         # a conv on the image, widened: its two copies start equal
+    w = state[key]
+    assert w.shape[0] == 2 * narrow.state_dict()[key].shape[0] and np.array_equal(w[: len(w) // 2], w[len(w) // 2:])
+    wide.train()
+    opt = paddle.optimizer.SGD(learning_rate=0.1, parameters=wide.parameters())
+    loss = sum(o.mean() for o in training_logits(wide, x))
+    loss.backward()
+    opt.step()
+    w = wide.state_dict()[key].numpy()
+    assert not np.allclose(w[: len(w) // 2], w[len(w) // 2:])
+    with pytest.raises(ValueError, match="already"):
+        paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(tmp_path / "w.pdparams"))
+        widen(tmp_path / "w.pdparams")

@@ -42,20 +42,22 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     import paddle
     import paddle2onnx
 
-    from training.model import PersonProbability, build_model, edge_head_in, load_weights
+    from training.model import PersonProbability, build_model, edge_head_in, lambd_of, load_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
-    state = None
+    state, lambd = None, 0.25
     if weights is not None:
         state = load_weights(weights)
         edge_head, half_res = edge_head_in(state)
+        lambd = lambd_of(state)
     with paddle.utils.unique_name.guard():   # layer names as in a fresh process: training.weights_from_export
-        model = build_model(edge_head=edge_head, half_res=half_res)
+        model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd)
     if state is not None:
         model.set_state_dict(state)
-        log.info("loaded %s (edge head: %s)", weights, ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
+        log.info("loaded %s (semantic width %g, edge head: %s)", weights, lambd,
+                 ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
     net = PersonProbability(model)
     net.eval()
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]

@@ -26,9 +26,10 @@ def drop_biases_before_batchnorm(model: nn.Layer) -> int:
     return n
 
 
-def build_model(edge_head: bool = False, half_res: bool = True) -> nn.Layer:
-    """BiSeNetV2 for two classes; with ``edge_head``, plus an ``EdgeHead(half_res)`` as ``model.edge_head``."""
-    model = BiSeNetV2(num_classes=NUM_CLASSES)
+def build_model(edge_head: bool = False, half_res: bool = True, lambd: float = 0.25) -> nn.Layer:
+    """BiSeNetV2 for two classes, semantic-branch width ``lambd`` (PaddleSeg's; the shipped networks
+    up to v1.9 are 0.25); with ``edge_head``, plus an ``EdgeHead(half_res)`` as ``model.edge_head``."""
+    model = BiSeNetV2(num_classes=NUM_CLASSES, lambd=lambd)
     drop_biases_before_batchnorm(model)
     if edge_head:
         model.edge_head = EdgeHead(half_res=half_res)
@@ -45,6 +46,11 @@ def edge_head_in(state: dict) -> tuple[bool, bool]:
     """Whether a state dict holds an edge head, and whether that head has its 1/2-resolution stage."""
     return (any(k.startswith("edge_head.") for k in state),
             any(k.startswith("edge_head.half_") for k in state))
+
+
+def lambd_of(state: dict) -> float:
+    """The semantic-branch width a state dict was trained with (its stem makes 64 x lambd channels)."""
+    return state["sb.stem.conv._conv.weight"].shape[0] / 64
 
 
 DETAIL_QUARTER = 5   # the detail branch's first five ConvBNReLUs end at 1/4 resolution (64 channels)

@@ -219,7 +219,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     log.info("train %d, val %d samples; threads %s", len(train_set), len(val_set), os.environ.get("OMP_NUM_THREADS"))
 
     paddle.seed(cfg["seed"])
-    model = build_model(edge_head=bool(cfg.get("edge_head", False)))
+    model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)))
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())

@@ -172,7 +172,7 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
     import paddle
 
     from training.data import boundary_band, load_portrait_set
-    from training.model import EdgeHead, build_model, load_weights
+    from training.model import EdgeHead, build_model, lambd_of, load_weights
 
     start = time.monotonic()
     root = Path(cfg["data_root"]).expanduser()
@@ -181,8 +181,8 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
     val_set = load_portrait_set(root / cfg["val_list"], data_cache, cfg["cache_long_side"], with_plates=False)
 
     paddle.seed(seed)
-    model = build_model()
     state = load_weights(weights)
+    model = build_model(lambd=lambd_of(state))
     backbone = {k: v for k, v in state.items() if not k.startswith("edge_head.")}
     model.set_state_dict(backbone)
     model.eval()

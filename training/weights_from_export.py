@@ -44,15 +44,16 @@ def weights_from_export(model_dir: str | Path) -> dict:
     if not (model_dir / "model.json").is_file():
         raise FileNotFoundError(f"{model_dir / 'model.json'} not found: give the folder training.export wrote")
     saved = _saved_params(model_dir / "model")
-    for head, half in ((True, True), (True, False), (False, True)):
+    shapes = [(head, half, lambd) for lambd in (0.25, 0.5) for head, half in ((True, True), (True, False), (False, True))]
+    for head, half, lambd in shapes:
         with paddle.utils.unique_name.guard():      # the layer names a fresh process gives, as in training.export
-            params = build_model(edge_head=head, half_res=half).state_dict()
+            params = build_model(edge_head=head, half_res=half, lambd=lambd).state_dict()
         state = {k: v.numpy() for k, v in params.items()}
         found = {k: saved[v.name] for k, v in params.items() if v.name in saved}
         exported = [k for k in params if not k.startswith("aux_head")]     # the export wrapper's
         if len(found) == len(saved) == len(exported) and all(found[k].shape == state[k].shape for k in found):
             state.update(found)
-            log.info("%s: %d tensors recovered (edge head: %s)", model_dir, len(found),
+            log.info("%s: %d tensors recovered (semantic width %g, edge head: %s)", model_dir, len(found), lambd,
                      ("to 1/2" if half else "to 1/4") if head else "none")
             return state
     raise ValueError(f"{model_dir} was not exported from this project's BiSeNetV2 (with or without an edge head) "
