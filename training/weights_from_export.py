@@ -44,7 +44,8 @@ def weights_from_export(model_dir: str | Path) -> dict:
     if not (model_dir / "model.json").is_file():
         raise FileNotFoundError(f"{model_dir / 'model.json'} not found: give the folder training.export wrote")
     saved = _saved_params(model_dir / "model")
-    shapes = [(head, half, lambd) for lambd in (0.25, 0.5) for head, half in ((True, True), (True, False), (False, True))]
+    shapes = [(head, half, lambd) for lambd in (0.25, 0.5)
+              for head, half in ((True, True), (True, False), (False, True))]
     for head, half, lambd in shapes:
         with paddle.utils.unique_name.guard():      # the layer names a fresh process gives, as in training.export
             params = build_model(edge_head=head, half_res=half, lambd=lambd).state_dict()
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, help="the .pdparams file to write")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = weights_from_export(args.model_dir)
+    try:
+        state = weights_from_export(args.model_dir)
+    except (FileNotFoundError, ValueError) as e:
+        ap.error(str(e))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, args.out)
     log.info("wrote %s", args.out)

@@ -82,7 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    state = widen(args.weights, args.lambd, args.seed)
+    if not Path(args.weights).is_file():
+        ap.error(f"weights file {args.weights} not found")
+    try:
+        state = widen(args.weights, args.lambd, args.seed)
+    except ValueError as e:
+        ap.error(str(e))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, args.out)
     log.info("wrote %s (%d tensors, %.2f M parameters)", args.out, len(state),
