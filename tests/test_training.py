@@ -291,6 +291,13 @@ def test_edge_head_learns_resumes_and_exports(tmp_path):
     assert [v["epoch"] for v in val] == list(range(13))  # epoch 0: the new head, which adds nothing
     assert best["miou"] == max(v["miou"] for v in val[1:]) and best["miou"] > val[0]["miou"] + 0.1
 
+    started = dict(args, run_dir=tmp_path / "run_from", head_from=run / "best.pdparams")
+    train_head(epochs=1, **started)        # a head taken from other weights: it starts where that one ended
+    first = json.loads((tmp_path / "run_from" / "val.jsonl").read_text().splitlines()[0])
+    assert abs(first["miou"] - best["miou"]) < 1e-6
+    with pytest.raises(ValueError, match="no edge head"):
+        train_head(epochs=1, **dict(started, run_dir=tmp_path / "run_none", head_from=tmp_path / "net.pdparams"))
+
     state = paddle.load(str(run / "best.pdparams"))
     assert any(k.startswith("edge_head.") for k in state)
     assert all(np.array_equal(state[k].numpy(), v.numpy()) for k, v in net.state_dict().items())  # frozen

@@ -163,11 +163,12 @@ def validate_head(model, views: Views, data, batch: int = 25) -> dict:
 
 def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs: int, size: int = 256,
                augmented: int = 1, batch: int = 32, lr: float = 2e-3, seed: int = 42,
-               max_minutes: float | None = None, half_res: bool = True) -> dict | None:
+               max_minutes: float | None = None, half_res: bool = True, head_from: Path | None = None) -> dict | None:
     """Train the head; returns the best epoch's figures, or None when ``max_minutes`` stopped it early.
 
     ``cfg`` is the network's training config: its data set, and its "light" augmentation profile
-    for the augmented views. ``weights`` that already hold a head continue from it.
+    for the augmented views. The head starts from the one in ``head_from`` (e.g. the shipped
+    model's, for a retrained network) or else from one ``weights`` already hold, or else at zero.
     """
     import paddle
 
@@ -187,10 +188,14 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
     model.set_state_dict(backbone)
     model.eval()
     model.edge_head = EdgeHead(half_res=half_res)
-    head_state = {k[len("edge_head."):]: v for k, v in state.items() if k.startswith("edge_head.")}
+    head_source = weights if head_from is None else head_from
+    head_state = {k[len("edge_head."):]: v for k, v in (state if head_from is None else load_weights(head_from)).items()
+                  if k.startswith("edge_head.")}
+    if head_from is not None and not head_state:
+        raise ValueError(f"{head_from} holds no edge head")
     if head_state:     # continue from a trained head; stages it does not have start at zero
         model.edge_head.set_state_dict(head_state)
-        log.info("the head starts from the one in %s (%d tensors)", weights, len(head_state))
+        log.info("the head starts from the one in %s (%d tensors)", head_source, len(head_state))
     key = f"{backbone_digest(backbone)}_{size}"
     light = {**cfg.get("augment", {}), **profile_settings("light", cfg.get("augment_profiles", {}))}
     light.pop("loss", None)
@@ -270,16 +275,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--quarter-only", action="store_true", help="a head without its 1/2-resolution stage")
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--head-from", help="weights whose edge head to start from (default: the one --weights holds, "
+                                        "if any; else a new head)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     weights = Path(args.weights)
     if not weights.is_file():
         ap.error(f"weights file {weights} not found: give the trained network's best.pdparams")
+    if args.head_from and not Path(args.head_from).is_file():
+        ap.error(f"--head-from {args.head_from} not found")
     if args.input_size % 32:
         ap.error(f"--input-size {args.input_size} is not a multiple of 32")
     best = train_head(load_config(args.config), weights, Path(args.run_dir), Path(args.cache_dir).expanduser(),
                       args.epochs, args.input_size, args.augmented_views, args.batch_size, args.lr, args.seed,
-                      args.max_minutes, half_res=not args.quarter_only)
+                      args.max_minutes, half_res=not args.quarter_only,
+                      head_from=Path(args.head_from) if args.head_from else None)
     if best is not None:
         log.info("best epoch %d: %s", best["epoch"], json.dumps(best))
 
