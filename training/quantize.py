@@ -28,7 +28,8 @@ def nodes_after_margin(onnx_path: str | Path) -> list[str]:
 
     v1.9's int8 model with its edge head quantised too (small convs of 4-16 channels at 1/4 and 1/2
     resolution, with resizes and concats between) ran ~33 % slower than v1.8's; with the head in
-    fp32 ~20 % slower (see the model card's Speed), and as accurate as fp32.
+    fp32 ~20 % slower on session 11's host, ~12 % since the resizes got fixed scales (see the model
+    card's Speed), and as accurate as fp32.
     """
     import onnx
 

@@ -188,9 +188,9 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
     model.set_state_dict(backbone)
     model.eval()
     model.edge_head = EdgeHead(half_res=half_res)
-    head_source = weights if head_from is None else head_from
-    head_state = {k[len("edge_head."):]: v for k, v in (state if head_from is None else load_weights(head_from)).items()
-                  if k.startswith("edge_head.")}
+    head_source = head_from or weights
+    source_state = state if head_from is None else load_weights(head_from)
+    head_state = {k[len("edge_head."):]: v for k, v in source_state.items() if k.startswith("edge_head.")}
     if head_from is not None and not head_state:
         raise ValueError(f"{head_from} holds no edge head")
     if head_state:     # continue from a trained head; stages it does not have start at zero
