@@ -127,10 +127,12 @@ def test_train_resume_export_evaluate(tmp_path):
     assert val[-1]["iteration"] == 5 and 0 <= val[-1]["miou"] <= 1
     assert "it 3: augmentation now {'recompose_p': 0.0" in (run / "train.log").read_text()
     cfg["stages"] = [[3, 64], [2, 96, "plain"], [2, 96]]
-    train.train(cfg)                                  # resumes at 5 with the base augmentation, runs to 7
+    cfg["distill"] = {"teacher": str(run / "best.pdparams"), "weight": 1.0}
+    train.train(cfg)                                  # resumes at 5 with the base augmentation, runs to 7, distilling
     assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 7
     log_text = (run / "train.log").read_text()
     assert "resumed from" in log_text and log_text.count("augmentation now") == 1
+    assert "distilling from" in log_text and " kd " in log_text.split("distilling from")[1]
 
     out = export.export(run / "best.pdparams", tmp_path / "model", input_size=96, version="test")
     assert {p.name for p in out.iterdir()} >= {"model.json", "model.pdiparams", "model.onnx", "meta.json"}
@@ -251,6 +253,49 @@ def test_boundary_f_score():
     shifted = np.roll(gt, 2, axis=1)
     far = np.roll(gt, 9, axis=1)
     assert boundary_f(shifted, gt) > 0.8 > boundary_f(far, gt)
+
+
+def test_flip_teacher_is_mirror_symmetric_and_distillation_pulls_towards_it(tmp_path):
+    import paddle
+
+    from training.distill import FlipTeacher, distill_loss
+    from training.model import build_model, training_logits
+
+    with pytest.raises(FileNotFoundError, match="distill.teacher"):
+        FlipTeacher(tmp_path / "missing.pdparams")
+    paddle.seed(0)
+    paddle.save(build_model().state_dict(), str(tmp_path / "t.pdparams"))
+    x = paddle.randn([2, 3, 64, 96])
+    mirror = lambda t: paddle.flip(t, [t.ndim - 1])
+    teacher = FlipTeacher(tmp_path / "t.pdparams")
+    t = teacher(x)
+    assert t.shape == [2, 64, 96] and float(t.std()) > 1e-3
+    assert float((teacher(mirror(x)) - mirror(t)).abs().max()) < 1e-5          # mirror in, mirror out
+    single = FlipTeacher(tmp_path / "t.pdparams", flip=False)
+    assert float((single(mirror(x)) - mirror(single(x))).abs().max()) > 1e-3   # a single pass is not
+
+    logit = paddle.log(t / (1 - t))
+    agree = paddle.stack([paddle.zeros_like(logit), logit], axis=1)
+    assert float(distill_loss(agree, t)) < 1e-5 < float(distill_loss(agree * 0.5, t))
+
+    paddle.seed(1)
+    student = build_model()
+    opt = paddle.optimizer.Adam(1e-3, parameters=student.parameters())
+
+    def gap() -> float:
+        student.eval()
+        with paddle.no_grad():
+            p = paddle.nn.functional.softmax(student(x)[0], axis=1)[:, 1]
+        student.train()
+        return float((p - t).abs().mean())
+
+    before = gap()
+    for _ in range(8):
+        loss = distill_loss(training_logits(student, x)[0], t)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    assert gap() < 0.7 * before
 
 
 def test_export_wrapper_gives_the_softmax_person_probability():

@@ -6,6 +6,8 @@ Run it again with the same config to resume from ``<run_dir>/last.pdckpt`` (or, 
 fresh clone, from the checkpoint committed at ``resume_from`` when a run had to be
 carried into a later session). A new run starts from ``init_weights`` when the config
 names them (e.g. a network with its ``edge_head``, ``edge_head: true``, to fine-tune both).
+With ``distill: {teacher: WEIGHTS, weight: W}`` the main output also learns the teacher's
+flip-averaged person probability (``training.distill``).
 Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
 ``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
 the best validation mIoU) and ``train.log`` / ``val.jsonl`` in the run folder.
@@ -208,6 +210,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     import paddle
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
+    from training.distill import distill_loss
     from training.losses import bisenet_loss
     from training.model import build_model, load_weights, training_logits
 
@@ -244,6 +247,14 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                                     "(or remove init_weights from the config)")
         model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
+
+    teacher, distill_weight = None, 0.0
+    if cfg.get("distill"):
+        from training.distill import FlipTeacher
+
+        teacher = FlipTeacher(cfg["distill"]["teacher"], bool(cfg["distill"].get("flip", True)))
+        distill_weight = float(cfg["distill"].get("weight", 1.0))
+        log.info("distilling from %s (weight %g)", cfg["distill"]["teacher"], distill_weight)
 
     aug = stage_augment(it, cfg)
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
@@ -290,8 +301,13 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         lr = lr_at(it, total, oc)
         opt.set_lr(lr)
         x, y, e, idx = loader.next()
-        outs = training_logits(model, paddle.to_tensor(x))
+        x = paddle.to_tensor(x)
+        outs = training_logits(model, x)
         loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
+        if teacher is not None:
+            kd = distill_loss(outs[0], teacher(x))
+            loss = loss + distill_weight * kd
+            parts["kd"] = float(kd)
         loader.sampler.record(idx, parts["per_image"])
         loss.backward()
         opt.step()
