@@ -128,8 +128,15 @@ def test_train_resume_export_evaluate(tmp_path):
     assert "it 3: augmentation now {'recompose_p': 0.0" in (run / "train.log").read_text()
     cfg["stages"] = [[3, 64], [2, 96, "plain"], [2, 96]]
     cfg["distill"] = {"teacher": str(run / "best.pdparams"), "weight": 1.0}
-    train.train(cfg)                                  # resumes at 5 with the base augmentation, runs to 7, distilling
-    assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 7
+    cfg["freeze_bn"] = True
+    train.train(cfg)              # resumes at 5 with the base augmentation, runs to 7, distilling, BatchNorm frozen
+    ck7 = paddle.load(str(run / "last.pdckpt"))
+    assert ck7["iteration"] == 7
+    stats = [k for k in ck["model"] if k.endswith("._mean") or k.endswith("._variance")]
+    learnt = [k for k in ck["model"] if k not in stats]
+    assert stats and all(np.array_equal(ck["model"][k].numpy(), ck7["model"][k].numpy()) for k in stats)
+    assert not all(np.all(ck["model"][k].numpy() == 0) for k in stats if k.endswith("._mean"))  # unfrozen, they moved
+    assert any(not np.array_equal(ck["model"][k].numpy(), ck7["model"][k].numpy()) for k in learnt)
     log_text = (run / "train.log").read_text()
     assert "resumed from" in log_text and log_text.count("augmentation now") == 1
     assert "distilling from" in log_text and " kd " in log_text.split("distilling from")[1]

@@ -36,6 +36,20 @@ def build_model(edge_head: bool = False, half_res: bool = True, lambd: float = 0
     return model
 
 
+def freeze_batchnorm(model: nn.Layer) -> int:
+    """Put every BatchNorm of a training-mode ``model`` in eval mode: it normalises with its running
+    statistics and stops updating them (its scale and shift still learn). Returns how many.
+
+    For fine-tuning a trained network: with batches of 8 the running statistics are a
+    ~10-batch average that moves with every step, so the eval network changes even where
+    the weights barely do.
+    """
+    layers = [m for m in model.sublayers() if isinstance(m, nn.layer.norm._BatchNormBase)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+
+
 def load_weights(path: str | Path) -> dict:
     """The network's state dict from a ``.pdparams`` file or from a training checkpoint (``.pdckpt``)."""
     state = paddle.load(str(path))

@@ -7,7 +7,8 @@ fresh clone, from the checkpoint committed at ``resume_from`` when a run had to 
 carried into a later session). A new run starts from ``init_weights`` when the config
 names them (e.g. a network with its ``edge_head``, ``edge_head: true``, to fine-tune both).
 With ``distill: {teacher: WEIGHTS, weight: W}`` the main output also learns the teacher's
-flip-averaged person probability (``training.distill``).
+flip-averaged person probability (``training.distill``); ``freeze_bn: true`` keeps the
+BatchNorm statistics as loaded (fine-tuning a trained network).
 Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
 ``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
 the best validation mIoU) and ``train.log`` / ``val.jsonl`` in the run folder.
@@ -212,7 +213,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.distill import distill_loss
     from training.losses import bisenet_loss
-    from training.model import build_model, load_weights, training_logits
+    from training.model import build_model, freeze_batchnorm, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -277,8 +278,15 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                      "sample_loss": loader.sampler.loss},
                     ckpt_path)
 
+    def train_mode() -> None:
+        model.train()
+        if cfg.get("freeze_bn"):
+            freeze_batchnorm(model)
+
     lc = stage_loss(it, cfg)
-    model.train()
+    train_mode()
+    if cfg.get("freeze_bn"):
+        log.info("BatchNorm statistics frozen (freeze_bn)")
     t_start = time.time()
     t_win, n_win, loss_win = time.time(), 0, 0.0
     use_bar = sys.stderr.isatty()
@@ -327,6 +335,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
             m = validate(model, val_set, size)
+            train_mode()
             m.update(iteration=it, size=size, minutes=round((seconds_before + time.time() - t_start) / 60, 1))
             with open(run_dir / "val.jsonl", "a") as f:
                 f.write(json.dumps(m) + "\n")
