@@ -9,7 +9,8 @@ image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
 ``--mask model`` (default) scores the network's own output, upsampled bilinearly;
 ``--mask app`` scores the matte the app composites: the same output refined by
 ``inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
-upsampling on the photo), without temporal smoothing, since the photos are unrelated.
+upsampling on the photo), without temporal smoothing, since the photos are unrelated. ``--mirror-average``
+averages each prediction with the mirrored photo's (``Segmenter(mirror_average=True)``).
 """
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ class GroupedScores:
 
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
              backend: str = "onnxruntime", threads: int = 2, limit: int | None = None,
-             precision: str = "auto", mask: str = "model") -> dict:
+             precision: str = "auto", mask: str = "model", mirror_average: bool = False) -> dict:
     from inference import Segmenter
     from inference.refine import MaskRefiner, RefineSettings
     from training.data import load_pair, read_file_list
@@ -119,7 +120,7 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
     seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
-                    precision=precision)
+                    precision=precision, mirror_average=mirror_average)
     refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
     pairs = read_file_list(list_path)[:limit]
     scores = GroupedScores()
@@ -136,7 +137,7 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
     out = scores.overall.summary()
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
-               threads=threads, mask=mask,
+               threads=threads, mask=mask, mirror_average=mirror_average,
                groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
 
@@ -152,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="auto = what the app runs (int8 on the CPU when the model ships it)")
     ap.add_argument("--mask", default="model", choices=MASKS,
                     help="model = the network's output; app = after the app's mask refinement")
+    ap.add_argument("--mirror-average", action="store_true",
+                    help="average each prediction with the mirrored image's (twice the model time)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
@@ -160,11 +163,11 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"file list {args.list} not found")
     t = time.time()
     r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision,
-                 args.mask)
+                 args.mask, args.mirror_average)
     print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
     for name, g in [("all", r), *r["groups"].items()]:
         print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")
-    print(f"mask: {r['mask']}")
+    print(f"mask: {r['mask']}" + (", averaged with the mirrored image's" if r["mirror_average"] else ""))
     print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
           f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "
           f"({time.time() - t:.0f} s total)")
