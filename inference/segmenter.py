@@ -41,8 +41,9 @@ class Segmenter:
         self._mean255 = tuple(float(m) * 255.0 for m in self.meta.mean)
         self._inv_std = (1.0 / (255.0 * np.asarray(self.meta.std, np.float32))).reshape(1, 3, 1, 1)
         self.last_ms = 0.0
-        log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s", self.backend.name, self.backend.device,
-                 self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version)
+        log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s%s", self.backend.name, self.backend.device,
+                 self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version,
+                 ", mirror-averaged (two passes)" if mirror_average else "")
 
     def _check_size(self, size) -> tuple[int, int]:
         if size is None:
