@@ -140,6 +140,10 @@ def test_train_resume_export_evaluate(tmp_path):
     log_text = (run / "train.log").read_text()
     assert "resumed from" in log_text and log_text.count("augmentation now") == 1
     assert "distilling from" in log_text and " kd " in log_text.split("distilling from")[1]
+    cfg["distill"] = {"weight": 1.0}
+    with pytest.raises(ValueError, match="distill needs teacher"):
+        train.train(cfg)
+    cfg.pop("distill")
 
     out = export.export(run / "best.pdparams", tmp_path / "model", input_size=96, version="test")
     assert {p.name for p in out.iterdir()} >= {"model.json", "model.pdiparams", "model.onnx", "meta.json"}

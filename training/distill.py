@@ -3,8 +3,9 @@ prediction, as a soft target for the network being trained.
 
 On val the shipped network's own prediction averaged with its mirrored one (flip
 test-time augmentation) scores higher than either alone, but running the network twice
-per frame doubles its cost; training against that average moves the single pass
-towards it. Set ``distill: {teacher: WEIGHTS, weight: W}`` in a training config.
+per frame doubles its cost; training against that average is meant to move the single
+pass towards it (on v1.9 it did not gain: model card, Training item 12). Set
+``distill: {teacher: WEIGHTS, weight: W}`` in a training config.
 """
 from __future__ import annotations
 

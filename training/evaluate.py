@@ -9,8 +9,9 @@ image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
 ``--mask model`` (default) scores the network's own output, upsampled bilinearly;
 ``--mask app`` scores the matte the app composites: the same output refined by
 ``inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
-upsampling on the photo), without temporal smoothing, since the photos are unrelated. ``--mirror-average``
-averages each prediction with the mirrored photo's (``Segmenter(mirror_average=True)``).
+upsampling on the photo), without temporal smoothing, since the photos are unrelated.
+``--mirror-average`` averages each prediction with the mirrored photo's
+(``Segmenter(mirror_average=True)``, the app's "two passes per frame").
 """
 from __future__ import annotations
 

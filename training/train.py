@@ -211,7 +211,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     import paddle
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
-    from training.distill import distill_loss
+    from training.distill import FlipTeacher, distill_loss
     from training.losses import bisenet_loss
     from training.model import build_model, freeze_batchnorm, load_weights, training_logits
 
@@ -251,8 +251,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     teacher, distill_weight = None, 0.0
     if cfg.get("distill"):
-        from training.distill import FlipTeacher
-
+        if not cfg["distill"].get("teacher"):
+            raise ValueError("distill needs teacher: the weights to learn from (.pdparams or .pdckpt)")
         teacher = FlipTeacher(cfg["distill"]["teacher"], bool(cfg["distill"].get("flip", True)))
         distill_weight = float(cfg["distill"].get("weight", 1.0))
         log.info("distilling from %s (weight %g)", cfg["distill"]["teacher"], distill_weight)
