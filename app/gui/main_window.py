@@ -200,18 +200,15 @@ class MainWindow(QMainWindow):
         self.size_box.setCurrentIndex(si if si >= 0 else INPUT_SIZES.index(256))
         self.size_box.activated.connect(self._input_size_chosen)
         f.addRow("Model input size", self.size_box)
-        self.mirror_average = QCheckBox("Two passes per frame (2x model time)")
-        self.mirror_average.setToolTip("Also segment the mirrored frame and average the two: "
-                                       "a better mask for twice the model's time")
-        self.mirror_average.setChecked(self.gs.engine.mirror_average)
-        self.mirror_average.toggled.connect(lambda on: self._engine_update(mirror_average=on))
+        self.mirror_average = self._engine_checkbox(
+            "Two passes per frame (2x model time)", "mirror_average", self.gs.engine.mirror_average,
+            "Also segment the mirrored frame and average the two: a better mask for twice the model's time")
         f.addRow(self.mirror_average)
         self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: self._engine_update(edge_radius=v))
         f.addRow("Edge smoothing", self.edge_slider)
-        self.colour_edges = QCheckBox("Follow colour edges")
-        self.colour_edges.setToolTip("Sharper edges; off follows brightness only, 2-5 ms faster per frame")
-        self.colour_edges.setChecked(r.colour_edges)
-        self.colour_edges.toggled.connect(lambda on: self._engine_update(colour_edges=on))
+        self.colour_edges = self._engine_checkbox(
+            "Follow colour edges", "colour_edges", r.colour_edges,
+            "Sharper edges; off follows brightness only, 2-5 ms faster per frame")
         f.addRow(self.colour_edges)
         self.temporal_slider = self._slider(0, 95, round(r.temporal * 100),
                                             lambda v: self._engine_update(temporal=v / 100))
@@ -221,20 +218,25 @@ class MainWindow(QMainWindow):
         f.addRow("Threshold", self.threshold_slider)
         self.feather_slider = self._slider(0, 50, round(r.feather * 100), lambda v: self._engine_update(feather=v / 100))
         f.addRow("Edge softness", self.feather_slider)
-        self.largest = QCheckBox("Only the largest person")
-        self.largest.setChecked(r.largest_person_only)
-        self.largest.toggled.connect(lambda on: self._engine_update(largest_person_only=on))
+        self.largest = self._engine_checkbox("Only the largest person", "largest_person_only", r.largest_person_only)
         f.addRow(self.largest)
-        self.async_box = QCheckBox("Keep full frame rate")
-        self.async_box.setToolTip("When the model is slower than the camera, show every frame with the newest mask "
-                                  "instead of waiting for the model")
-        self.async_box.setChecked(self.gs.engine.async_segmentation)
-        self.async_box.toggled.connect(lambda on: self._engine_update(async_segmentation=on))
+        self.async_box = self._engine_checkbox(
+            "Keep full frame rate", "async_segmentation", self.gs.engine.async_segmentation,
+            "When the model is slower than the camera, show every frame with the newest mask "
+            "instead of waiting for the model")
         f.addRow(self.async_box)
         reset = QPushButton("Restore defaults")
         reset.clicked.connect(self._restore_quality_defaults)
         f.addRow(reset)
         return w
+
+    def _engine_checkbox(self, label: str, setting: str, checked: bool, tooltip: str = "") -> QCheckBox:
+        """A checkbox that sets the engine's boolean ``setting`` when toggled."""
+        box = QCheckBox(label)
+        box.setToolTip(tooltip)
+        box.setChecked(checked)
+        box.toggled.connect(lambda on: self._engine_update(**{setting: on}))
+        return box
 
     def _slider(self, lo: int, hi: int, value: int, on_change) -> QSlider:
         s = QSlider(Qt.Orientation.Horizontal, minimum=lo, maximum=hi, value=int(value))
