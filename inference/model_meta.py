@@ -28,6 +28,7 @@ class ModelMeta:
     layout: str = "NCHW"
     output: str = "person_probability"            # N x 1 x H x W in [0, 1]
     int8_onnx: str = ""                           # int8-quantised ONNX file beside model.onnx ("" = none)
+    mirror_averaged: bool = False                 # the output already averages the mirrored input's
     extra: dict = field(default_factory=dict)
 
     def save(self, model_dir: str | Path) -> Path:

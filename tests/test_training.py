@@ -523,3 +523,68 @@ def test_widening_keeps_the_output_and_lets_the_copies_learn_apart(tmp_path):
     with pytest.raises(ValueError, match="already"):
         paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(tmp_path / "w.pdparams"))
         widen(tmp_path / "w.pdparams")
+
+
+def test_depthwise_convs_that_multiply_channels_become_plain_depthwise_with_the_same_output(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from training.depthwise_repeat import rewrite_depthwise
+
+    rng = np.random.default_rng(0)
+    w = lambda *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), f"w{len(shape)}{shape[0]}")
+    inits = [w(12, 1, 3, 3), w(4, 1, 3, 3), w(8, 2, 3, 3)]
+    names = [i.name for i in inits]
+    nodes = [helper.make_node("Conv", ["x", names[0]], ["a"], group=4, pads=[1, 1, 1, 1], strides=[2, 2]),  # x3
+             helper.make_node("Conv", ["x", names[1]], ["b"], group=4, pads=[1, 1, 1, 1]),   # plain depthwise
+             helper.make_node("Conv", ["x", names[2]], ["c"], group=2, pads=[1, 1, 1, 1])]   # 2 channels per group
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, None, None, None]) for n in "abc"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, None, None])],
+                              outs, inits)
+    path = tmp_path / "dw.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    x = rng.standard_normal((1, 4, 10, 14)).astype(np.float32)
+    run = lambda: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    before = run()
+    assert rewrite_depthwise(path) == 1
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    assert [next(a.i for a in n.attribute if a.name == "group") for n in convs] == [12, 4, 2]
+    for want, got in zip(before, run()):
+        assert want.shape == got.shape and np.abs(want - got).max() < 1e-5
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 128)])
+def test_a_mirror_averaged_export_is_the_mean_of_both_passes_in_every_runtime(tmp_path_factory, size):
+    import onnx
+    import paddle
+
+    from inference import ModelMeta, Segmenter
+    from training import export
+    from training.model import build_model
+
+    tmp = tmp_path_factory.mktemp("mirror")
+    paddle.seed(11)
+    model = build_model(edge_head=True)
+    state = model.state_dict()
+    for name in ("edge_head.out.weight", "edge_head.half_out.weight"):   # a head that changes the output
+        state[name].set_value(paddle.randn(state[name].shape) * 0.5)
+    paddle.save(state, str(tmp / "w.pdparams"))
+    plain_dir = export.export(tmp / "w.pdparams", tmp / "plain", input_size=64, version="plain")
+    both_dir = export.export(tmp / "w.pdparams", tmp / "both", input_size=64, version="both", mirror_average=True)
+    assert ModelMeta.load(both_dir).mirror_averaged and not ModelMeta.load(plain_dir).mirror_averaged
+    for d in (plain_dir, both_dir):       # no conv is left widening channels inside its groups
+        graph = onnx.load(str(d / "model.onnx")).graph
+        weights = {i.name: i.dims for i in graph.initializer}
+        assert all(weights[n.input[1]][0] == next(a.i for a in n.attribute if a.name == "group")
+                   for n in graph.node if n.op_type == "Conv" and weights[n.input[1]][1] == 1)
+    frame = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    mirror = np.ascontiguousarray(frame[:, ::-1])
+    plain = Segmenter(plain_dir, backend="onnxruntime", device="cpu", input_size=size)
+    a, b = plain.predict_lowres(frame), plain.predict_lowres(mirror)[:, ::-1]
+    assert np.abs(a - b).max() > 1e-3                                     # the network alone is not symmetric
+    for backend in ("onnxruntime", "paddle"):
+        both = Segmenter(both_dir, backend=backend, device="cpu", input_size=size)
+        avg = both.predict_lowres(frame)
+        assert avg.shape == size and np.abs(avg - (a + b) / 2).max() < 1e-4
+        assert np.abs(both.predict_lowres(mirror)[:, ::-1] - avg).max() < 1e-4

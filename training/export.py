@@ -6,7 +6,8 @@
 
 Writes ``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, output = person
 probability), ``model.onnx`` (``paddle2onnx``, its resizes given fixed scales: see
-``training.resize_scales``) and ``meta.json``, then checks that
+``training.resize_scales``; its channel-multiplying depthwise convs made plain depthwise
+convs: see ``training.depthwise_repeat``) and ``meta.json``, then checks that
 Paddle Inference and ONNX Runtime agree on the exported files. With a calibration
 list it also writes ``model.int8.onnx`` (see ``training.quantize``), which ONNX
 Runtime uses on the CPU.
@@ -25,24 +26,28 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.model_meta import ModelMeta
+from inference.model_meta import PADDLE_FILES, ModelMeta
 from training.quantize import INT8_FILE, quantize_int8
+from training.depthwise_repeat import rewrite_depthwise
+from training.mirror_onnx import add_mirror_average
 from training.resize_scales import fix_resize_scales
 
 log = logging.getLogger("training.export")
 
 
 def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 256, version: str = "0",
-           extra: dict | None = None, opset: int = 13, edge_head: bool = False, half_res: bool = True) -> Path:
+           extra: dict | None = None, opset: int = 13, edge_head: bool = False, half_res: bool = True,
+           mirror_average: bool = False) -> Path:
     """Export ``weights`` (a ``.pdparams`` or training ``.pdckpt``; None = random init) to ``out_dir``.
 
     Weights that hold an ``edge_head.*`` part are exported with it; ``edge_head`` (and ``half_res``)
-    ask for one in a random network.
+    ask for one in a random network. ``mirror_average`` exports the mean of the network's output
+    and its output for the mirrored input (``training.model.MirrorAveraged``), flagged in ``meta.json``.
     """
     import paddle
     import paddle2onnx
 
-    from training.model import PersonProbability, build_model, edge_head_in, lambd_of, load_weights
+    from training.model import MirrorAveraged, PersonProbability, build_model, edge_head_in, lambd_of, load_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,24 +66,37 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     net = PersonProbability(model)
     net.eval()
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
-    with tempfile.TemporaryDirectory() as tmp:
-        prefix = Path(tmp) / "model"
-        paddle.jit.save(net, str(prefix), input_spec=spec)
-        produced = {p.name: p for p in Path(tmp).iterdir()}
-        if "model.json" not in produced:
-            raise RuntimeError(f"paddle.jit.save wrote {sorted(produced)}, expected model.json (Paddle 3 PIR)")
-        for name in ("model.json", "model.pdiparams"):
-            os.replace(produced[name], out_dir / name)
     out_dir = out_dir.resolve()
-    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):  # paddle2onnx leaves temp files in cwd
-        paddle2onnx.export(str(out_dir / "model.json"), str(out_dir / "model.pdiparams"),
-                           save_file=str(out_dir / "model.onnx"), opset_version=opset, enable_onnx_checker=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = _jit_save(net, Path(tmp) / "plain", spec)
+        with contextlib.chdir(tmp):          # paddle2onnx leaves temp files in cwd
+            paddle2onnx.export(*(str(p) for p in plain), save_file=str(out_dir / "model.onnx"),
+                               opset_version=opset, enable_onnx_checker=True)
+        shipped = _jit_save(MirrorAveraged(net), Path(tmp) / "mirror", spec) if mirror_average else plain
+        for path, name in zip(shipped, PADDLE_FILES):
+            os.replace(path, out_dir / name)
     fix_resize_scales(out_dir / "model.onnx")
-    meta = ModelMeta(version=version, input_size=(input_size, input_size), extra=extra or {})
+    rewrite_depthwise(out_dir / "model.onnx")
+    if mirror_average:
+        add_mirror_average(out_dir / "model.onnx")
+    meta = ModelMeta(version=version, input_size=(input_size, input_size), mirror_averaged=mirror_average,
+                     extra=extra or {})
     meta.save(out_dir)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
     return out_dir
+
+
+def _jit_save(net, prefix: Path, spec) -> tuple[Path, Path]:
+    """``paddle.jit.save`` ``net``; returns its ``model.json`` and ``model.pdiparams`` paths."""
+    import paddle
+
+    paddle.jit.save(net, str(prefix), input_spec=spec)
+    files = (prefix.with_suffix(".json"), prefix.with_suffix(".pdiparams"))
+    if not files[0].is_file():
+        raise RuntimeError(f"paddle.jit.save wrote {sorted(p.name for p in prefix.parent.iterdir())}, "
+                           "expected a .json program (Paddle 3 PIR)")
+    return files
 
 
 def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> float:
@@ -100,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="models/portrait_bisenetv2")
     ap.add_argument("--input-size", type=int, default=256)
     ap.add_argument("--version", default="0")
+    ap.add_argument("--mirror-average", action="store_true",
+                    help="export the mean of the network on the frame and on its mirror image (two passes in one call)")
     ap.add_argument("--skip-parity", action="store_true")
     ap.add_argument("--calibration-list", help="file list of real photos: also write the int8 ONNX model")
     ap.add_argument("--calibration-images", type=int, default=64)
@@ -111,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"weights file {args.weights} not found")
     if args.calibration_list and not Path(args.calibration_list).is_file():
         ap.error(f"calibration list {args.calibration_list} not found")
-    out = export(None if args.random else args.weights, args.out, args.input_size, args.version)
+    out = export(None if args.random else args.weights, args.out, args.input_size, args.version,
+                 mirror_average=args.mirror_average)
     if not args.skip_parity:
         diff = parity(out)
         log.info("parity Paddle vs ONNX Runtime: max |diff| = %.2e", diff)

@@ -166,3 +166,22 @@ class PersonProbability(nn.Layer):
         margin = paddle.nn.functional.interpolate(margin, paddle.shape(x)[2:], mode="bilinear",
                                                   align_corners=self.model.align_corners)
         return paddle.nn.functional.sigmoid(margin)
+
+
+class MirrorAveraged(nn.Layer):
+    """Export wrapper: the mean of ``net(x)`` and the mirror image of ``net(mirror(x))``.
+
+    Flip test-time augmentation inside the exported model: both views go through the network as
+    one batch of 2N, so every runtime gets the averaged, mirror-symmetric probability from one
+    call. (paddle2onnx cannot convert this layer's flips of a dynamic width, so the ONNX file gets
+    the same wrapper as a graph pass: ``training.mirror_onnx``.)
+    """
+
+    def __init__(self, net: nn.Layer):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        both = self.net(paddle.concat([x, paddle.flip(x, [3])], axis=0))
+        plain, mirrored = paddle.split(both, 2, axis=0)
+        return (plain + paddle.flip(mirrored, [3])) * 0.5
