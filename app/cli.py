@@ -58,8 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS,
                    help="model precision: auto (int8 on the CPU when the model ships it), fp32 or int8")
     p.add_argument("--sync", action="store_true", help="segment every frame before compositing it")
-    p.add_argument("--mirror-average", action="store_true",
-                   help="also segment the mirrored frame and average the two (better mask, twice the model time)")
     p.add_argument("--threshold", type=_fraction)
     p.add_argument("--feather", type=float)
     p.add_argument("--temporal", type=_fraction, help="temporal smoothing, 0 = off")
@@ -95,8 +93,6 @@ def settings_from_args(args: argparse.Namespace, base: EngineSettings) -> Engine
         s.precision = args.precision
     if args.sync:
         s.async_segmentation = False
-    if args.mirror_average:
-        s.mirror_average = True
     r: RefineSettings = s.refine
     for name in ("threshold", "feather", "temporal"):
         if getattr(args, name) is not None:

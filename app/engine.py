@@ -55,8 +55,6 @@ class EngineSettings:
     input_size: int | None = None          # None: the size the model was trained for
     threads: int = 2
     precision: str = "auto"                # auto | fp32 | int8 (auto: int8 on the CPU when the model has it)
-    mirror_average: bool = False           # also segment the mirrored frame and average: a better mask,
-                                           # twice the model's time (see Segmenter)
     realtime: bool = True                  # pace files and the demo at their frame rate
     refine: RefineSettings = field(default_factory=RefineSettings)
 
@@ -117,8 +115,7 @@ class Engine:
         s = self.settings
         if self.segmenter is None:
             self.segmenter = Segmenter(s.model_dir, backend=s.backend, device=s.device,
-                                       input_size=s.input_size, threads=s.threads, precision=s.precision,
-                                       mirror_average=s.mirror_average)
+                                       input_size=s.input_size, threads=s.threads, precision=s.precision)
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
             self.background = parse_background(s.background)
@@ -189,7 +186,7 @@ class Engine:
         return bg
 
     def update(self, **changes) -> None:
-        """Change settings while running: mirror, async_segmentation, mirror_average, input_size, or refine fields."""
+        """Change settings while running: mirror, async_segmentation, input_size, or refine fields."""
         refine_fields = {f.name for f in dataclasses.fields(RefineSettings)}
         new_refine = dataclasses.replace(self.settings.refine,
                                          **{k: v for k, v in changes.items() if k in refine_fields})
@@ -201,11 +198,6 @@ class Engine:
                 self._set_input_size(value)
             elif key in ("mirror", "async_segmentation"):
                 setattr(self.settings, key, bool(value))
-            elif key == "mirror_average":
-                self.settings.mirror_average = bool(value)
-                log.info("two passes per frame (mirror-averaged): %s", "on" if value else "off")
-                if self.segmenter is not None:
-                    self.segmenter.mirror_average = bool(value)   # read once per prediction
             else:
                 raise ValueError(f"setting {key!r} cannot be changed while running")
         self.settings.refine = new_refine
@@ -217,7 +209,7 @@ class Engine:
             return
         s = self.settings
         seg = Segmenter(s.model_dir, backend=s.backend, device=s.device, input_size=size, threads=s.threads,
-                        precision=s.precision, mirror_average=s.mirror_average)
+                        precision=s.precision)
         self.segmenter = seg
         self.settings.input_size = size
         self.stats.backend = seg.backend_name

@@ -21,16 +21,11 @@ class Segmenter:
 
     ``predict_lowres`` returns the probability at the network's input size, for
     callers (the mask refiner) that upsample it themselves, edge-aware.
-
-    ``mirror_average`` runs the network a second time on the mirrored frame and averages
-    the two (flip test-time augmentation): val mIoU 0.9484 -> 0.9504 with the shipped
-    v1.9.1, at twice the model's time.
     """
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False,
-                 precision: str = "auto", mirror_average: bool = False):
-        self.mirror_average = mirror_average
+                 precision: str = "auto"):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.meta = ModelMeta.load(self.model_dir)
         self.input_size = self._check_size(input_size)
@@ -43,7 +38,7 @@ class Segmenter:
         self.last_ms = 0.0
         log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s%s", self.backend.name, self.backend.device,
                  self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version,
-                 ", mirror-averaged (two passes)" if mirror_average else "")
+                 ", mirror-averaged (two passes in one call)" if self.meta.mirror_averaged else "")
 
     def _check_size(self, size) -> tuple[int, int]:
         if size is None:
@@ -75,9 +70,6 @@ class Segmenter:
         x = self.preprocess(frame_bgr)
         t = time.perf_counter()
         prob = self.backend.run(x)[0, 0]
-        if self.mirror_average:     # two batch-1 runs: a TensorRT engine is built for batch 1
-            mirrored = self.backend.run(np.ascontiguousarray(x[..., ::-1]))[0, 0]
-            prob = (prob + mirrored[:, ::-1]) * 0.5
         self.last_ms = (time.perf_counter() - t) * 1000
         return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
 

@@ -94,12 +94,10 @@ def test_live_settings_change(portrait_frame):
         assert engine.refiner.settings.threshold == 0.6 and engine.refiner.settings.largest_person_only
         engine.update(input_size=192)
         assert engine.segmenter.input_size == (192, 192)
-        engine.update(mirror_average=True)
-        assert engine.segmenter.mirror_average and engine.settings.mirror_average
         n = engine.stats.frames_out
         assert engine.wait_for_frames(n + 3, timeout=30)
-        engine.update(input_size=224)                      # a new segmenter keeps the setting
-        assert engine.segmenter.mirror_average and engine.segmenter.input_size == (224, 224)
+        engine.update(input_size=224)
+        assert engine.segmenter.input_size == (224, 224)
         engine.update(async_segmentation=False)
         n = engine.stats.frames_out
         assert engine.wait_for_frames(n + 5, timeout=30)

@@ -163,16 +163,14 @@ def test_settings_persist_across_a_restart(make_window, qtbot):
     w.largest.setChecked(True)
     w.colour_edges.setChecked(False)
     assert w.engine.refiner.settings.colour_edges is False          # applied to the running engine
-    w.mirror_average.setChecked(True)
-    assert w.engine.segmenter.mirror_average
     w.resize(700, 500)           # the offscreen screen is 800x600
     w.close()
     gs = load_gui_settings()
     assert gs.engine.background == "color:#123456" and gs.preview_mirror
     assert gs.engine.refine.threshold == pytest.approx(0.62) and gs.engine.refine.largest_person_only
-    assert gs.engine.refine.colour_edges is False and gs.engine.mirror_average
+    assert gs.engine.refine.colour_edges is False
     w2 = make_window(gs)
-    assert not w2.colour_edges.isChecked() and w2.mirror_average.isChecked()
+    assert not w2.colour_edges.isChecked()
     assert w2.engine.settings.background == "color:#123456"
     assert w2.threshold_slider.value() == 62 and w2.mirror_view.isChecked()
     assert (w2.width(), w2.height()) == (700, 500)

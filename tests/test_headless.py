@@ -45,14 +45,6 @@ def test_precision_option_reaches_the_model(tmp_path):
     assert r.returncode == 2 and "fp16" in r.stderr
 
 
-def test_mirror_average_option_reaches_the_model(tmp_path):
-    r = run("--source", "demo", "--output", str(tmp_path / "o.mp4"), "--frames", "10", "--mirror-average")
-    assert r.returncode == 0, r.stderr
-    assert "mirror-averaged (two passes)" in r.stderr
-    r = run("--source", "demo", "--output", str(tmp_path / "o.mp4"), "--frames", "10")
-    assert r.returncode == 0 and "mirror-averaged" not in r.stderr
-
-
 def test_bad_background_is_a_clear_error(tmp_path):
     r = run("--source", "demo", "--background", str(tmp_path / "missing.png"), "--frames", "5")
     assert r.returncode == 2

@@ -10,8 +10,6 @@ image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
 ``--mask app`` scores the matte the app composites: the same output refined by
 ``inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
 upsampling on the photo), without temporal smoothing, since the photos are unrelated.
-``--mirror-average`` averages each prediction with the mirrored photo's
-(``Segmenter(mirror_average=True)``, the app's "two passes per frame").
 """
 from __future__ import annotations
 
@@ -113,7 +111,7 @@ class GroupedScores:
 
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
              backend: str = "onnxruntime", threads: int = 2, limit: int | None = None,
-             precision: str = "auto", mask: str = "model", mirror_average: bool = False) -> dict:
+             precision: str = "auto", mask: str = "model") -> dict:
     from inference import Segmenter
     from inference.refine import MaskRefiner, RefineSettings
     from training.data import load_pair, read_file_list
@@ -121,7 +119,7 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
     seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
-                    precision=precision, mirror_average=mirror_average)
+                    precision=precision)
     refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
     pairs = read_file_list(list_path)[:limit]
     scores = GroupedScores()
@@ -138,7 +136,7 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
     out = scores.overall.summary()
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
-               threads=threads, mask=mask, mirror_average=mirror_average,
+               threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged,
                groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
 
@@ -154,8 +152,6 @@ def main(argv: list[str] | None = None) -> None:
                     help="auto = what the app runs (int8 on the CPU when the model ships it)")
     ap.add_argument("--mask", default="model", choices=MASKS,
                     help="model = the network's output; app = after the app's mask refinement")
-    ap.add_argument("--mirror-average", action="store_true",
-                    help="average each prediction with the mirrored image's (twice the model time)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
@@ -164,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"file list {args.list} not found")
     t = time.time()
     r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision,
-                 args.mask, args.mirror_average)
+                 args.mask)
     print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
     for name, g in [("all", r), *r["groups"].items()]:
         print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")
-    print(f"mask: {r['mask']}" + (", averaged with the mirrored image's" if r["mirror_average"] else ""))
+    print(f"mask: {r['mask']}" + (" (the model averages each photo with its mirror image)" if r["mirror_averaged"] else ""))
     print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
           f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "
           f"({time.time() - t:.0f} s total)")

@@ -200,10 +200,6 @@ class MainWindow(QMainWindow):
         self.size_box.setCurrentIndex(si if si >= 0 else INPUT_SIZES.index(256))
         self.size_box.activated.connect(self._input_size_chosen)
         f.addRow("Model input size", self.size_box)
-        self.mirror_average = self._engine_checkbox(
-            "Two passes per frame (2x model time)", "mirror_average", self.gs.engine.mirror_average,
-            "Also segment the mirrored frame and average the two: a better mask for twice the model's time")
-        f.addRow(self.mirror_average)
         self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: self._engine_update(edge_radius=v))
         f.addRow("Edge smoothing", self.edge_slider)
         self.colour_edges = self._engine_checkbox(
