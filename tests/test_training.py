@@ -466,8 +466,8 @@ def test_exported_resizes_have_fixed_scales_and_agree_with_paddle_at_other_sizes
         assert np.abs(pa - pb).max() < 1e-4
 
 
-@pytest.mark.parametrize("edge_head", [True, False])
-def test_weights_come_back_from_an_export(tmp_path, edge_head):
+@pytest.mark.parametrize("edge_head, mirror_average", [(True, True), (False, False)])
+def test_weights_come_back_from_an_export(tmp_path, edge_head, mirror_average):
     import paddle
 
     from training import export
@@ -480,7 +480,8 @@ def test_weights_come_back_from_an_export(tmp_path, edge_head):
     for name in [k for k in state if k.startswith("edge_head.") and "out" in k]:   # a head that is not zero
         state[name].set_value(paddle.randn(state[name].shape))
     paddle.save(state, str(tmp_path / "w.pdparams"))
-    out = export.export(tmp_path / "w.pdparams", tmp_path / "model", input_size=64, version="w")
+    out = export.export(tmp_path / "w.pdparams", tmp_path / "model", input_size=64, version="w",
+                        mirror_average=mirror_average)
     back = weights_from_export(out)
     assert set(back) == set(state)
     exported = [k for k in state if not k.startswith("aux_head")]

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="auto = what the app runs (int8 on the CPU when the model ships it)")
     ap.add_argument("--mask", default="model", choices=MASKS,
-                    help="model = the network's output; app = after the app's mask refinement")
+                    help="model = the model's output; app = after the app's mask refinement")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)

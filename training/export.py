@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from inference.model_meta import PADDLE_FILES, ModelMeta
-from training.quantize import INT8_FILE, quantize_int8
 from training.depthwise_repeat import rewrite_depthwise
 from training.mirror_onnx import add_mirror_average
+from training.quantize import INT8_FILE, quantize_int8
 from training.resize_scales import fix_resize_scales
 
 log = logging.getLogger("training.export")
