@@ -22,7 +22,7 @@ import numpy as np
 
 from inference import Segmenter
 from inference.backends import PRECISIONS
-from inference.compose import Background, BackgroundError, Compositor, parse_background
+from inference.compose import Background, Compositor, parse_background
 from inference.refine import MaskRefiner, RefineSettings
 
 from .slots import LatestSlot

@@ -9,7 +9,6 @@ import logging
 import platform
 import queue
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Protocol
 

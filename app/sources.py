@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from inference.compose import IMAGE_EXTS, VIDEO_EXTS, cover_fit
+from inference.compose import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 

@@ -204,7 +204,6 @@ def test_closing_stops_every_thread(make_window, qtbot):
 def test_add_item_and_drag_and_drop_add_backgrounds(make_window, qtbot, monkeypatch, tmp_path):
     from PySide6.QtCore import QMimeData, QPointF, QUrl
     from PySide6.QtGui import QDropEvent
-    from PySide6.QtWidgets import QApplication
 
     w = make_window()
     picked = tmp_path / "picked.png"

@@ -436,21 +436,28 @@ def test_resize_scales_are_fixed_only_where_the_ratio_is(tmp_path, sizes_from_sh
         assert np.abs(got - want).max() < 1e-5
 
 
+def _weights_with_a_working_head(path, seed: int):
+    """Random weights with an edge head whose output convs are not zero (so it changes the output)."""
+    import paddle
+
+    from training.model import build_model
+
+    paddle.seed(seed)
+    state = build_model(edge_head=True).state_dict()
+    for name in ("edge_head.out.weight", "edge_head.half_out.weight"):
+        state[name].set_value(paddle.randn(state[name].shape) * 0.5)
+    paddle.save(state, str(path))
+    return path
+
+
 def test_exported_resizes_have_fixed_scales_and_agree_with_paddle_at_other_sizes(tmp_path):
     import onnx
-    import paddle
 
     from inference import Segmenter
     from training import export
-    from training.model import build_model
 
-    paddle.seed(3)
-    model = build_model(edge_head=True)
-    state = model.state_dict()
-    for name in ("edge_head.out.weight", "edge_head.half_out.weight"):   # a head that changes the output
-        state[name].set_value(paddle.randn(state[name].shape) * 0.5)
-    paddle.save(state, str(tmp_path / "w.pdparams"))
-    out = export.export(tmp_path / "w.pdparams", tmp_path / "model", input_size=64, version="scales")
+    out = export.export(_weights_with_a_working_head(tmp_path / "w.pdparams", seed=3), tmp_path / "model",
+                        input_size=64, version="scales")
     graph = onnx.load(str(out / "model.onnx")).graph
     inits = {i.name for i in graph.initializer}
     resizes = [n for n in graph.node if n.op_type == "Resize"]
@@ -556,23 +563,15 @@ def test_depthwise_convs_that_multiply_channels_become_plain_depthwise_with_the_
 
 
 @pytest.mark.parametrize("size", [(64, 64), (96, 128)])
-def test_a_mirror_averaged_export_is_the_mean_of_both_passes_in_every_runtime(tmp_path_factory, size):
+def test_a_mirror_averaged_export_is_the_mean_of_both_passes_in_every_runtime(tmp_path, size):
     import onnx
-    import paddle
 
     from inference import ModelMeta, Segmenter
     from training import export
-    from training.model import build_model
 
-    tmp = tmp_path_factory.mktemp("mirror")
-    paddle.seed(11)
-    model = build_model(edge_head=True)
-    state = model.state_dict()
-    for name in ("edge_head.out.weight", "edge_head.half_out.weight"):   # a head that changes the output
-        state[name].set_value(paddle.randn(state[name].shape) * 0.5)
-    paddle.save(state, str(tmp / "w.pdparams"))
-    plain_dir = export.export(tmp / "w.pdparams", tmp / "plain", input_size=64, version="plain")
-    both_dir = export.export(tmp / "w.pdparams", tmp / "both", input_size=64, version="both", mirror_average=True)
+    weights = _weights_with_a_working_head(tmp_path / "w.pdparams", seed=11)
+    plain_dir = export.export(weights, tmp_path / "plain", input_size=64, version="plain")
+    both_dir = export.export(weights, tmp_path / "both", input_size=64, version="both", mirror_average=True)
     assert ModelMeta.load(both_dir).mirror_averaged and not ModelMeta.load(plain_dir).mirror_averaged
     for d in (plain_dir, both_dir):       # no conv is left widening channels inside its groups
         graph = onnx.load(str(d / "model.onnx")).graph

@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QApplication, QCheckBox, QColorDialog, QComboBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QMainWindow, QPushButton, QSlider, QSplitter, QTabWidget,
+                               QLabel, QMainWindow, QPushButton, QSlider, QSplitter, QTabWidget,
                                QToolBar, QVBoxLayout, QWidget)
 
 from inference.compose import IMAGE_EXTS, VIDEO_EXTS, parse_background
