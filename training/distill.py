@@ -20,7 +20,8 @@ class FlipTeacher:
     and on the batch mirrored (mirrored back), N x H x W, without gradients."""
 
     def __init__(self, weights: str | Path, flip: bool = True):
-        from training.model import PersonProbability, build_model, edge_head_in, lambd_of, load_weights
+        from training.model import (MirrorAveraged, PersonProbability, build_model, edge_head_in, lambd_of,
+                                    load_weights)
 
         if not Path(weights).is_file():
             raise FileNotFoundError(f"distillation teacher {weights} not found: name trained weights "
@@ -30,15 +31,11 @@ class FlipTeacher:
         model = build_model(edge_head, half_res, lambd_of(state))
         model.set_state_dict(state)
         model.eval()
-        self.net = PersonProbability(model)
-        self.flip = flip
+        self.net = MirrorAveraged(PersonProbability(model)) if flip else PersonProbability(model)
 
     @paddle.no_grad()
     def __call__(self, x: paddle.Tensor) -> paddle.Tensor:
-        p = self.net(x)[:, 0]
-        if self.flip:
-            p = (p + paddle.flip(self.net(paddle.flip(x, [3]))[:, 0], [2])) / 2
-        return p
+        return self.net(x)[:, 0]
 
 
 def distill_loss(logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
