@@ -222,3 +222,25 @@ def test_add_item_and_drag_and_drop_add_backgrounds(make_window, qtbot, monkeypa
     qtbot.waitUntil(lambda: w.engine.settings.background == str(dropped), timeout=10000)
     assert w.gallery.item_for_spec(str(dropped)) is not None
     assert w.gs.user_backgrounds == [str(picked), str(dropped)]
+
+
+def test_painting_the_preview_keeps_none_alive(qtbot, portrait_frame):
+    """PySide6 6.12.0 on Python 3.11 drops a reference to None per void call (drawImage, fillRect ...);
+    painting must not let None's count fall, or the app aborts after a minute at 30 fps."""
+    import sys
+
+    from app.gui.preview import PreviewWidget
+
+    w = PreviewWidget()
+    qtbot.addWidget(w)
+    w.resize(480, 360)
+    w.overlay = "out 30.0 fps\nmask 25.0/s"
+    w.show_frame(portrait_frame)
+    w.grab()
+    headroom = [None] * 100_000           # on an affected build, fail the assert below instead of aborting pytest
+    before = sys.getrefcount(None)
+    for i in range(3000):
+        w.mirror_view = bool(i % 2)       # both paint paths
+        w.grab()                          # paints through paintEvent; returns a pixmap, so is no void call itself
+    assert sys.getrefcount(None) >= before - 50   # ~10 void calls per paint would lose ~30,000
+    del headroom

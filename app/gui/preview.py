@@ -6,6 +6,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from .none_refcount import none_ref_guard
+
 
 def bgr_to_qimage(frame: np.ndarray) -> QImage:
     h, w = frame.shape[:2]
@@ -24,6 +26,7 @@ class PreviewWidget(QWidget):
         self.overlay = ""
         self.placeholder = "Starting camera..."
         self.frames_shown = 0
+        self._none_guard = none_ref_guard()
 
     def show_frame(self, frame: np.ndarray) -> None:
         self.image = bgr_to_qimage(frame)
@@ -40,6 +43,13 @@ class PreviewWidget(QWidget):
 
     def paintEvent(self, event) -> None:
         p = QPainter(self)
+        try:
+            self._paint(p)
+        finally:
+            p.end()
+            self._none_guard.top_up()
+
+    def _paint(self, p: QPainter) -> None:
         p.fillRect(self.rect(), QColor(18, 18, 20))
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         if self.image is None:

@@ -1,0 +1,85 @@
+"""Guard against PySide6 builds that drop a reference to ``None`` on every call of a void method.
+
+PySide6 6.12.0 on Python 3.11 returns ``None`` from void methods (``QPainter.drawImage``,
+``fillRect``, ``setPen``, ``QLabel.setPixmap`` ...) without taking a reference to it, so each call
+lowers ``None``'s reference count by one; at 30 frames a second the count reaches zero within
+minutes and Python aborts with ``none_dealloc``. From Python 3.12 on, ``None`` is immortal and the
+bug is harmless. ``NoneRefGuard`` detects the bug once at start-up and, where present, puts back
+the lost references (``top_up``).
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+_incref = ctypes.pythonapi.Py_IncRef
+_incref.argtypes = [ctypes.py_object]
+_incref.restype = None
+
+
+def void_calls_leak_none(calls: int = 64) -> bool:
+    """Whether this Qt binding loses a reference to ``None`` per void call (probed on an offscreen image)."""
+    if sys.version_info >= (3, 12):
+        return False                    # None is immortal: its count cannot reach zero
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    image = QImage(4, 4, QImage.Format.Format_RGB32)
+    colour = QColor(0, 0, 0)
+    painter = QPainter(image)
+    try:
+        before = sys.getrefcount(None)
+        for _ in range(calls):
+            painter.setPen(colour)
+        lost = before - sys.getrefcount(None)
+    finally:
+        painter.end()
+    _restore(max(0, lost))
+    return lost >= calls // 2
+
+
+def _restore(n: int) -> None:
+    for _ in range(n):
+        _incref(None)
+
+
+class NoneRefGuard:
+    """Where the binding is affected (``active``), ``top_up`` raises ``None``'s count back to the highest
+    it has been seen at: it runs after every paint and on a timer, so the count cannot drift to zero.
+
+    Putting back a reference that a legitimate release (not the bug) took is harmless: ``None`` is
+    never freed, and a count that only the bug lowers can only grow by such top-ups.
+    """
+
+    def __init__(self) -> None:
+        self.active = void_calls_leak_none()
+        self.high = sys.getrefcount(None)
+        self.restored = 0
+        if self.active:
+            from PySide6 import __version__ as pyside_version
+
+            log.warning("PySide6 %s on Python %d.%d loses a reference to None per call; compensating",
+                        pyside_version, *sys.version_info[:2])
+
+    def top_up(self) -> None:
+        if not self.active:
+            return
+        now = sys.getrefcount(None)
+        if now >= self.high:
+            self.high = now
+        else:
+            _restore(self.high - now)
+            self.restored += self.high - now
+
+
+_guard: NoneRefGuard | None = None
+
+
+def none_ref_guard() -> NoneRefGuard:
+    """The process's one guard (made on first use, after the QApplication exists)."""
+    global _guard
+    if _guard is None:
+        _guard = NoneRefGuard()
+    return _guard
