@@ -24,6 +24,7 @@ from inference import Segmenter
 from inference.backends import PRECISIONS
 from inference.compose import Background, Compositor, parse_background
 from inference.refine import MaskRefiner, RefineSettings
+from inference.resources import assets_dir
 
 from .slots import LatestSlot
 from .sinks import Sink
@@ -32,7 +33,7 @@ from .stats import PipelineStats, StatsSnapshot
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = assets_dir()
 DEFAULT_BACKGROUND = str(ASSETS / "backgrounds" / "evening_bokeh.jpg")
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)

@@ -14,10 +14,11 @@ import cv2
 import numpy as np
 
 from inference.compose import IMAGE_EXTS, VIDEO_EXTS
+from inference.resources import assets_dir
 
 log = logging.getLogger(__name__)
 
-DEMO_PHOTO = Path(__file__).resolve().parent.parent / "assets" / "demo" / "astronaut.jpg"
+DEMO_PHOTO = assets_dir() / "demo" / "astronaut.jpg"
 
 
 class SourceError(RuntimeError):

@@ -26,6 +26,7 @@ from app.sources import CaptureRequest, DemoSource  # noqa: E402
 from inference import Segmenter  # noqa: E402
 from inference.backends import PRECISIONS  # noqa: E402
 from inference.compose import Compositor, parse_background  # noqa: E402
+from inference.resources import assets_dir  # noqa: E402
 from inference.refine import MaskRefiner  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def bench_stages(frame, input_size, threads, precision="auto", n=100) -> dict:
     seg = Segmenter(input_size=input_size, threads=threads, precision=precision)
     ref, comp = MaskRefiner(), Compositor()
     bgs = {k: parse_background(k) for k in ("blur", "color:#336699")}
-    bgs["image"] = parse_background(str(Path(__file__).resolve().parent.parent / "assets/backgrounds/aurora.jpg"))
+    bgs["image"] = parse_background(str(assets_dir() / "backgrounds" / "aurora.jpg"))
     for _ in range(10):
         seg.predict_lowres(frame)
     t_pre, t_model, t_ref = [], [], []

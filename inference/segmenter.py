@@ -10,10 +10,11 @@ import numpy as np
 
 from .backends import BackendOptions, create_backend
 from .model_meta import ModelMeta
+from .resources import default_model_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "portrait_bisenetv2"
+DEFAULT_MODEL_DIR = default_model_dir()
 
 
 class Segmenter:
