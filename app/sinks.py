@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .slots import LatestSlot
+from .video_writer import VideoWriter, open_video_writer
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class FileSink:
         self.path = Path(path)
         self.name = f"file {self.path.name}"
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._writer: cv2.VideoWriter | None = None
+        self._writer: VideoWriter | None = None
         self._thread: threading.Thread | None = None
         self.frames_written = 0
         self.dropped = 0
@@ -141,10 +142,11 @@ class FileSink:
     def start(self, width: int, height: int, fps: float) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
-        fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"))
-        self._writer = cv2.VideoWriter(str(self.path), fourcc, float(fps), (width, height))
-        if not self._writer.isOpened():
-            raise SinkUnavailable(f"cannot write video file {self.path} (use a .mp4 or .avi name in a writable folder)")
+        try:
+            self._writer = open_video_writer(self.path, width, height, fps)
+        except (OSError, ValueError) as exc:
+            raise SinkUnavailable(f"cannot write video file {self.path}: {exc} "
+                                  "(use a .mp4 or .avi name in a writable folder)") from exc
         self._size = (width, height)
         self._thread = threading.Thread(target=self._run, name="file-writer", daemon=True)
         self._thread.start()
@@ -171,6 +173,6 @@ class FileSink:
             self._thread.join(timeout=10)
             self._thread = None
         if self._writer is not None:
-            self._writer.release()
+            self._writer.close()
+            log.info("wrote %d frames (%s) to %s", self.frames_written, self._writer.codec, self.path)
             self._writer = None
-            log.info("wrote %d frames to %s", self.frames_written, self.path)

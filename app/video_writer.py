@@ -1,0 +1,93 @@
+"""Video files that play everywhere: H.264 in MP4 through PyAV (its wheels bundle FFmpeg and x264),
+Motion-JPEG in AVI through OpenCV; OpenCV's MPEG-4 Part 2 only as a fallback, with a warning."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+AVI_SUFFIXES = (".avi",)
+
+
+class VideoWriter(Protocol):
+    codec: str
+
+    def write(self, frame_bgr: np.ndarray) -> None: ...
+    def close(self) -> None: ...
+
+
+class H264Writer:
+    """H.264 (yuv420p, x264 'veryfast', CRF 23) in MP4 with the index at the front (plays while loading)."""
+
+    codec = "h264"
+
+    def __init__(self, path: Path, width: int, height: int, fps: float):
+        import av
+        from fractions import Fraction
+
+        self._container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        try:
+            self._stream = self._container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
+            self._stream.width, self._stream.height = width - width % 2, height - height % 2   # 4:2:0 needs even sizes
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"preset": "veryfast", "crf": "23"}
+        except Exception:
+            self._container.close()
+            raise
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        import av
+
+        frame = frame_bgr[:self._stream.height, :self._stream.width]
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+
+
+class OpenCVWriter:
+    """OpenCV's writer: Motion-JPEG (``.avi``) or MPEG-4 Part 2 (``.mp4`` fallback)."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, fourcc: str):
+        self.codec = fourcc
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
+        if not self._writer.isOpened():
+            raise OSError(f"OpenCV cannot open {path} for writing")
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self._writer.write(frame_bgr)
+
+    def close(self) -> None:
+        self._writer.release()
+
+
+def open_video_writer(path: str | Path, width: int, height: int, fps: float) -> VideoWriter:
+    """A writer for ``path`` by its suffix: ``.mp4``/``.m4v``/``.mov`` H.264, ``.avi`` Motion-JPEG.
+    Raises ``ValueError`` for another suffix and ``OSError`` when the file cannot be opened."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in AVI_SUFFIXES:
+        return OpenCVWriter(path, width, height, fps, "MJPG")
+    if suffix not in MP4_SUFFIXES:
+        raise ValueError(f"unsupported video file type {suffix or '(none)'!r}: name the file .mp4 or .avi")
+    try:
+        return H264Writer(path, width, height, fps)
+    except ImportError:
+        reason = "PyAV is not installed (pip install av)"
+    except Exception as exc:  # av raises its own error types (no encoder, unwritable path)
+        if not path.parent.is_dir() or isinstance(exc, PermissionError):
+            raise OSError(f"cannot write {path}: {exc}") from exc
+        reason = f"PyAV cannot encode H.264 here ({exc})"
+    log.warning("%s: writing MPEG-4 Part 2 instead, which browsers and QuickTime do not play", reason)
+    return OpenCVWriter(path, width, height, fps, "mp4v")
