@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal", type=_fraction, help="temporal smoothing, 0 = off")
     p.add_argument("--largest-person", action="store_true", default=None, help="keep only the largest person")
     p.add_argument("--stats-every", type=float, default=5.0, help="seconds between stats lines")
+    p.add_argument("--install-desktop-entry", action="store_true",
+                   help="add BgSwap to the Linux application menu (~/.local/share/applications) and exit")
+    p.add_argument("--uninstall-desktop-entry", action="store_true", help="remove that menu entry and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -107,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        from . import desktop_entry
+
+        files = desktop_entry.install() if args.install_desktop_entry else desktop_entry.uninstall()
+        for path in files:
+            print(("installed " if args.install_desktop_entry else "removed ") + str(path))
+        return 0
     from .config import load_settings_file
 
     try:

@@ -1,0 +1,89 @@
+"""What an installed copy needs: bundled data found as package data, the menu entry, playable recordings."""
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from app import desktop_entry
+from app.video_writer import open_video_writer
+from inference.model_meta import ModelMeta
+from inference.resources import assets_dir, default_model_dir, models_dir
+
+
+def test_bundled_data_is_found():
+    meta = ModelMeta.load(default_model_dir())
+    assert (default_model_dir() / "model.onnx").is_file() and (default_model_dir() / meta.int8_onnx).is_file()
+    assert (models_dir() / "MODEL_CARD.md").is_file()
+    assert len(list((assets_dir() / "backgrounds").glob("*.jpg"))) >= 5
+    assert (assets_dir() / "demo" / "astronaut.jpg").is_file()
+    assert (assets_dir() / "icons" / "bgswap.png").is_file()
+
+
+def test_desktop_entry_installs_and_uninstalls(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    written = desktop_entry.install()
+    entry = tmp_path / "applications" / "bgswap.desktop"
+    assert entry in written and (tmp_path / "icons/hicolor/256x256/apps/bgswap.png") in written
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(entry)
+    d = parser["Desktop Entry"]
+    assert d["Type"] == "Application" and d["Icon"] == "bgswap" and d["Name"] == "BgSwap"
+    # the command the menu runs starts this same app
+    r = subprocess.run([*d["Exec"].split(), "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--no-gui" in r.stdout
+    assert set(desktop_entry.uninstall()) == set(written)
+    assert not entry.exists()
+
+
+def _frames(n=12, w=96, h=72):
+    """A smooth colour gradient with a moving disc: what a camera gives, unlike noise that 4:2:0 cannot keep."""
+    import cv2
+
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.dstack([x * 255 // w, y * 255 // h, np.full_like(x, 128)]).astype(np.uint8)
+    frames = []
+    for i in range(n):
+        f = base.copy()
+        cv2.circle(f, (10 + 5 * i, h // 2), 12, (240, 240, 240), -1)
+        frames.append(f)
+    return frames
+
+
+def test_mp4_recordings_are_h264(tmp_path):
+    av = pytest.importorskip("av")
+    path = tmp_path / "out.mp4"
+    writer = open_video_writer(path, 96, 72, 30)
+    for f in _frames():
+        writer.write(f)
+    writer.close()
+    assert writer.codec == "h264"
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.name == "h264" and (stream.width, stream.height) == (96, 72)
+        decoded = [fr.to_ndarray(format="bgr24") for fr in c.decode(video=0)]
+    assert len(decoded) == 12
+    assert np.abs(decoded[5].astype(int) - _frames()[5]).mean() < 6      # the content, not just a header
+
+
+def test_odd_sizes_and_avi(tmp_path):
+    writer = open_video_writer(tmp_path / "odd.mp4", 95, 71, 25)
+    for f in _frames(w=95, h=71):
+        writer.write(f)
+    writer.close()
+    assert (tmp_path / "odd.mp4").stat().st_size > 0
+    avi = open_video_writer(tmp_path / "o.avi", 96, 72, 25)
+    assert avi.codec == "MJPG"
+    avi.close()
+    with pytest.raises(ValueError, match=r"\.mp4 or \.avi"):
+        open_video_writer(tmp_path / "o.gif", 96, 72, 25)
+
+
+def test_cli_help_runs_from_another_folder(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "app.cli", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "--install-desktop-entry" in r.stdout
