@@ -1,0 +1,34 @@
+"""The README's set-up commands are the ones CI runs and the ones that exist."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [b.strip() for b in blocks if "python3 -m venv" in b]
+
+
+def test_readme_has_exactly_two_setup_commands():
+    cmds = _readme_commands()
+    assert len(cmds) == 2, cmds
+    assert "bgswap --no-gui --source demo" in cmds[0] and "pytest" in cmds[1]
+    assert all("-c constraints.txt" in c for c in cmds)
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _readme_commands()[1] in ci
+    assert ci.index("rm -rf .venv-test") < ci.index(_readme_commands()[1])
+
+
+def test_constraints_pin_every_dependency():
+    pins = {line.split("==")[0].lower().replace("_", "-") for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if line and not line.startswith("#")}
+    text = (ROOT / "pyproject.toml").read_text()
+    deps = re.findall(r'^\s+"([A-Za-z0-9_.-]+)', text, re.M)
+    missing = {d.lower().replace("_", "-") for d in deps} - pins - {"setuptools"}
+    assert not missing, f"not in constraints.txt: {missing} (run tools/update_constraints.sh)"
