@@ -191,6 +191,11 @@ class Augmenter:
             img, mask = self._rotate(img, mask)
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
         mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+        return self.flip_and_photometric(img, mask)
+
+    def flip_and_photometric(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A random mirror of both, then the camera-like colour, blur, noise and JPEG changes of the image."""
+        r, c = self.rng, self.cfg
         if r.random() < 0.5:
             img, mask = img[:, ::-1], mask[:, ::-1]
         if r.random() < c.color_p:
@@ -287,15 +292,22 @@ def to_chw_rgb(batch_bgr: np.ndarray) -> np.ndarray:
 
 
 class BatchLoader:
-    """Background thread producing batches: images NCHW float32, masks NHW int64, edge band NHW
-    float32 and the indices of the images drawn (for ``sampler.record``)."""
+    """Background thread producing batches: images NCHW float32, person targets NHW float32 in [0, 1]
+    (soft where a teacher labelled), edge band NHW float32 and the indices of the portrait photos drawn
+    (the batch's first rows, for ``sampler.record``). With ``scenes`` (a ``training.scenes.SceneMix``),
+    each batch's last ``scenes.per_batch`` rows are room scenes."""
 
-    def __init__(self, data: PortraitSet, aug: AugmentConfig, batch_size: int, seed: int, prefetch: int = 4):
+    def __init__(self, data: PortraitSet, aug: AugmentConfig, batch_size: int, seed: int, prefetch: int = 4,
+                 scenes=None):
         self.data = data
         self.batch_size = batch_size
         self.size = 192
         self.rng = np.random.default_rng(seed)
         self.aug = Augmenter(data, aug, self.rng)
+        self.scenes = scenes
+        if scenes is not None and scenes.per_batch >= batch_size:
+            raise ValueError(f"scenes take {scenes.per_batch} rows of a batch of {batch_size}: "
+                             "leave at least one for the portrait photos")
         self.sampler = HardExampleSampler(len(data))
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._generation = 0       # bumped on every settings change; batches made before it are dropped
@@ -320,13 +332,16 @@ class BatchLoader:
             self._q.get_nowait()
 
     def _make(self, size: int):
-        idx = self.sampler.draw(self.rng, self.batch_size, self.aug.cfg.hard_boost)
+        kinds = self.scenes.kinds() if self.scenes is not None else []
+        idx = self.sampler.draw(self.rng, self.batch_size - len(kinds), self.aug.cfg.hard_boost)
         imgs = np.empty((self.batch_size, size, size, 3), np.uint8)
-        masks = np.empty((self.batch_size, size, size), np.uint8)
+        targets = np.empty((self.batch_size, size, size), np.float32)
         for j, i in enumerate(idx):
-            imgs[j], masks[j] = self.aug.sample(int(i), size)
-        edges = np.stack([boundary_band(m, max(1, size // 96)) for m in masks])
-        return to_chw_rgb(imgs), masks.astype(np.int64), edges.astype(np.float32), idx
+            imgs[j], targets[j] = self.aug.sample(int(i), size)
+        for j, kind in enumerate(kinds, len(idx)):
+            imgs[j], targets[j] = self.scenes.sample(kind, size, self.aug)
+        edges = np.stack([boundary_band((t > 0.5).astype(np.uint8), max(1, size // 96)) for t in targets])
+        return to_chw_rgb(imgs), targets, edges.astype(np.float32), idx
 
     def _run(self) -> None:
         while not self._stop.is_set():

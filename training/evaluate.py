@@ -10,6 +10,10 @@ image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
 ``--mask app`` scores the matte the app composites: the same output refined by
 ``inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
 upsampling on the photo), without temporal smoothing, since the photos are unrelated.
+
+``--rooms ../shared/data/rooms/list.txt`` adds the two room checks of ``training.scenes``: the share
+of held-out empty rooms called person and how many show a phantom, and person IoU of the list's
+people pasted into held-out rooms at webcam framing.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import cv2
 import numpy as np
 
 from inference.backends import PRECISIONS
+from training.scenes import PHANTOM_SHARE
 
 log = logging.getLogger("training.evaluate")
 
@@ -111,7 +116,7 @@ class GroupedScores:
 
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
              backend: str = "onnxruntime", threads: int = 2, limit: int | None = None,
-             precision: str = "auto", mask: str = "model") -> dict:
+             precision: str = "auto", mask: str = "model", rooms: str | Path | None = None) -> dict:
     from inference import Segmenter
     from inference.refine import MaskRefiner, RefineSettings
     from training.data import load_pair, read_file_list
@@ -134,6 +139,13 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
         model_ms.append(seg.last_ms)
         scores.add(ip.name, alpha > 0.5, gt.astype(bool))
     out = scores.overall.summary()
+    if rooms is not None:
+        from training.scenes import load_room_checks, room_figures
+
+        def predict(imgs):
+            return [refiner(seg.predict_lowres(i), i) if refiner is not None else seg(i) for i in imgs]
+
+        out.update(room_figures(predict, *load_room_checks(rooms, list_path)).as_dict())
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
                threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged,
@@ -153,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mask", default="model", choices=MASKS,
                     help="model = the model's output; app = after the app's mask refinement")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    ap.add_argument("--rooms", help="room list (../shared/data/rooms/list.txt): also score the held-out empty rooms "
+                                    "and the --list people pasted into them")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -160,10 +174,14 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"file list {args.list} not found")
     t = time.time()
     r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision,
-                 args.mask)
+                 args.mask, args.rooms)
     print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
     for name, g in [("all", r), *r["groups"].items()]:
         print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")
+    if "room_share" in r:
+        print(f"held-out empty rooms ({r['rooms']}): person share {r['room_share']:.4f}, "
+              f"phantom rate {r['room_phantom']:.3f} (> {PHANTOM_SHARE:.1%} of the frame)")
+        print(f"val people pasted into held-out rooms ({r['pasted']}): person IoU {r['pasted_iou']:.4f}")
     print(f"mask: {r['mask']}" + (" (the model averages each photo with its mirror image)" if r["mirror_averaged"] else ""))
     print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
           f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "

@@ -5,11 +5,18 @@ import paddle
 import paddle.nn.functional as F
 
 
+def soft_ce(logits: paddle.Tensor, target: paddle.Tensor) -> paddle.Tensor:
+    """Per-pixel two-class cross-entropy (N x H x W) against a person target in [0, 1]: a 0/1 mask
+    gives plain cross-entropy, a soft label (a teacher's alpha) the cross-entropy to that probability."""
+    ls = F.log_softmax(logits, axis=1)
+    return -(target * ls[:, 1] + (1.0 - target) * ls[:, 0])
+
+
 def weighted_ce(logits: paddle.Tensor, labels: paddle.Tensor, edge: paddle.Tensor,
                 edge_weight: float) -> tuple[paddle.Tensor, paddle.Tensor]:
     """Pixel cross-entropy, pixels near the person outline weighted ``1 + edge_weight``:
     over the batch, and per image (detached, for hard-example sampling)."""
-    ce = F.cross_entropy(logits, labels, axis=1, reduction="none").squeeze(1)
+    ce = soft_ce(logits, labels)
     w = 1.0 + edge_weight * edge
     weighted = ce * w
     per_image = (weighted.sum(axis=[1, 2]) / w.sum(axis=[1, 2])).detach()
@@ -51,17 +58,18 @@ def bisenet_loss(outputs: list[paddle.Tensor], labels: paddle.Tensor, edge: padd
                  edge_weight: float = 4.0, dice_weight: float = 0.5, aux_weight: float = 1.0,
                  lovasz_weight: float = 0.0) -> tuple[paddle.Tensor, dict]:
     """CE on the main and the four auxiliary heads; boundary weighting, Dice and (optionally)
-    the Lovasz hinge on the main head.
+    the Lovasz hinge on the main head. ``labels``: 0/1 masks or soft person targets, N x H x W.
 
     The parts dict also holds ``per_image``: each image's main-head CE (numpy).
     """
+    labels = labels.astype("float32")
     main, per_image = weighted_ce(outputs[0], labels, edge, edge_weight)
     dice = soft_dice(outputs[0], labels)
-    aux = sum(F.cross_entropy(o, labels, axis=1) for o in outputs[1:])
+    aux = sum(soft_ce(o, labels).mean() for o in outputs[1:])
     total = main + dice_weight * dice + aux_weight * aux
     parts = {"ce": float(main), "dice": float(dice), "aux": float(aux), "per_image": per_image.numpy()}
     if lovasz_weight:
-        lovasz = lovasz_hinge(outputs[0], labels)
+        lovasz = lovasz_hinge(outputs[0], (labels > 0.5).astype("float32"))
         total = total + lovasz_weight * lovasz
         parts["lovasz"] = float(lovasz)
     return total, parts

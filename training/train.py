@@ -11,7 +11,7 @@ flip-averaged person probability (``training.distill``); ``freeze_bn: true`` kee
 BatchNorm statistics as loaded (fine-tuning a trained network).
 Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
 ``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
-the best validation mIoU) and ``train.log`` / ``val.jsonl`` in the run folder.
+the best ``selection_score``) and ``train.log`` / ``val.jsonl`` in the run folder.
 """
 from __future__ import annotations
 
@@ -170,8 +170,9 @@ def check_figures(scores) -> dict:
     return out
 
 
-def validate(model, val, size: int, batch: int = 16) -> dict:
-    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``."""
+def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
+    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
+    with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too."""
     import cv2
     import paddle
 
@@ -182,13 +183,32 @@ def validate(model, val, size: int, batch: int = 16) -> dict:
     model.eval()
     net = PersonProbability(model)
     scores = GroupedScores()
+
+    def probabilities(imgs) -> np.ndarray:
+        x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
+        return net(paddle.to_tensor(x))[:, 0].numpy()
+
     with paddle.no_grad():
         for s in range(0, len(val), batch):
-            imgs = val.images[s:s + batch]
-            x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
-            score_probabilities(scores, net(paddle.to_tensor(x))[:, 0].numpy(), val, s)
+            score_probabilities(scores, probabilities(val.images[s:s + batch]), val, s)
+        figures = check_figures(scores)
+        if room_checks is not None:
+            from training.scenes import room_figures
+
+            def predict(imgs):
+                return [cv2.resize(p, (i.shape[1], i.shape[0])) for p, i in zip(probabilities(imgs), imgs)]
+
+            figures.update(room_figures(predict, *room_checks).as_dict())
     model.train()
-    return check_figures(scores)
+    return figures
+
+
+def selection_score(figures: dict) -> float:
+    """What ``best.pdparams`` maximises: val mIoU, plus (with room checks) the pasted-people IoU
+    minus the share of empty rooms called person."""
+    if "pasted_iou" not in figures:
+        return figures["miou"]
+    return figures["miou"] + figures["pasted_iou"] - figures["room_share"]
 
 
 def train(cfg: dict, max_minutes: float | None = None) -> None:
@@ -240,7 +260,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                                                   [p.name for p in model.parameters()]))
         it, best = int(ck["iteration"]), float(ck["best"])
         seconds_before = float(ck.get("train_seconds", 0.0))
-        log.info("resumed from %s at iteration %d (best mIoU %.4f)", source, it, best)
+        log.info("resumed from %s at iteration %d (best score %.4f)", source, it, best)
     elif cfg.get("init_weights"):
         init = Path(cfg["init_weights"])
         if not init.is_file():
@@ -257,9 +277,18 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         distill_weight = float(cfg["distill"].get("weight", 1.0))
         log.info("distilling from %s (weight %g)", cfg["distill"]["teacher"], distill_weight)
 
+    scenes, room_checks = None, None
+    if cfg.get("scenes"):
+        from training.scenes import SceneConfig, SceneMix, load_room_checks
+
+        sc = SceneConfig(**cfg["scenes"])
+        scenes = SceneMix(sc, train_set, np.random.default_rng(cfg["seed"] * 7919 + it))
+        room_checks = load_room_checks(Path(sc.rooms_list).expanduser(), data_root / cfg["val_list"])
+        log.info("room scenes: %d of every %d rows (%s)", scenes.per_batch, cfg["batch_size"], sc)
+
     aug = stage_augment(it, cfg)
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
-                         seed=cfg["seed"] * 100003 + it)
+                         seed=cfg["seed"] * 100003 + it, scenes=scenes)
     if source is not None and "sample_loss" in ck and len(ck["sample_loss"]) == len(train_set):
         loader.sampler.loss = np.asarray(ck["sample_loss"], np.float64)
     stop = {"flag": False}
@@ -316,7 +345,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             kd = distill_loss(outs[0], teacher(x))
             loss = loss + distill_weight * kd
             parts["kd"] = float(kd)
-        loader.sampler.record(idx, parts["per_image"])
+        loader.sampler.record(idx, parts["per_image"][:len(idx)])
         loss.backward()
         opt.step()
         opt.clear_grad()
@@ -334,14 +363,14 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                      it, total, size, lr, loss_win / n_win, part_text, ips, eta_h)
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
-            m = validate(model, val_set, size)
+            m = validate(model, val_set, size, room_checks=room_checks)
             train_mode()
             m.update(iteration=it, size=size, minutes=round((seconds_before + time.time() - t_start) / 60, 1))
             with open(run_dir / "val.jsonl", "a") as f:
                 f.write(json.dumps(m) + "\n")
             log.info("val %s", m)
-            if m["miou"] > best:
-                best = m["miou"]
+            if selection_score(m) > best:
+                best = selection_score(m)
                 atomic_save(model.state_dict(), run_dir / "best.pdparams")
                 (run_dir / "best.json").write_text(json.dumps(m, indent=1))
         if it % cfg["save_every"] == 0:
@@ -351,7 +380,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             break
     save()
     loader.close()
-    log.info("stopped at iteration %d/%d, best mIoU %.4f", it, total, best)
+    log.info("stopped at iteration %d/%d, best score %.4f", it, total, best)
 
 
 def main(argv: list[str] | None = None) -> None:
