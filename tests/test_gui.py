@@ -244,3 +244,25 @@ def test_painting_the_preview_keeps_none_alive(qtbot, portrait_frame):
         w.grab()                          # paints through paintEvent; returns a pixmap, so is no void call itself
     assert sys.getrefcount(None) >= before - 50   # ~10 void calls per paint would lose ~30,000
     del headroom
+
+
+def test_signals_emitted_from_threads_keep_true_alive(qtbot):
+    """The same builds lose a reference to True per ``Signal.emit``: the engine's frames arrive that way."""
+    import sys
+
+    from app.gui.bridge import FrameBridge
+    from app.gui.none_refcount import none_ref_guard
+
+    bridge = FrameBridge()
+    got = []
+    bridge.frame_ready.connect(lambda: got.append(1))
+    headroom = [True] * 100_000
+    guard = none_ref_guard()
+    guard.top_up()
+    before = sys.getrefcount(True)
+    for _ in range(3000):
+        bridge.frame_ready.emit()
+    guard.top_up()                         # what the window's timer does every 100 ms
+    assert len(got) == 3000
+    assert sys.getrefcount(True) >= before - 50
+    del headroom

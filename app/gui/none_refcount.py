@@ -1,11 +1,11 @@
-"""Guard against PySide6 builds that drop a reference to ``None`` on every call of a void method.
+"""Guard against PySide6 builds that drop a reference to ``None`` (or ``True``/``False``) per call.
 
 PySide6 6.12.0 on Python 3.11 returns ``None`` from void methods (``QPainter.drawImage``,
-``fillRect``, ``setPen``, ``QLabel.setPixmap`` ...) without taking a reference to it, so each call
-lowers ``None``'s reference count by one; at 30 frames a second the count reaches zero within
-minutes and Python aborts with ``none_dealloc``. From Python 3.12 on, ``None`` is immortal and the
-bug is harmless. ``NoneRefGuard`` detects the bug once at start-up and, where present, puts back
-the lost references (``top_up``).
+``fillRect``, ``setPen``, ``QLabel.setText`` ...) and ``True`` from ``Signal.emit`` without taking a
+reference to it, so each call lowers that object's reference count by one; at 30 frames a second
+the count reaches zero within minutes and Python aborts (``none_dealloc``, ``bool_dealloc``). From
+Python 3.12 on these objects are immortal and the bug is harmless. ``NoneRefGuard`` detects the
+bug once at start-up and, where present, puts back the lost references (``top_up``).
 """
 from __future__ import annotations
 
@@ -40,38 +40,43 @@ def void_calls_leak_none(calls: int = 64) -> bool:
     return lost >= calls // 2
 
 
-def _restore(n: int) -> None:
+SINGLETONS = (None, True, False)     # the objects such a build returns without a reference of their own
+
+
+def _restore(n: int, obj=None) -> None:
     for _ in range(n):
-        _incref(None)
+        _incref(obj)
 
 
 class NoneRefGuard:
-    """Where the binding is affected (``active``), ``top_up`` raises ``None``'s count back to the highest
-    it has been seen at: it runs after every paint and on a timer, so the count cannot drift to zero.
+    """Where the binding is affected (``active``), ``top_up`` raises the counts of ``None``, ``True`` and
+    ``False`` back to the highest each has been seen at: it runs after every paint and on a timer, so no
+    count can drift to zero, whichever thread made the calls.
 
-    Putting back a reference that a legitimate release (not the bug) took is harmless: ``None`` is
-    never freed, and a count that only the bug lowers can only grow by such top-ups.
+    Putting back a reference that a legitimate release (not the bug) took is harmless: these objects
+    are never freed, and a count that only the bug lowers can only grow by such top-ups.
     """
 
     def __init__(self) -> None:
         self.active = void_calls_leak_none()
-        self.high = sys.getrefcount(None)
+        self.high = [sys.getrefcount(obj) for obj in SINGLETONS]
         self.restored = 0
         if self.active:
             from PySide6 import __version__ as pyside_version
 
-            log.warning("PySide6 %s on Python %d.%d loses a reference to None per call; compensating",
+            log.warning("PySide6 %s on Python %d.%d loses references to None/True/False per call; compensating",
                         pyside_version, *sys.version_info[:2])
 
     def top_up(self) -> None:
         if not self.active:
             return
-        now = sys.getrefcount(None)
-        if now >= self.high:
-            self.high = now
-        else:
-            _restore(self.high - now)
-            self.restored += self.high - now
+        for i, obj in enumerate(SINGLETONS):
+            now = sys.getrefcount(obj)
+            if now >= self.high[i]:
+                self.high[i] = now
+            else:
+                _restore(self.high[i] - now, obj)
+                self.restored += self.high[i] - now
 
 
 _guard: NoneRefGuard | None = None
