@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from training import scenes, teacher_labels
+from training.config import load_config
 from training.data import AugmentConfig, Augmenter, PortraitSet
 
-from .test_training import make_dataset
+from .training_data import CONFIGS, make_dataset
 
 
 def make_rooms(root: Path, n: int = 40, size=(90, 120)) -> Path:
@@ -162,7 +163,7 @@ def test_training_with_room_scenes_reports_the_room_checks(tmp_path):
     rooms = make_rooms(tmp_path / "rooms", n=30)
     pr = make_rooms(tmp_path / "people_rooms", n=12)
     teacher_labels.make_labels(lambda img: np.zeros(img.shape[:2], np.float32), pr, tmp_path / "labels")
-    cfg = train.load_config(Path(__file__).resolve().parent.parent / "training/configs/portrait_bisenetv2.yml")
+    cfg = load_config(CONFIGS / "portrait_bisenetv2.yml")
     cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                batch_size=4, stages=[[2, 64]], resume_from=None, val_every=2, save_every=2, log_every=1,
                cache_long_side=96,

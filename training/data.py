@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inference.model_meta import ModelMeta
+
 log = logging.getLogger(__name__)
 
 
@@ -285,9 +287,15 @@ def boundary_band(mask: np.ndarray, width: int = 3) -> np.ndarray:
     return (cv2.dilate(mask, k) - cv2.erode(mask, k)).astype(np.uint8)
 
 
+_NORM = ModelMeta()       # the normalisation every export writes to meta.json and the runtime reads back
+_SCALE = (1.0 / (255.0 * np.asarray(_NORM.std, np.float32))).reshape(1, 1, 1, 3)
+_SHIFT = (np.asarray(_NORM.mean, np.float32) / np.asarray(_NORM.std, np.float32)).reshape(1, 1, 1, 3)
+
+
 def to_chw_rgb(batch_bgr: np.ndarray) -> np.ndarray:
-    """uint8 NHWC BGR -> float32 NCHW RGB normalised with mean 0.5, std 0.5."""
-    x = batch_bgr[..., ::-1].astype(np.float32) * (1 / 127.5) - 1.0
+    """uint8 NHWC BGR -> float32 NCHW in the network's channel order, normalised as ``ModelMeta`` says."""
+    x = batch_bgr[..., ::-1] if _NORM.color_order == "RGB" else batch_bgr
+    x = x.astype(np.float32) * _SCALE - _SHIFT
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 

@@ -3,13 +3,12 @@
 BiSeNetV2's gather-and-expansion layers widen C channels to 6C with a conv of ``group = C``
 (each input channel feeds six output channels). ONNX Runtime's int8 kernels only have a fast
 path for a pure depthwise conv (one output channel per input channel); a multiplier of 6 takes
-the generic grouped path, which on this network cost ~5.6 of the int8 model's ~17.5 ms of
-kernel time (profiler, 2 threads, 256x256: 1.8 ms for the 32 -> 192 conv at 1/8 alone).
+the generic grouped path, about a third of the int8 model's kernel time on this network.
 The same conv is a pure depthwise conv of ``group = 6C`` on the input with each channel repeated
 six times in a row (``Gather`` of channel indices 0,0,0,0,0,0,1,1,...), with the weights
 unchanged: output channel ``o`` of the grouped conv reads input channel ``o // 6``, which is what
-the repeated tensor holds at ``o``. The fp32 outputs are bit-identical; the int8 model ran
-~1.6x faster (18.0 -> 11.5 ms median per call on session 14's host).
+the repeated tensor holds at ``o``. The fp32 outputs are bit-identical; the int8 model runs
+~1.6x faster.
 """
 from __future__ import annotations
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.model_meta import PADDLE_FILES, ModelMeta
+from inference.model_meta import INT8_FILE, ONNX_FILE, PADDLE_FILES, ModelMeta
 from training.depthwise_repeat import rewrite_depthwise
 from training.mirror_onnx import add_mirror_average
-from training.quantize import INT8_FILE, quantize_int8
+from training.quantize import quantize_int8
 from training.resize_scales import fix_resize_scales
 
 log = logging.getLogger("training.export")
@@ -57,7 +57,7 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
         state = load_weights(weights)
         edge_head, half_res = edge_head_in(state)
         lambd = lambd_of(state)
-    with paddle.utils.unique_name.guard():   # layer names as in a fresh process: training.weights_from_export
+    with paddle.utils.unique_name.guard():   # layer names as in a fresh process: tools/weights_from_export.py
         model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd)
     if state is not None:
         model.set_state_dict(state)
@@ -70,15 +70,15 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     with tempfile.TemporaryDirectory() as tmp:
         plain = _jit_save(net, Path(tmp) / "plain", spec)
         with contextlib.chdir(tmp):          # paddle2onnx leaves temp files in cwd
-            paddle2onnx.export(*(str(p) for p in plain), save_file=str(out_dir / "model.onnx"),
+            paddle2onnx.export(*(str(p) for p in plain), save_file=str(out_dir / ONNX_FILE),
                                opset_version=opset, enable_onnx_checker=True)
         shipped = _jit_save(MirrorAveraged(net), Path(tmp) / "mirror", spec) if mirror_average else plain
         for path, name in zip(shipped, PADDLE_FILES):
             os.replace(path, out_dir / name)
-    fix_resize_scales(out_dir / "model.onnx")
-    rewrite_depthwise(out_dir / "model.onnx")
+    fix_resize_scales(out_dir / ONNX_FILE)
+    rewrite_depthwise(out_dir / ONNX_FILE)
     if mirror_average:
-        add_mirror_average(out_dir / "model.onnx")
+        add_mirror_average(out_dir / ONNX_FILE)
     meta = ModelMeta(version=version, input_size=(input_size, input_size), mirror_averaged=mirror_average,
                      extra=extra or {})
     meta.save(out_dir)

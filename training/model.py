@@ -28,26 +28,12 @@ def drop_biases_before_batchnorm(model: nn.Layer) -> int:
 
 def build_model(edge_head: bool = False, half_res: bool = True, lambd: float = 0.25) -> nn.Layer:
     """BiSeNetV2 for two classes, semantic-branch width ``lambd`` (PaddleSeg's; the shipped networks
-    up to v1.9 are 0.25); with ``edge_head``, plus an ``EdgeHead(half_res)`` as ``model.edge_head``."""
+    are 0.25); with ``edge_head``, plus an ``EdgeHead(half_res)`` as ``model.edge_head``."""
     model = BiSeNetV2(num_classes=NUM_CLASSES, lambd=lambd)
     drop_biases_before_batchnorm(model)
     if edge_head:
         model.edge_head = EdgeHead(half_res=half_res)
     return model
-
-
-def freeze_batchnorm(model: nn.Layer) -> int:
-    """Put every BatchNorm of a training-mode ``model`` in eval mode: it normalises with its running
-    statistics and stops updating them (its scale and shift still learn). Returns how many.
-
-    For fine-tuning a trained network: with batches of 8 the running statistics are a
-    ~10-batch average that moves with every step, so the eval network changes even where
-    the weights barely do. (On v1.9 it did not help: model card, Training item 12.)
-    """
-    layers = [m for m in model.sublayers() if isinstance(m, nn.layer.norm._BatchNormBase)]
-    for m in layers:
-        m.eval()
-    return len(layers)
 
 
 def load_weights(path: str | Path) -> dict:

@@ -15,21 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.model_meta import ONNX_FILE, ModelMeta
+from inference.model_meta import INT8_FILE, ONNX_FILE, ModelMeta
 
 log = logging.getLogger("training.quantize")
 
-INT8_FILE = "model.int8.onnx"
 
 
 def nodes_after_margin(onnx_path: str | Path) -> list[str]:
     """The nodes after the person-minus-background margin (the graph's last ``Sub``): the edge head
     and the output's upsampling and sigmoid, kept in fp32.
 
-    v1.9's int8 model with its edge head quantised too (small convs of 4-16 channels at 1/4 and 1/2
-    resolution, with resizes and concats between) ran ~33 % slower than v1.8's; with the head in
-    fp32 ~20 % slower on session 11's host, ~12 % since the resizes got fixed scales (see the model
-    card's Speed), and as accurate as fp32.
+    Quantised, the head's small convs (4-16 channels at 1/4 and 1/2 resolution, with resizes and
+    concats between) make the int8 model slower than with the head in fp32, which is as accurate.
     """
     import onnx
 

@@ -4,7 +4,7 @@ paddle2onnx turns every ``interpolate(..., size=paddle.shape(t)[2:])`` into a Re
 ``sizes`` input is built per call from Shape/Slice/Cast/Concat nodes. For this network every
 such size is a fixed multiple of its input's (the input sizes the app allows are multiples of
 32, so each grid is exactly 2x, 4x or 8x the next), and ONNX Runtime spends time on those
-little chains (0.2-1 ms per frame for v1.9's int8 model on session 12's host; see the model card).
+little chains (0.2-1 ms per frame for the int8 model).
 Paddle's own ``scale_factor`` does not survive paddle2onnx under Paddle 3 (PIR stores the
 scales as doubles: "the 0th elementwise MUST be ir::FloatAttribute"), so the fix is made on
 the ONNX graph: run it at several input sizes, read each Resize's in/out ratio, and where the

@@ -6,9 +6,8 @@ Run it again with the same config to resume from ``<run_dir>/last.pdckpt`` (or, 
 fresh clone, from the checkpoint committed at ``resume_from`` when a run had to be
 carried into a later session). A new run starts from ``init_weights`` when the config
 names them (e.g. a network with its ``edge_head``, ``edge_head: true``, to fine-tune both).
-With ``distill: {teacher: WEIGHTS, weight: W}`` the main output also learns the teacher's
-flip-averaged person probability (``training.distill``); ``freeze_bn: true`` keeps the
-BatchNorm statistics as loaded (fine-tuning a trained network).
+With a ``scenes`` block (``training.scenes.SceneConfig``) part of every batch is room scenes,
+and every check also scores the held-out rooms.
 Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
 ``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
 the best ``selection_score``) and ``train.log`` / ``val.jsonl`` in the run folder.
@@ -28,187 +27,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from training.checkpoints import atomic_save, rename_optimizer_state
+from training.config import (check_stages, load_config, lr_at, stage_augment, stage_loss, stage_size,
+                             total_iterations)
+from training.validation import selection_score, validate
 
 log = logging.getLogger("training")
-
-
-def load_config(path: str | Path) -> dict:
-    cfg = yaml.safe_load(Path(path).read_text())
-    cfg["_config_path"] = str(path)
-    return cfg
-
-
-def lr_at(it: int, total: int, opt_cfg: dict) -> float:
-    """Linear warm-up, then polynomial decay to zero at ``total``."""
-    base, warm = opt_cfg["lr"], opt_cfg["warmup_iters"]
-    if it < warm:
-        return base * (0.1 + 0.9 * it / warm)
-    return base * (1 - (it - warm) / max(1, total - warm)) ** opt_cfg["poly_power"]
-
-
-def total_iterations(stages: list) -> int:
-    return sum(int(stage[0]) for stage in stages)
-
-
-def current_stage(it: int, stages: list) -> list:
-    """The ``[iterations, size, (augment profile)]`` entry that iteration ``it`` falls in."""
-    end = 0
-    for stage in stages:
-        end += int(stage[0])
-        if it < end:
-            return stage
-    return stages[-1]
-
-
-def stage_size(it: int, stages: list) -> int:
-    return int(current_stage(it, stages)[1])
-
-
-def profile_settings(name: str, profiles: dict, seen: tuple = ()) -> dict:
-    """A named profile's overrides, after those of the profile it ``extends``: augmentation
-    settings, and loss settings under ``loss``."""
-    if name not in profiles:
-        raise ValueError(f"augment profile {name!r} is not in augment_profiles "
-                         f"(it has only {sorted(profiles)}): add it to the config")
-    if name in seen:
-        raise ValueError(f"augment profiles extend each other in a loop: {' -> '.join((*seen, name))}")
-    own = dict(profiles[name])
-    base = own.pop("extends", None)
-    out = profile_settings(base, profiles, (*seen, name)) if base is not None else {}
-    loss = {**out.get("loss", {}), **own.pop("loss", {})}
-    out.update(own)
-    if loss:
-        out["loss"] = loss
-    return out
-
-
-def _stage_profile(it: int, cfg: dict) -> dict:
-    stage = current_stage(it, cfg["stages"])
-    if len(stage) < 3:
-        return {}
-    try:
-        return profile_settings(stage[2], cfg.get("augment_profiles", {}))
-    except ValueError as exc:
-        raise ValueError(f"stage {stage}: {exc}") from None
-
-
-def stage_augment(it: int, cfg: dict) -> dict:
-    """Augmentation settings at iteration ``it``: ``augment``, overridden by the stage's named profile."""
-    profile = _stage_profile(it, cfg)
-    profile.pop("loss", None)
-    return {**cfg.get("augment", {}), **profile}
-
-
-def stage_loss(it: int, cfg: dict) -> dict:
-    """Loss settings at iteration ``it``: ``loss``, overridden by the ``loss`` of the stage's profile."""
-    return {**cfg.get("loss", {}), **_stage_profile(it, cfg).get("loss", {})}
-
-
-def check_stages(cfg: dict) -> None:
-    """Fail at start, not hours in, on a stage whose profile, augmentation or loss setting is missing or misspelt."""
-    import inspect
-
-    from training.data import AugmentConfig
-    from training.losses import bisenet_loss
-
-    loss_keys = set(inspect.signature(bisenet_loss).parameters) - {"outputs", "labels", "edge"}
-    start = 0
-    for stage in cfg["stages"]:
-        try:
-            AugmentConfig(**stage_augment(start, cfg))
-        except TypeError as exc:
-            raise ValueError(f"stage {stage}: bad augmentation setting ({exc}); "
-                             f"the known ones are those of training.data.AugmentConfig") from None
-        unknown = set(stage_loss(start, cfg)) - loss_keys
-        if unknown:
-            raise ValueError(f"stage {stage}: unknown loss setting(s) {sorted(unknown)}; "
-                             f"the known ones are {sorted(loss_keys)}")
-        start += int(stage[0])
-
-
-def atomic_save(obj, path: Path) -> None:
-    import paddle
-
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    paddle.save(obj, str(tmp))
-    os.replace(tmp, path)
-
-
-def rename_optimizer_state(state: dict, old_names: list[str], new_names: list[str]) -> dict:
-    """Optimizer slots are keyed by parameter names, which Paddle numbers per process: map them by order."""
-    if not old_names or old_names == new_names:
-        return state
-    if len(old_names) != len(new_names):
-        raise ValueError("checkpoint was made for a different network: start a new run_dir")
-    mapping = dict(zip(old_names, new_names))
-    out = {}
-    for key, value in state.items():
-        for old in old_names:
-            if key.startswith(old + "_"):
-                key = mapping[old] + key[len(old):]
-                break
-        out[key] = value
-    return out
-
-
-def score_probabilities(scores, probs: np.ndarray, val, start: int) -> None:
-    """Add person probabilities (any size) for ``val``'s samples ``start``, ``start + 1`` ... to
-    ``scores``, each upsampled to its mask's size and thresholded at 0.5."""
-    import cv2
-
-    for p, gt, name in zip(probs, val.masks[start:start + len(probs)], val.names[start:start + len(probs)]):
-        pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
-        scores.add(name, pred, gt.astype(bool))
-
-
-def check_figures(scores) -> dict:
-    """A validation check's figures: the overall summary plus person IoU on eg_ and ccp_ (None if absent)."""
-    out = scores.overall.summary()
-    out.update({f"iou_{k[:-1]}": (scores.groups[k].summary()["person_iou"] if k in scores.groups else None)
-                for k in ("eg_", "ccp_")})
-    return out
-
-
-def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
-    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
-    with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too."""
-    import cv2
-    import paddle
-
-    from training.data import to_chw_rgb
-    from training.evaluate import GroupedScores
-    from training.model import PersonProbability
-
-    model.eval()
-    net = PersonProbability(model)
-    scores = GroupedScores()
-
-    def probabilities(imgs) -> np.ndarray:
-        x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
-        return net(paddle.to_tensor(x))[:, 0].numpy()
-
-    with paddle.no_grad():
-        for s in range(0, len(val), batch):
-            score_probabilities(scores, probabilities(val.images[s:s + batch]), val, s)
-        figures = check_figures(scores)
-        if room_checks is not None:
-            from training.scenes import room_figures
-
-            def predict(imgs):
-                return [cv2.resize(p, (i.shape[1], i.shape[0])) for p, i in zip(probabilities(imgs), imgs)]
-
-            figures.update(room_figures(predict, *room_checks).as_dict())
-    model.train()
-    return figures
-
-
-def selection_score(figures: dict) -> float:
-    """What ``best.pdparams`` maximises: val mIoU, plus (with room checks) the pasted-people IoU
-    minus the share of empty rooms called person."""
-    if "pasted_iou" not in figures:
-        return figures["miou"]
-    return figures["miou"] + figures["pasted_iou"] - figures["room_share"]
 
 
 def train(cfg: dict, max_minutes: float | None = None) -> None:
@@ -231,9 +56,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     import paddle
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
-    from training.distill import FlipTeacher, distill_loss
     from training.losses import bisenet_loss
-    from training.model import build_model, freeze_batchnorm, load_weights, training_logits
+    from training.model import build_model, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -269,14 +93,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
 
-    teacher, distill_weight = None, 0.0
-    if cfg.get("distill"):
-        if not cfg["distill"].get("teacher"):
-            raise ValueError("distill needs teacher: the weights to learn from (.pdparams or .pdckpt)")
-        teacher = FlipTeacher(cfg["distill"]["teacher"], bool(cfg["distill"].get("flip", True)))
-        distill_weight = float(cfg["distill"].get("weight", 1.0))
-        log.info("distilling from %s (weight %g)", cfg["distill"]["teacher"], distill_weight)
-
     scenes, room_checks = None, None
     if cfg.get("scenes"):
         from training.scenes import SceneConfig, SceneMix, load_room_checks
@@ -307,15 +123,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                      "sample_loss": loader.sampler.loss},
                     ckpt_path)
 
-    def train_mode() -> None:
-        model.train()
-        if cfg.get("freeze_bn"):
-            freeze_batchnorm(model)
-
     lc = stage_loss(it, cfg)
-    train_mode()
-    if cfg.get("freeze_bn"):
-        log.info("BatchNorm statistics frozen (freeze_bn)")
+    model.train()
     t_start = time.time()
     t_win, n_win, loss_win = time.time(), 0, 0.0
     use_bar = sys.stderr.isatty()
@@ -341,10 +150,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         x = paddle.to_tensor(x)
         outs = training_logits(model, x)
         loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
-        if teacher is not None:
-            kd = distill_loss(outs[0], teacher(x))
-            loss = loss + distill_weight * kd
-            parts["kd"] = float(kd)
         loader.sampler.record(idx, parts["per_image"][:len(idx)])
         loss.backward()
         opt.step()
@@ -364,7 +169,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
             m = validate(model, val_set, size, room_checks=room_checks)
-            train_mode()
+            model.train()
             m.update(iteration=it, size=size, minutes=round((seconds_before + time.time() - t_start) / 60, 1))
             with open(run_dir / "val.jsonl", "a") as f:
                 f.write(json.dumps(m) + "\n")

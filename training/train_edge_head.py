@@ -27,8 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.train import (atomic_save, check_figures, load_config, profile_settings, rename_optimizer_state,
-                            score_probabilities)
+from training.checkpoints import atomic_save, rename_optimizer_state
+from training.config import load_config, profile_settings
+from training.validation import check_figures, score_probabilities
 
 log = logging.getLogger("training.train_edge_head")
 
@@ -144,9 +145,9 @@ def head_loss(margin, masks, edge, edge_weight: float = 4.0, lovasz_weight: floa
 
 
 def validate_head(model, views: Views, data, batch: int = 25) -> dict:
-    """Person IoU and mIoU on the validation photos (at their cached size), as ``training.train.validate``
+    """Person IoU and mIoU on the validation photos (at their cached size), as ``training.validation.validate``
     scores them, except that the probability is upsampled from the head's grid rather than from 256
-    (within ~0.0002 of it: 0.9483 against 0.9484 for v1.9)."""
+    (within ~0.0002 of it)."""
     import paddle
 
     from training.evaluate import GroupedScores

@@ -1,9 +1,9 @@
 """Turn an exported model (``model.json`` + ``model.pdiparams``) back into training weights.
 
-    python -m training.weights_from_export --model-dir models/portrait_bisenetv2 \
-        --out training/runs/v1.9_edge.pdparams
+    python tools/weights_from_export.py --model-dir models/portrait_bisenetv2 \
+        --out training/runs/v2.0_edge.pdparams
 
-Training runs live outside git, so a later session may have only the shipped files. Those hold
+Training runs live outside git, so a fresh clone may have only the shipped files. Those hold
 every weight the export wrapper uses (the network, its main head and any edge head; not the four
 auxiliary heads, which only training uses, and which are left as a new network builds them),
 named after the layers as built. ``training.export`` builds its network under a fresh
@@ -18,11 +18,14 @@ os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))
 
 import argparse
 import logging
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-log = logging.getLogger("training.weights_from_export")
+log = logging.getLogger("weights_from_export")
 
 
 def _saved_params(prefix: str | Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,83 @@
+"""Training data: file lists, the decoded cache, augmentation, batches and sampling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.data import (AugmentConfig, Augmenter, BatchLoader, HardExampleSampler, boundary_band, load_portrait_set,
+                           read_file_list)
+
+from .training_data import make_dataset
+
+
+def test_file_list_and_loading(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    pairs = read_file_list(root / "train.txt")
+    assert len(pairs) == 6 and pairs[0][0].is_file()
+    (root / "bad.txt").write_text("only_one_column.jpg\n")
+    with pytest.raises(ValueError, match="bad.txt:1"):
+        read_file_list(root / "bad.txt")
+    data = load_portrait_set(root / "train.txt", tmp_path / "cache", long_side=80)
+    assert len(data) == 6 and max(data.images[0].shape[:2]) == 80
+    assert set(np.unique(data.masks[0])) == {0, 1} and len(data.plates) == 6
+    again = load_portrait_set(root / "train.txt", tmp_path / "cache", long_side=80)   # from the cache
+    np.testing.assert_array_equal(again.masks[3], data.masks[3])
+
+
+def test_augmenter_keeps_image_and_mask_aligned(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=120)
+    cfg = AugmentConfig(recompose_p=1.0, color_p=0, blur_p=0, noise_p=0, jpeg_p=0, rotate_p=0)
+    aug = Augmenter(data, cfg, np.random.default_rng(3))
+    for i in range(20):
+        img, mask = aug.sample(i % 6, 64)
+        assert img.shape == (64, 64, 3) and mask.shape == (64, 64)
+        assert set(np.unique(mask)) <= {0, 1}
+        if mask.sum() > 50 and (mask == 0).sum() > 50:
+            # the person is the skin-coloured blob: its pixels are brighter than the background's
+            assert img[mask > 0].mean() > img[mask == 0].mean() + 30
+    square = np.zeros((20, 20), np.uint8)
+    square[5:15, 5:15] = 1
+    band = boundary_band(square, 2)
+    assert band[5, 10] == 1 and band[10, 10] == 0 and band[0, 0] == 0
+
+
+def test_batch_loader_drops_batches_made_before_a_settings_change(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=80)
+    loader = BatchLoader(data, AugmentConfig(), batch_size=2, seed=0)
+    for _ in range(10):        # the worker keeps the queue full, so stale batches are always waiting
+        loader.set_size(96)
+        x, y, e, idx = loader.next()
+        assert x.shape == (2, 3, 96, 96) and y.shape == e.shape == (2, 96, 96) and idx.shape == (2,)
+        loader.set_augment(AugmentConfig(rotate_p=0.0))
+        assert loader.aug.cfg.rotate_p == 0.0 and loader.next()[1].shape == (2, 96, 96)
+        loader.set_size(64)
+        assert loader.next()[0].shape == (2, 3, 64, 64)
+    loader.close()
+
+
+def test_hard_example_sampler_draws_high_loss_images_more_often():
+    s = HardExampleSampler(4)
+    rng = np.random.default_rng(0)
+    assert np.bincount(s.draw(rng, 4000, boost=3.0), minlength=4).min() > 800   # nothing seen: uniform
+    s.record(np.array([0, 1, 2, 3]), np.array([0.1, 0.2, 0.4, 50.0]))
+    s.record(np.array([2]), np.array([0.0]))             # smoothed: 0.5 * 0.4 + 0.5 * 0.0 = 0.2
+    assert s.loss[2] == pytest.approx(0.2) and s.loss[1] == pytest.approx(0.2)
+    s.record(np.array([2]), np.array([0.3]))             # 0.25: now between images 1 and 3
+    counts = np.bincount(s.draw(rng, 20000, boost=3.0), minlength=4)
+    assert counts[0] < counts[1] < counts[2] < counts[3]
+    # by rank, not by value: the outlier loss of 50 gets 4x the easiest image, not 500x
+    assert 3.0 < counts[3] / counts[0] < 5.0
+    assert np.bincount(s.draw(rng, 4000, boost=0.0), minlength=4).min() > 800   # boost 0: uniform again
+
+
+def test_batch_loader_reports_worker_failures(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=80)
+    data.images[0] = None      # a corrupt sample must surface, not hang training
+    data.images[1:] = [None] * 5
+    loader = BatchLoader(data, AugmentConfig(), batch_size=2, seed=0)
+    with pytest.raises(RuntimeError, match="batch loader"):
+        loader.next()
+    loader.close()

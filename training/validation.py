@@ -1,0 +1,61 @@
+"""The checks run during training: val photos (person IoU, mIoU, eg_/ccp_) and, optionally, the room checks."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def score_probabilities(scores, probs: np.ndarray, val, start: int) -> None:
+    """Add person probabilities (any size) for ``val``'s samples ``start``, ``start + 1`` ... to
+    ``scores``, each upsampled to its mask's size and thresholded at 0.5."""
+    for p, gt, name in zip(probs, val.masks[start:start + len(probs)], val.names[start:start + len(probs)]):
+        pred = cv2.resize(p, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR) > 0.5
+        scores.add(name, pred, gt.astype(bool))
+
+
+def check_figures(scores) -> dict:
+    """A validation check's figures: the overall summary plus person IoU on eg_ and ccp_ (None if absent)."""
+    out = scores.overall.summary()
+    out.update({f"iou_{k[:-1]}": (scores.groups[k].summary()["person_iou"] if k in scores.groups else None)
+                for k in ("eg_", "ccp_")})
+    return out
+
+
+def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
+    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
+    with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too."""
+    import paddle
+
+    from training.data import to_chw_rgb
+    from training.evaluate import GroupedScores
+    from training.model import PersonProbability
+
+    model.eval()
+    net = PersonProbability(model)
+    scores = GroupedScores()
+
+    def probabilities(imgs) -> np.ndarray:
+        x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
+        return net(paddle.to_tensor(x))[:, 0].numpy()
+
+    with paddle.no_grad():
+        for s in range(0, len(val), batch):
+            score_probabilities(scores, probabilities(val.images[s:s + batch]), val, s)
+        figures = check_figures(scores)
+        if room_checks is not None:
+            from training.scenes import room_figures
+
+            def predict(imgs):
+                return [cv2.resize(p, (i.shape[1], i.shape[0])) for p, i in zip(probabilities(imgs), imgs)]
+
+            figures.update(room_figures(predict, *room_checks).as_dict())
+    model.train()
+    return figures
+
+
+def selection_score(figures: dict) -> float:
+    """What ``best.pdparams`` maximises: val mIoU, plus (with room checks) the pasted-people IoU
+    minus the share of empty rooms called person."""
+    if "pasted_iou" not in figures:
+        return figures["miou"]
+    return figures["miou"] + figures["pasted_iou"] - figures["room_share"]
