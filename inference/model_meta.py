@@ -7,6 +7,7 @@ from pathlib import Path
 
 META_FILE = "meta.json"
 ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"                 # written beside it when int8 agrees with fp32
 PADDLE_FILES = ("model.json", "model.pdiparams")
 
 
