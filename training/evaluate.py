@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     if "room_share" in r:
         print(f"held-out empty rooms ({r['rooms']}): person share {r['room_share']:.4f}, "
               f"phantom rate {r['room_phantom']:.3f} (> {PHANTOM_SHARE:.1%} of the frame)")
-        print(f"val people pasted into held-out rooms ({r['pasted']}): person IoU {r['pasted_iou']:.4f}")
+        per_group = ", ".join(f"{k[len('pasted_iou_'):]}_ {v:.4f}" for k, v in r.items() if k.startswith("pasted_iou_"))
+        print(f"val people pasted into held-out rooms ({r['pasted']}): person IoU {r['pasted_iou']:.4f} ({per_group})")
     print(f"mask: {r['mask']}" + (" (the model averages each photo with its mirror image)" if r["mirror_averaged"] else ""))
     print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
           f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "

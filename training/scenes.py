@@ -213,10 +213,12 @@ class RoomFigures:
     pasted_person_iou: float        # mean person IoU of people pasted into held-out rooms
     rooms: int
     pasted: int
+    pasted_groups: dict             # the same per source of the person (file-name prefix: eg_, ccp_)
 
     def as_dict(self) -> dict:
         return {"room_share": self.room_person_share, "room_phantom": self.room_phantom_rate,
-                "pasted_iou": self.pasted_person_iou, "rooms": self.rooms, "pasted": self.pasted}
+                "pasted_iou": self.pasted_person_iou, "rooms": self.rooms, "pasted": self.pasted,
+                **{f"pasted_iou_{k.rstrip('_')}": v for k, v in self.pasted_groups.items()}}
 
 
 def room_figures(predict, rooms: PhotoSet, pasted: list[tuple[str, np.ndarray, np.ndarray]],
@@ -227,14 +229,17 @@ def room_figures(predict, rooms: PhotoSet, pasted: list[tuple[str, np.ndarray, n
         for s in range(0, len(imgs), batch):
             yield from predict(imgs[s:s + batch])
 
+    from training.evaluate import group_of
+
     shares = np.array([float((p > 0.5).mean()) for p in probabilities(rooms.images)])
-    ious = []
-    for (_, _, gt), prob in zip(pasted, probabilities([img for _, img, _ in pasted])):
+    ious, groups = [], {}
+    for (name, _, gt), prob in zip(pasted, probabilities([img for _, img, _ in pasted])):
         pred = prob > 0.5
         union = np.logical_or(pred, gt).sum()
         ious.append(float(np.logical_and(pred, gt).sum() / union) if union else 1.0)
+        groups.setdefault(group_of(name), []).append(ious[-1])
     return RoomFigures(float(shares.mean()), float((shares > PHANTOM_SHARE).mean()), float(np.mean(ious)),
-                       len(shares), len(ious))
+                       len(shares), len(ious), {k: float(np.mean(v)) for k, v in sorted(groups.items())})
 
 
 def load_room_checks(rooms_list: str | Path, val_list: str | Path, long_side: int = 320,
