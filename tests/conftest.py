@@ -16,7 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "models" / "portrait_bisenetv2"
 SHARED = ROOT.parent / "shared" / "data" / "portrait"
-ROOMS = ROOT.parent / "shared" / "data" / "rooms"
 DEMO_PHOTO = ROOT / "assets" / "demo" / "astronaut.jpg"
 
 
