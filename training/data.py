@@ -37,6 +37,11 @@ def read_file_list(list_path: str | Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def read_image_list(list_path: str | Path) -> list[str]:
+    """The image paths (relative to the list's folder) of a one-path-per-line list."""
+    return [line.split()[0] for line in Path(list_path).read_text().splitlines() if line.strip()]
+
+
 def load_pair(image_path: Path, mask_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one BGR image and its 0/1 mask; raise naming the file when unreadable."""
     img = cv2.imread(str(image_path), cv2.IMREAD_COLOR)

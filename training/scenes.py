@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.data import read_image_list
+
 log = logging.getLogger(__name__)
 
 HOLDOUT_MODULUS = 10          # one photo in ten is held out of training
@@ -23,11 +25,6 @@ PHANTOM_SHARE = 0.005         # an empty room "has a phantom" when more than thi
 def is_held_out(name: str) -> bool:
     """Whether a room / people-in-room photo belongs to the held-out checks (stable across machines)."""
     return zlib.crc32(Path(name).name.encode()) % HOLDOUT_MODULUS == 0
-
-
-def read_image_list(list_path: str | Path) -> list[str]:
-    """The image paths (relative to the list's folder) of a one-path-per-line list."""
-    return [line.split()[0] for line in Path(list_path).read_text().splitlines() if line.strip()]
 
 
 def _shrink(img: np.ndarray, long_side: int) -> np.ndarray:

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.data import read_image_list
+
 log = logging.getLogger("training.teacher_labels")
 
 DEFAULT_OUT = Path("~/.cache/bgswap-train/teacher")
@@ -55,11 +57,6 @@ def label_dir(out_root: str | Path, list_path: str | Path) -> Path:
 
 def label_path(out_root: str | Path, list_path: str | Path, image_rel: str) -> Path:
     return label_dir(out_root, list_path) / (Path(image_rel).stem + ".png")
-
-
-def read_image_list(list_path: str | Path) -> list[str]:
-    """The image paths (relative to the list's folder) of a one-path-per-line list."""
-    return [line.split()[0] for line in Path(list_path).read_text().splitlines() if line.strip()]
 
 
 def make_labels(teacher: Teacher, list_path: str | Path, out_root: str | Path, force: bool = False) -> int:
