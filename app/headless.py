@@ -29,12 +29,7 @@ def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: st
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     engine = Engine(settings)
     try:
-        try:
-            engine.start()
-        except (ModelError, BackgroundError, SourceError, ValueError) as exc:
-            log.error("%s", exc)
-            return 2
-        sinks = 0
+        sinks = 0       # outputs first, so they get the run's first frame (a file sink takes a while to open)
         if output:
             try:
                 engine.add_sink(FileSink(output))
@@ -56,6 +51,11 @@ def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: st
                 log.warning("carrying on with the other outputs")
         if not sinks:
             log.info("no --virtual-cam or --output given: processing only (stats below)")
+        try:
+            engine.start()
+        except (ModelError, BackgroundError, SourceError, ValueError) as exc:
+            log.error("%s", exc)
+            return 2
         t0 = time.monotonic()
         last = t0
         while not stop.is_set():

@@ -174,5 +174,9 @@ class FileSink:
             self._thread = None
         if self._writer is not None:
             self._writer.close()
-            log.info("wrote %d frames (%s) to %s", self.frames_written, self._writer.codec, self.path)
-            self._writer = None
+            codec, self._writer = self._writer.codec, None
+            if self.frames_written:
+                log.info("wrote %d frames (%s) to %s", self.frames_written, codec, self.path)
+            else:                       # a run that made no frame leaves no empty file behind
+                self.path.unlink(missing_ok=True)
+                log.info("no frames were made: %s not kept", self.path)

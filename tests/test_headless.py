@@ -106,3 +106,10 @@ def test_gui_without_a_display_says_what_to_do():
     r = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "--no-gui" in r.stderr
+
+
+def test_a_run_that_cannot_start_leaves_no_output_file(tmp_path):
+    out = tmp_path / "never.mp4"
+    r = run("--source", str(tmp_path / "missing.mp4"), "--output", str(out), "--frames", "5")
+    assert r.returncode == 2 and "missing.mp4" in r.stderr
+    assert not out.exists()

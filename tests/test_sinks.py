@@ -65,3 +65,11 @@ def test_file_sink_writes_every_frame(tmp_path):
 def test_file_sink_bad_folder(tmp_path):
     with pytest.raises(SinkUnavailable, match="does not exist"):
         FileSink(tmp_path / "no" / "such" / "out.mp4").start(64, 48, 30)
+
+
+def test_file_sink_keeps_no_file_without_frames(tmp_path):
+    path = tmp_path / "empty.mp4"
+    sink = FileSink(path)
+    sink.start(64, 48, 30)
+    sink.close()
+    assert not path.exists() and sink.frames_written == 0
