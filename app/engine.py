@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -181,7 +180,9 @@ class Engine:
     def set_background(self, spec: str | Background) -> Background:
         """Switch the background; on a bad file the previous one stays and BackgroundError is raised."""
         bg = parse_background(spec) if isinstance(spec, str) else spec
-        self.background = bg
+        old, self.background = self.background, bg
+        if old is not None and old is not bg:
+            old.close()
         if isinstance(spec, str):
             self.settings.background = spec
         return bg
@@ -351,6 +352,9 @@ class Engine:
 
     def _process(self, item: _Frame) -> None:
         frame = item.image
+        if self._paused.is_set() and self.last_output is not None:
+            self._send(self.last_output, item)          # frozen picture: no model, refinement or compositing
+            return
         if self.settings.async_segmentation:
             self._to_model.put(item)
             if self._mask is None:
@@ -360,18 +364,18 @@ class Engine:
             prob = self._mask[1]
         else:
             prob = self._predict(frame)
-        if self._paused.is_set() and self.last_output is not None:
-            out = self.last_output
-        else:
-            t = time.perf_counter()
-            alpha = self.refiner(prob, frame)
-            t2 = time.perf_counter()
-            out = self.compositor(frame, alpha, self.background)
-            t3 = time.perf_counter()
-            self.stats.stage("refine", (t2 - t) * 1000)
-            self.stats.stage("composite", (t3 - t2) * 1000)
-            self.last_alpha = alpha
+        t = time.perf_counter()
+        alpha = self.refiner(prob, frame)
+        t2 = time.perf_counter()
+        out = self.compositor(frame, alpha, self.background)
+        t3 = time.perf_counter()
+        self.stats.stage("refine", (t2 - t) * 1000)
+        self.stats.stage("composite", (t3 - t2) * 1000)
+        self.last_alpha = alpha
         self.last_output = out
+        self._send(out, item)
+
+    def _send(self, out: np.ndarray, item: _Frame) -> None:
         t = time.perf_counter()
         with self._sinks_lock:
             sinks = list(self.sinks)

@@ -76,7 +76,6 @@ class VirtualCameraSink:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._cam = None
-        self.frames_sent = 0
         self.device_name: str | None = None
 
     def start(self, width: int, height: int, fps: float) -> None:
@@ -110,7 +109,6 @@ class VirtualCameraSink:
                 if last.shape[:2] != (self._cam.height, self._cam.width):
                     last = cv2.resize(last, (self._cam.width, self._cam.height))
                 self._cam.send(last)
-                self.frames_sent += 1
                 self._cam.sleep_until_next_frame()
             except Exception:
                 log.exception("virtual camera send failed; stopping the virtual camera")

@@ -34,15 +34,7 @@ class LatestSlot(Generic[T]):
             item, self._item, self._has = self._item, None, False
             return item
 
-    def peek(self) -> T | None:
-        with self._cond:
-            return self._item if self._has else None
-
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed

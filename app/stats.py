@@ -56,11 +56,10 @@ class PipelineStats:
         self.reset()
 
     def reset(self) -> None:
-        with getattr(self, "_lock", threading.Lock()):
+        with self._lock:
             self._ms = {s: 0.0 for s in STAGES}
             self._in, self._out, self._model = _Rate(), _Rate(), _Rate()
             self.frames_in = self.frames_out = 0
-            self.dropped = 0
             self._latency = 0.0
             self._cpu0 = time.process_time()
             self._cpu_frames0 = 0
@@ -97,5 +96,4 @@ class PipelineStats:
         now = time.monotonic()
         with self._lock:
             return StatsSnapshot(self._in.rate(now), self._out.rate(now), self._model.rate(now), self._latency,
-                                 self._cpu_ms, dict(self._ms), self.frames_in, self.frames_out, self.dropped,
-                                 self.backend)
+                                 self._cpu_ms, dict(self._ms), self.frames_in, self.frames_out, 0, self.backend)

@@ -30,6 +30,16 @@ class Background(Protocol):
     def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
         """A BGR uint8 image the size of ``frame``, or None to leave the frame as it is."""
 
+    def close(self) -> None:
+        """Release what the background holds open (a video file); it is not rendered again."""
+
+
+class HoldsNothingOpen:
+    """For backgrounds with nothing to release: ``close`` does nothing."""
+
+    def close(self) -> None:
+        pass
+
 
 def cover_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """Scale to cover ``width`` x ``height`` keeping the aspect ratio, centre-crop the rest."""
@@ -62,7 +72,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
-class ImageBackground:
+class ImageBackground(HoldsNothingOpen):
     kind = "image"
 
     def __init__(self, path: str | Path | None = None, image: np.ndarray | None = None, label: str | None = None):
@@ -133,7 +143,7 @@ class VideoBackground:
         self._cap.release()
 
 
-class BlurBackground:
+class BlurBackground(HoldsNothingOpen):
     """The room itself, blurred, with the person cut out first so no halo bleeds around them."""
 
     kind = "blur"
@@ -163,7 +173,7 @@ class BlurBackground:
         return cv2.resize(np.clip(out, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-class ColorBackground:
+class ColorBackground(HoldsNothingOpen):
     kind = "color"
 
     def __init__(self, bgr: tuple[int, int, int], label: str | None = None):
@@ -178,7 +188,7 @@ class ColorBackground:
         return self._img
 
 
-class NoBackground:
+class NoBackground(HoldsNothingOpen):
     """Leave the camera image as it is."""
 
     kind = "none"
@@ -245,9 +255,3 @@ class Compositor:
             self._inv = np.empty_like(alpha)
         np.subtract(1.0, alpha, out=self._inv)
         return cv2.blendLinear(frame, bg, alpha, self._inv)
-
-
-def to_bgra(frame: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The person with a transparent background (for formats that carry alpha)."""
-    a = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.dstack([frame, a])

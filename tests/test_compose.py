@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from inference.compose import (BackgroundError, BlurBackground, ColorBackground, Compositor, ImageBackground,
-                               NoBackground, VideoBackground, cover_fit, parse_background, parse_color, to_bgra)
+                               NoBackground, VideoBackground, cover_fit, parse_background, parse_color)
 
 from .conftest import write_video
 
@@ -112,13 +112,6 @@ def test_video_background_loops_and_advances(tmp_path, scene):
         time.sleep(0.005)
     assert seen == {0, 1, 2}
     assert bg.render(frame, alpha).shape == frame.shape
-
-
-def test_to_bgra_carries_alpha(scene):
-    frame, alpha = scene
-    out = to_bgra(frame, alpha)
-    assert out.shape == (120, 160, 4)
-    assert out[50, 60, 3] == 255 and out[5, 5, 3] == 0
 
 
 def test_image_background_reads_alpha_png(tmp_path):

@@ -25,7 +25,7 @@ def test_virtual_camera_receives_bgr_frames_at_a_steady_rate(recording_backend):
     assert 15 <= len(cam.frames) <= 30
     np.testing.assert_array_equal(cam.frames[-1][0, 0], [0, 0, 200])
     gaps = np.diff(cam.times)
-    assert abs(np.median(gaps) - 0.02) < 0.008
+    assert 0.012 < np.median(gaps) < 0.035        # about 50 fps, with room for a loaded 2-core machine
 
 
 def test_virtual_camera_sends_the_newest_frame(recording_backend):
