@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 
@@ -28,6 +29,26 @@ def _resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return v
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return v
+
+
 def _fraction(text: str) -> float:
     v = float(text)
     if not 0.0 <= v <= 1.0:
@@ -47,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="virtual camera device, e.g. /dev/video2")
     p.add_argument("--vcam-backend", help="pyvirtualcam backend name (default: any that works)")
     p.add_argument("--output", help="also write the result to this video file (.mp4/.avi)")
-    p.add_argument("--frames", type=int, help="stop after this many output frames")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument("--frames", type=_positive_int, help="stop after this many output frames (the file gets exactly these)")
+    p.add_argument("--duration", type=_positive_seconds, help="stop after this many seconds")
     p.add_argument("--config", help="JSON settings file (command-line options win)")
     p.add_argument("--model-dir", help="folder with model.onnx / model.json + meta.json")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "paddle"))
@@ -136,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         from .headless import run_headless
 
         return run_headless(settings, args.virtual_cam, args.device, args.vcam_backend, args.output,
-                            args.frames, args.duration, args.stats_every)
+                            args.frames, args.duration, args.stats_every, args.overwrite)
     if not _display_available():
         log.error("no display found for the window: run with --no-gui (e.g. --no-gui --virtual-cam), "
                   "or start it from a desktop session")

@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 
 from inference.compose import BackgroundError
 from inference.model_meta import ModelError
@@ -16,10 +17,25 @@ from .sources import SourceError
 log = logging.getLogger("bgswap")
 
 
+def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
+    """Why writing ``output`` would destroy something (the source, or a file the user did not say to
+    replace), or None."""
+    if Path(source).exists() and output.resolve() == Path(source).resolve():
+        return f"--output {output} is the source file: choose another name"
+    if output.exists() and not overwrite:
+        return f"{output} exists: add --overwrite to replace it, or choose another name"
+    return None
+
+
 def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: str | None = None,
                  vcam_backend: str | None = None, output: str | None = None, frames: int | None = None,
-                 duration: float | None = None, stats_every: float = 5.0) -> int:
+                 duration: float | None = None, stats_every: float = 5.0, overwrite: bool = False) -> int:
     """Run until ``frames``/``duration`` is reached or SIGINT/SIGTERM; returns the exit code."""
+    if output:
+        problem = output_problem(Path(output), settings.source, overwrite)
+        if problem:
+            log.error("%s", problem)
+            return 2
     stop = threading.Event()
 
     def _on_signal(signum, _frame):
@@ -32,7 +48,7 @@ def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: st
         sinks = 0       # outputs first, so they get the run's first frame (a file sink takes a while to open)
         if output:
             try:
-                engine.add_sink(FileSink(output))
+                engine.add_sink(FileSink(output, max_frames=frames))
                 sinks += 1
             except SinkUnavailable as exc:
                 log.error("%s", exc)

@@ -127,8 +127,10 @@ class VirtualCameraSink:
 class FileSink:
     """Writes frames to a video file from its own thread; ``close`` finalises the file."""
 
-    def __init__(self, path: str | Path, max_queue: int = 64):
+    def __init__(self, path: str | Path, max_queue: int = 64, max_frames: int | None = None):
         self.path = Path(path)
+        self.max_frames = max_frames          # frames after this many are not written
+        self._accepted = 0
         self.name = f"file {self.path.name}"
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self._writer: VideoWriter | None = None
@@ -150,8 +152,11 @@ class FileSink:
         self._thread.start()
 
     def send(self, frame: np.ndarray) -> None:
+        if self.max_frames is not None and self._accepted >= self.max_frames:
+            return
         try:
             self._q.put_nowait(frame)
+            self._accepted += 1
         except queue.Full:
             self.dropped += 1
 

@@ -31,7 +31,7 @@ def test_demo_to_file_with_bundled_background(tmp_path):
     out = tmp_path / "out.mp4"
     r = run("--source", "demo", "--output", str(out), "--frames", "45", "--stats-every", "0.5")
     assert r.returncode == 0, r.stderr
-    assert count_frames(out) >= 45
+    assert count_frames(out) == 45                      # exactly what was asked
     assert "fps" in r.stderr and "model" in r.stderr     # stats are logged
     assert "onnxruntime/cpu/int8" in r.stderr           # the shipped int8 model is the CPU default
 
@@ -75,7 +75,7 @@ def test_virtual_camera_missing_keeps_other_outputs_running(tmp_path):
             "--frames", "20")
     assert r.returncode == 0, r.stderr
     assert "modprobe v4l2loopback" in r.stderr or "OBS" in r.stderr
-    assert count_frames(out) >= 20
+    assert count_frames(out) == 20
 
 
 def test_config_file_and_errors(tmp_path):
@@ -113,3 +113,29 @@ def test_a_run_that_cannot_start_leaves_no_output_file(tmp_path):
     r = run("--source", str(tmp_path / "missing.mp4"), "--output", str(out), "--frames", "5")
     assert r.returncode == 2 and "missing.mp4" in r.stderr
     assert not out.exists()
+
+
+def test_an_existing_output_is_kept_unless_overwrite_is_given(tmp_path):
+    out = tmp_path / "keep.mp4"
+    out.write_bytes(b"the user's earlier recording")
+    r = run("--source", "demo", "--output", str(out), "--frames", "5")
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert out.read_bytes() == b"the user's earlier recording"
+    r = run("--source", "demo", "--output", str(out), "--frames", "5", "--overwrite")
+    assert r.returncode == 0 and count_frames(out) == 5
+
+
+def test_the_source_file_is_never_the_output(tmp_path):
+    src = tmp_path / "clip.avi"
+    assert run("--source", "demo", "--output", str(src), "--frames", "10").returncode == 0
+    before = src.read_bytes()
+    r = run("--source", str(src), "--output", str(tmp_path / "." / "clip.avi"), "--frames", "5", "--overwrite")
+    assert r.returncode == 2 and "is the source file" in r.stderr
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("option, value", [("--frames", "0"), ("--frames", "-5"), ("--duration", "0"),
+                                           ("--duration", "-1"), ("--duration", "nan"), ("--duration", "inf")])
+def test_counts_and_durations_must_be_positive_and_finite(option, value):
+    r = run("--source", "demo", option, value)
+    assert r.returncode == 2 and option in r.stderr
