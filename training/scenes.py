@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.data import read_image_list
+from training.data import load_pair, read_file_list, read_image_list
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,6 @@ def room_figures(predict, rooms: PhotoSet, pasted: list[tuple[str, np.ndarray, n
 def load_room_checks(rooms_list: str | Path, val_list: str | Path, long_side: int = 320,
                      seed: int = 0) -> tuple[PhotoSet, list]:
     """The held-out rooms and the pasted-people check set built from them and ``val_list``'s people."""
-    from training.data import load_pair, read_file_list
-
     rooms = load_photo_set(rooms_list, held_out=True, long_side=long_side)
     people = []
     for ip, mp in read_file_list(val_list):
