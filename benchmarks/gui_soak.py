@@ -41,13 +41,11 @@ def main() -> int:
 
     from app.engine import EngineSettings
     from app.gui.main_window import MainWindow
-    from app.gui.none_refcount import none_ref_guard
+    from app.gui.none_refcount import keep_refs_alive
     from app.gui.settings_store import GuiSettings
 
     app = QApplication(sys.argv[:1])
-    guard = none_ref_guard()
-    keeper = QTimer(app, interval=100, timeout=guard.top_up)
-    keeper.start()
+    guard = keep_refs_alive(app)
     win = MainWindow(GuiSettings(engine=EngineSettings(source="demo")))
     win.resize(1100, 700)
     win.show()

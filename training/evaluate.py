@@ -126,26 +126,25 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
     seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
                     precision=precision)
     refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
+
+    def matte(img: np.ndarray) -> np.ndarray:
+        """The scored alpha: the model's output upsampled, or the app's refined matte."""
+        return seg(img) if refiner is None else refiner(seg.predict_lowres(img), img)
+
     pairs = read_file_list(list_path)[:limit]
     scores = GroupedScores()
     model_ms = []
     seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
     for ip, mp in pairs:
         img, gt = load_pair(ip, mp)
-        if refiner is None:
-            alpha = seg(img)
-        else:
-            alpha = refiner(seg.predict_lowres(img), img)
+        alpha = matte(img)
         model_ms.append(seg.last_ms)
         scores.add(ip.name, alpha > 0.5, gt.astype(bool))
     out = scores.overall.summary()
     if rooms is not None:
         from training.scenes import load_room_checks, room_figures
 
-        def predict(imgs):
-            return [refiner(seg.predict_lowres(i), i) if refiner is not None else seg(i) for i in imgs]
-
-        out.update(room_figures(predict, *load_room_checks(rooms, list_path)).as_dict())
+        out.update(room_figures(lambda imgs: [matte(i) for i in imgs], *load_room_checks(rooms, list_path)).as_dict())
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
                threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged,

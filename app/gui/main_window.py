@@ -25,7 +25,7 @@ from ..sinks import CallbackSink, SinkUnavailable, VirtualCameraSink, virtual_ca
 from ..sources import list_cameras, list_virtual_cameras
 from .background_picker import BackgroundGallery, accept_file_drag, bundled_backgrounds, dropped_files
 from .bridge import FrameBridge, Task
-from .none_refcount import none_ref_guard
+from .none_refcount import keep_refs_alive
 from .preview import PreviewWidget
 from .settings_store import GuiSettings, load_gui_settings, save_gui_settings
 
@@ -521,9 +521,7 @@ def run_gui(settings=None, args: argparse.Namespace | None = None) -> int:
             gs.vcam_device = args.device
         if args.vcam_backend:
             gs.vcam_backend = args.vcam_backend
-    guard = none_ref_guard()
-    keeper = QTimer(app, interval=100, timeout=guard.top_up)     # the other widgets' void calls, between paints
-    keeper.start()
+    keep_refs_alive(app)
     win = MainWindow(gs)
     win.show()
     return app.exec()

@@ -82,6 +82,16 @@ class NoneRefGuard:
 _guard: NoneRefGuard | None = None
 
 
+def keep_refs_alive(app) -> NoneRefGuard:
+    """The guard, topped up every 100 ms by a timer owned by ``app`` (the QApplication), for the void
+    calls made between paints."""
+    from PySide6.QtCore import QTimer
+
+    guard = none_ref_guard()
+    QTimer(app, interval=100, timeout=guard.top_up).start()
+    return guard
+
+
 def none_ref_guard() -> NoneRefGuard:
     """The process's one guard (made on first use, after the QApplication exists)."""
     global _guard
