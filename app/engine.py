@@ -13,18 +13,18 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
 import numpy as np
 
 from inference import Segmenter
-from inference.backends import PRECISIONS
+from inference.background_spec import BackgroundSpec
 from inference.compose import Background, Compositor, parse_background
 from inference.refine import MaskRefiner, RefineSettings
-from inference.resources import assets_dir
 
+from .settings import EngineSettings
 from .slots import LatestSlot
 from .sinks import Sink
 from .sources import CaptureRequest, Source, SourceError, open_source
@@ -32,43 +32,7 @@ from .stats import PipelineStats, StatsSnapshot
 
 log = logging.getLogger(__name__)
 
-ASSETS = assets_dir()
-DEFAULT_BACKGROUND = str(ASSETS / "backgrounds" / "evening_bokeh.jpg")
-
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
-
-
-@dataclass
-class EngineSettings:
-    """Everything a user can set; all but the source and model fields change live through ``update``."""
-
-    source: str = "demo"
-    width: int = 640
-    height: int = 480
-    fps: float = 30.0
-    background: str = DEFAULT_BACKGROUND
-    mirror: bool = False
-    async_segmentation: bool = True
-    model_dir: str | None = None
-    backend: str = "auto"
-    device: str = "auto"
-    input_size: int | None = None          # None: the size the model was trained for
-    threads: int = 2
-    precision: str = "auto"                # auto | fp32 | int8 (auto: int8 on the CPU when the model has it)
-    realtime: bool = True                  # pace files and the demo at their frame rate
-    refine: RefineSettings = field(default_factory=RefineSettings)
-
-    def validate(self) -> "EngineSettings":
-        if not (16 <= self.width <= 7680 and 16 <= self.height <= 4320):
-            raise ValueError(f"resolution {self.width}x{self.height} is out of range")
-        if not 1 <= self.fps <= 240:
-            raise ValueError(f"fps {self.fps} must be between 1 and 240")
-        if self.threads < 1:
-            raise ValueError("threads must be at least 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
-        self.refine.validate()
-        return self
 
 
 @dataclass
@@ -114,7 +78,7 @@ class Engine:
         """
         s = self.settings
         if self.segmenter is None:
-            self.segmenter = Segmenter(s.model_dir, backend=s.backend, device=s.device,
+            self.segmenter = Segmenter(s.model_dir, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt,
                                        input_size=s.input_size, threads=s.threads, precision=s.precision)
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
@@ -177,14 +141,16 @@ class Engine:
                 self.sinks.remove(sink)
         sink.close()
 
-    def set_background(self, spec: str | Background) -> Background:
-        """Switch the background; on a bad file the previous one stays and BackgroundError is raised."""
-        bg = parse_background(spec) if isinstance(spec, str) else spec
+    def set_background(self, spec: "str | BackgroundSpec", loaded: Background | None = None) -> Background:
+        """Switch to the background ``spec`` names (``loaded``: already built from it, e.g. off the GUI
+        thread) and record the spec in the settings; on a bad file the previous one stays and
+        BackgroundError is raised."""
+        spec = BackgroundSpec.parse(spec)
+        bg = loaded if loaded is not None else parse_background(spec)
         old, self.background = self.background, bg
         if old is not None and old is not bg:
             old.close()
-        if isinstance(spec, str):
-            self.settings.background = spec
+        self.settings.background = str(spec)
         return bg
 
     def update(self, **changes) -> None:
@@ -210,8 +176,8 @@ class Engine:
             self.settings.input_size = size
             return
         s = self.settings
-        seg = Segmenter(s.model_dir, backend=s.backend, device=s.device, input_size=size, threads=s.threads,
-                        precision=s.precision)
+        seg = Segmenter(s.model_dir, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt, input_size=size,
+                        threads=s.threads, precision=s.precision)
         self.segmenter = seg
         self.settings.input_size = size
         self.stats.backend = seg.backend_name

@@ -10,7 +10,8 @@ from pathlib import Path
 from inference.compose import BackgroundError
 from inference.model_meta import ModelError
 
-from .engine import Engine, EngineSettings
+from .engine import Engine
+from .settings import Settings
 from .sinks import FileSink, SinkUnavailable, VirtualCameraSink
 from .sources import SourceError
 
@@ -27,12 +28,12 @@ def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
     return None
 
 
-def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: str | None = None,
-                 vcam_backend: str | None = None, output: str | None = None, frames: int | None = None,
-                 duration: float | None = None, stats_every: float = 5.0, overwrite: bool = False) -> int:
-    """Run until ``frames``/``duration`` is reached or SIGINT/SIGTERM; returns the exit code."""
+def run_headless(settings: Settings) -> int:
+    """Run until ``outputs.frames``/``outputs.duration`` is reached or SIGINT/SIGTERM; returns the exit code."""
+    o = settings.outputs
+    output, frames, duration = o.output, o.frames, o.duration
     if output:
-        problem = output_problem(Path(output), settings.source, overwrite)
+        problem = output_problem(Path(output), settings.engine.source, o.overwrite)
         if problem:
             log.error("%s", problem)
             return 2
@@ -43,7 +44,7 @@ def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: st
         stop.set()
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    engine = Engine(settings)
+    engine = Engine(settings.engine)
     try:
         sinks = 0       # outputs first, so they get the run's first frame (a file sink takes a while to open)
         if output:
@@ -53,9 +54,9 @@ def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: st
             except SinkUnavailable as exc:
                 log.error("%s", exc)
                 return 2
-        if virtual_cam:
+        if o.virtual_camera:
             try:
-                cam = VirtualCameraSink(device, vcam_backend)
+                cam = VirtualCameraSink(o.vcam_device, o.vcam_backend)
                 engine.add_sink(cam)
                 log.info("virtual camera ready: select '%s' in your video-call app", cam.device_name)
                 sinks += 1
@@ -81,7 +82,7 @@ def run_headless(settings: EngineSettings, virtual_cam: bool = False, device: st
                 break
             if duration is not None and now - t0 >= duration:
                 break
-            if now - last >= stats_every:
+            if now - last >= o.stats_every:
                 log.info("%s", engine.snapshot().line())
                 last = now
         log.info("final: %s", engine.snapshot().line())

@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from inference.compose import IMAGE_EXTS, VIDEO_EXTS
+from inference.media import media_kind
 from inference.resources import assets_dir
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,10 @@ class StillSource(_PacedSource):
 
     live = False
 
-    def __init__(self, image: np.ndarray | None, req: CaptureRequest, name: str = "image", path: Path | None = None):
+    def __init__(self, image: np.ndarray | None, req: CaptureRequest, name: str = "image", path: Path | None = None,
+                 realtime: bool = True):
         self.path = path
+        self.realtime = realtime
         self.image = image
         self.req = req
         self.fps = req.fps
@@ -175,7 +177,8 @@ class StillSource(_PacedSource):
             self.image = img
 
     def read(self) -> np.ndarray | None:
-        self._pace.wait()
+        if self.realtime:
+            self._pace.wait()
         return self.image.copy()
 
     def close(self) -> None:
@@ -247,12 +250,11 @@ def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = T
     if s.startswith("/dev/video"):
         return CameraSource(s, req)
     path = Path(s).expanduser()
-    ext = path.suffix.lower()
     if not path.exists():
         raise SourceError(f"source {spec!r} is not 'demo', a camera index, /dev/videoN, or an existing file")
-    if ext in IMAGE_EXTS:
-        return StillSource(None, req, name=f"image {path.name}", path=path)
-    if ext in VIDEO_EXTS or path.is_file():
+    if media_kind(path) == "image":
+        return StillSource(None, req, name=f"image {path.name}", path=path, realtime=realtime)
+    if path.is_file():
         return VideoFileSource(path, req, realtime=realtime)
     raise SourceError(f"source {spec!r} is not a file")
 

@@ -21,7 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import numpy as np  # noqa: E402
 
-from app.engine import Engine, EngineSettings  # noqa: E402
+from app.engine import Engine
+from app.settings import EngineSettings  # noqa: E402
 from app.sources import CaptureRequest, DemoSource  # noqa: E402
 from inference import Segmenter  # noqa: E402
 from inference.backends import PRECISIONS  # noqa: E402

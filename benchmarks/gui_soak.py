@@ -39,14 +39,13 @@ def main() -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.engine import EngineSettings
     from app.gui.main_window import MainWindow
     from app.gui.none_refcount import keep_refs_alive
-    from app.gui.settings_store import GuiSettings
+    from app.settings import EngineSettings, Settings
 
     app = QApplication(sys.argv[:1])
     guard = keep_refs_alive(app)
-    win = MainWindow(GuiSettings(engine=EngineSettings(source="demo")))
+    win = MainWindow(Settings(engine=EngineSettings(source="demo")))
     win.resize(1100, 700)
     win.show()
     t0 = time.time()

@@ -24,7 +24,7 @@ from .model_meta import ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnxruntime", "paddle")
-DEVICES = ("auto", "cpu", "gpu")
+COMPUTE_TARGETS = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "fp32", "int8")   # auto: int8 on the CPU when the model has it, else fp32
 
 
@@ -32,7 +32,7 @@ class Backend(Protocol):
     """Runs the network: normalised float32 NCHW in, person probability N x 1 x H x W out."""
 
     name: str
-    device: str
+    compute: str       # where it runs: "cpu" or "gpu"
     precision: str
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
@@ -41,7 +41,7 @@ class Backend(Protocol):
 @dataclass
 class BackendOptions:
     backend: str = "auto"
-    device: str = "auto"
+    compute: str = "auto"
     threads: int = 2
     tensorrt: bool = False
     input_hw: tuple[int, int] = (256, 256)   # TensorRT builds its engine for this shape
@@ -76,13 +76,13 @@ def _onnx_file(model_dir: Path, precision: str, on_gpu: bool) -> tuple[Path, str
 
 
 class OnnxRuntimeBackend:
-    def __init__(self, model_dir: Path, device: str, threads: int, precision: str = "auto"):
+    def __init__(self, model_dir: Path, compute: str, threads: int, precision: str = "auto"):
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        if compute != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        elif device == "gpu":
+        elif compute == "gpu":
             raise RuntimeError("no CUDA provider in onnxruntime")
         path, self.precision = _onnx_file(Path(model_dir), precision, providers[0] == "CUDAExecutionProvider")
         if not path.is_file():
@@ -97,7 +97,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             raise ModelError(f"ONNX model {path} cannot be loaded ({exc}); the file is corrupt, re-export it") from exc
         self.input_name = self.session.get_inputs()[0].name
-        self.device = "gpu" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.compute = "gpu" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.name = "onnxruntime"
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -108,7 +108,7 @@ INPUT_NAME = "x"   # training/export.py names the network input so
 
 
 class PaddleBackend:
-    def __init__(self, model_dir: Path, device: str, threads: int, tensorrt: bool = False,
+    def __init__(self, model_dir: Path, compute: str, threads: int, tensorrt: bool = False,
                  input_hw: tuple[int, int] = (256, 256)):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # paddle forces 1 otherwise
         import paddle.inference as pi
@@ -118,7 +118,7 @@ class PaddleBackend:
             if not (model_dir / f).is_file():
                 raise ModelError(f"Paddle model file {model_dir / f} not found: run 'python -m training.export'")
         config = pi.Config(str(model_dir / PADDLE_FILES[0]), str(model_dir / PADDLE_FILES[1]))
-        if device == "gpu":
+        if compute == "gpu":
             config.enable_use_gpu(256, 0)
             if tensorrt:
                 config.enable_tensorrt_engine(workspace_size=1 << 28, max_batch_size=1, min_subgraph_size=3,
@@ -139,9 +139,9 @@ class PaddleBackend:
             raise ModelError(f"Paddle model in {model_dir} cannot be loaded ({exc}); re-export it") from exc
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
-        self.device = device
+        self.compute = compute
         self.name = "paddle"
-        self.precision = "fp16" if device == "gpu" and tensorrt else "fp32"
+        self.precision = "fp16" if compute == "gpu" and tensorrt else "fp32"
 
     def run(self, x: np.ndarray) -> np.ndarray:
         self.input.reshape(x.shape)
@@ -154,26 +154,26 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
     """Pick and build the backend for ``opts``; GPU requests fall back to the CPU with a warning."""
     if opts.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {opts.backend!r}")
-    if opts.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, not {opts.device!r}")
+    if opts.compute not in COMPUTE_TARGETS:
+        raise ValueError(f"compute must be one of {COMPUTE_TARGETS}, not {opts.compute!r}")
     if opts.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {opts.precision!r}")
     if opts.precision == "int8" and opts.backend == "paddle":
         raise ValueError("precision 'int8' is an ONNX Runtime model: use backend 'onnxruntime' or 'auto'")
     model_dir = Path(model_dir)
-    want_gpu = opts.device in ("auto", "gpu")
+    want_gpu = opts.compute in ("auto", "gpu")
 
-    if opts.backend == "paddle" or (opts.backend == "auto" and opts.device == "gpu"):
+    if opts.backend == "paddle" or (opts.backend == "auto" and opts.compute == "gpu"):
         if importlib.util.find_spec("paddle") is None:
             if opts.backend == "paddle":
                 raise ModelError("backend 'paddle' needs PaddlePaddle: pip install '.[paddle]'")
         else:
             gpu = want_gpu and _paddle_gpu_available()
-            if opts.device == "gpu" and not gpu:
+            if opts.compute == "gpu" and not gpu:
                 log.warning("no CUDA GPU visible to paddle: using the CPU")
             return PaddleBackend(model_dir, "gpu" if gpu else "cpu", opts.threads, opts.tensorrt, opts.input_hw)
 
-    if (opts.backend == "auto" and opts.device == "auto" and opts.precision != "int8" and _cuda_hint()
+    if (opts.backend == "auto" and opts.compute == "auto" and opts.precision != "int8" and _cuda_hint()
             and _paddle_gpu_available()):
         try:
             return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt, opts.input_hw)
@@ -183,10 +183,10 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
             log.warning("Paddle GPU predictor failed (%s): using ONNX Runtime", exc)
 
     try:
-        return OnnxRuntimeBackend(model_dir, "cpu" if opts.device == "cpu" else opts.device, opts.threads,
+        return OnnxRuntimeBackend(model_dir, "cpu" if opts.compute == "cpu" else opts.compute, opts.threads,
                                   opts.precision)
     except RuntimeError as exc:
-        if isinstance(exc, ModelError) or opts.device != "gpu":
+        if isinstance(exc, ModelError) or opts.compute != "gpu":
             raise
         log.warning("%s: using ONNX Runtime on the CPU", exc)
         return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision)
@@ -195,4 +195,4 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
 def _cuda_hint() -> bool:
     """Cheap check for an NVIDIA driver before paying for ``import paddle``."""
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists() or bool(
-        os.environ.get("CUDA_VISIBLE_DEVICES"))
+        os.environ.get("CUDA_VISIBLE_COMPUTE_TARGETS"))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from pathlib import Path
@@ -11,14 +10,11 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from .background_spec import BackgroundError, BackgroundSpec, parse_color
+from .media import IMAGE_EXTS, VIDEO_EXTS, media_kind
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".gif"}
-
-
-class BackgroundError(ValueError):
-    """A background could not be loaded; the message says which file and why."""
 
 
 class Background(Protocol):
@@ -198,43 +194,23 @@ class NoBackground(HoldsNothingOpen):
         return None
 
 
-def parse_color(text: str) -> tuple[int, int, int]:
-    """'#RRGGBB' or 'RRGGBB' -> BGR tuple."""
-    m = re.fullmatch(r"#?([0-9a-fA-F]{6})", text.strip())
-    if not m:
-        raise BackgroundError(f"colour {text!r} is not of the form #RRGGBB")
-    v = m.group(1)
-    r, g, b = (int(v[i:i + 2], 16) for i in (0, 2, 4))
-    return b, g, r
-
-
-def parse_background(spec: str) -> Background:
-    """Build a background from a CLI/settings string.
-
-    ``none`` | ``blur`` | ``blur:STRENGTH`` | ``color:#RRGGBB`` | ``green`` | path to an image or video.
-    """
-    s = spec.strip()
-    low = s.lower()
-    if low == "none":
+def parse_background(spec: "str | BackgroundSpec") -> Background:
+    """Build the background a spec names (see ``BackgroundSpec``); BackgroundError when it cannot."""
+    bs = BackgroundSpec.parse(spec)
+    if bs.kind == "none":
         return NoBackground()
-    if low == "green":
+    if bs.kind == "green":
         return ColorBackground((0, 255, 0), "Green screen")
-    if low == "blur" or low.startswith("blur:"):
-        try:
-            return BlurBackground(int(low.split(":", 1)[1]) if ":" in low else 15)
-        except ValueError as exc:
-            raise BackgroundError(f"bad blur strength in {spec!r}: use blur:1 to blur:100") from exc
-    if low.startswith(("color:", "colour:")):
-        return ColorBackground(parse_color(s.split(":", 1)[1]))
-    path = Path(s).expanduser()
-    ext = path.suffix.lower()
-    if ext in VIDEO_EXTS:
+    if bs.kind == "blur":
+        return BlurBackground(int(bs.value))
+    if bs.kind == "color":
+        return ColorBackground(parse_color(str(bs.value)))
+    path = bs.path
+    kind = media_kind(path)
+    if kind == "video":
         return VideoBackground(path)
-    if ext in IMAGE_EXTS:
+    if kind == "image":
         return ImageBackground(path)
-    if not path.exists():
-        raise BackgroundError(f"background {spec!r} is neither a file nor one of none, blur[:N], "
-                              "color:#RRGGBB, green")
     try:
         return ImageBackground(path)
     except BackgroundError:

@@ -24,20 +24,20 @@ class Segmenter:
     callers (the mask refiner) that upsample it themselves, edge-aware.
     """
 
-    def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", device: str = "auto",
+    def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", compute: str = "auto",
                  input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False,
                  precision: str = "auto"):
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.meta = ModelMeta.load(self.model_dir)
         self.input_size = self._check_size(input_size)
         self.backend = create_backend(self.model_dir,
-                                      BackendOptions(backend, device, threads, tensorrt, self.input_size, precision))
+                                      BackendOptions(backend, compute, threads, tensorrt, self.input_size, precision))
         # blobFromImage subtracts the mean (in the model's channel order) and lays out NCHW in one
         # pass; the per-channel 1/std is then one in-place multiply.
         self._mean255 = tuple(float(m) * 255.0 for m in self.meta.mean)
         self._inv_std = (1.0 / (255.0 * np.asarray(self.meta.std, np.float32))).reshape(1, 3, 1, 1)
         self.last_ms = 0.0
-        log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s%s", self.backend.name, self.backend.device,
+        log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s%s", self.backend.name, self.backend.compute,
                  self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version,
                  ", mirror-averaged (two passes in one call)" if self.meta.mirror_averaged else "")
 
@@ -54,7 +54,7 @@ class Segmenter:
 
     @property
     def backend_name(self) -> str:
-        return f"{self.backend.name}/{self.backend.device}/{self.backend.precision}"
+        return f"{self.backend.name}/{self.backend.compute}/{self.backend.precision}"
 
     def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
         """BGR uint8 frame -> the model's input: 1x3xHxW float32, resized and normalised per ``meta.json``."""

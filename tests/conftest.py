@@ -29,7 +29,7 @@ def model_dir() -> Path:
 def segmenter(model_dir):
     from inference import Segmenter
 
-    return Segmenter(model_dir, backend="onnxruntime", device="cpu")
+    return Segmenter(model_dir, backend="onnxruntime", compute="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ from inference.model_meta import ModelError, ModelMeta
 
 
 class FakePaddle:
-    def __init__(self, model_dir, device, threads, tensorrt=False, input_hw=(256, 256)):
+    def __init__(self, model_dir, compute, threads, tensorrt=False, input_hw=(256, 256)):
         if FakePaddle.fail:
             raise RuntimeError("CUDA driver version is insufficient")
-        self.name, self.device, self.tensorrt, self.input_hw = "paddle", device, tensorrt, input_hw
+        self.name, self.compute, self.tensorrt, self.input_hw = "paddle", compute, tensorrt, input_hw
 
     fail = False
 
@@ -29,25 +29,25 @@ def gpu_machine(monkeypatch):
 
 def test_auto_uses_paddle_on_a_cuda_gpu(model_dir, gpu_machine):
     b = create_backend(model_dir, BackendOptions(tensorrt=True, input_hw=(192, 192)))
-    assert (b.name, b.device, b.tensorrt, b.input_hw) == ("paddle", "gpu", True, (192, 192))
+    assert (b.name, b.compute, b.tensorrt, b.input_hw) == ("paddle", "gpu", True, (192, 192))
 
 
 def test_broken_gpu_stack_falls_back_to_onnxruntime(model_dir, gpu_machine):
     FakePaddle.fail = True
     b = create_backend(model_dir, BackendOptions())
-    assert (b.name, b.device) == ("onnxruntime", "cpu")
+    assert (b.name, b.compute) == ("onnxruntime", "cpu")
 
 
 def test_cpu_request_never_touches_the_gpu(model_dir, gpu_machine):
-    b = create_backend(model_dir, BackendOptions(device="cpu"))
-    assert (b.name, b.device) == ("onnxruntime", "cpu")
+    b = create_backend(model_dir, BackendOptions(compute="cpu"))
+    assert (b.name, b.compute) == ("onnxruntime", "cpu")
 
 
 def test_paddle_backend_without_gpu_runs_on_cpu(model_dir, monkeypatch):
     monkeypatch.setattr(backends, "_paddle_gpu_available", lambda: False)
     monkeypatch.setattr(backends, "PaddleBackend", FakePaddle)
-    b = create_backend(model_dir, BackendOptions(backend="paddle", device="gpu"))
-    assert (b.name, b.device) == ("paddle", "cpu")
+    b = create_backend(model_dir, BackendOptions(backend="paddle", compute="gpu"))
+    assert (b.name, b.compute) == ("paddle", "cpu")
 
 
 def test_onnxruntime_prefers_its_cuda_provider_when_present(model_dir, monkeypatch):
@@ -68,25 +68,25 @@ def test_onnxruntime_prefers_its_cuda_provider_when_present(model_dir, monkeypat
     monkeypatch.setattr(ort, "InferenceSession", Session)
     monkeypatch.setattr(backends, "_cuda_hint", lambda: False)
     b = create_backend(model_dir, BackendOptions())
-    assert seen["providers"][0] == "CUDAExecutionProvider" and b.device == "gpu"
+    assert seen["providers"][0] == "CUDAExecutionProvider" and b.compute == "gpu"
 
 
 def test_precision_auto_runs_int8_on_the_cpu_only_when_the_model_ships_it(model_dir, tmp_path):
-    assert create_backend(model_dir, BackendOptions(device="cpu")).precision == "int8"
-    assert create_backend(model_dir, BackendOptions(device="cpu", precision="fp32")).precision == "fp32"
+    assert create_backend(model_dir, BackendOptions(compute="cpu")).precision == "int8"
+    assert create_backend(model_dir, BackendOptions(compute="cpu", precision="fp32")).precision == "fp32"
     plain = tmp_path / "fp32_only"
     plain.mkdir()
     shutil.copy(model_dir / "model.onnx", plain)
     shutil.copy(model_dir / "meta.json", plain)        # lists an int8 file that is missing here
-    assert create_backend(plain, BackendOptions(device="cpu")).precision == "fp32"
+    assert create_backend(plain, BackendOptions(compute="cpu")).precision == "fp32"
     with pytest.raises(ModelError, match="model.int8.onnx not found"):
-        create_backend(plain, BackendOptions(device="cpu", precision="int8"))
+        create_backend(plain, BackendOptions(compute="cpu", precision="int8"))
     meta = ModelMeta.load(model_dir)                   # a model exported without --calibration-list
     meta.int8_onnx = ""
     meta.save(plain)
-    assert create_backend(plain, BackendOptions(device="cpu")).precision == "fp32"
+    assert create_backend(plain, BackendOptions(compute="cpu")).precision == "fp32"
     with pytest.raises(ModelError, match="no int8 version.*--calibration-list"):
-        create_backend(plain, BackendOptions(device="cpu", precision="int8"))
+        create_backend(plain, BackendOptions(compute="cpu", precision="int8"))
     with pytest.raises(ValueError, match="precision"):
         create_backend(model_dir, BackendOptions(precision="fp16"))
     with pytest.raises(ValueError, match="ONNX Runtime"):

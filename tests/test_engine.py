@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from app.engine import Engine, EngineSettings
+from app.engine import Engine
+from app.settings import EngineSettings
 from app.sinks import CallbackSink
 from app.sources import CaptureRequest, StillSource
 from inference.compose import BackgroundError
@@ -213,7 +214,8 @@ def test_a_replaced_background_is_closed(portrait_frame):
             self.closed += 1
 
     first, second = Tracked(), Tracked()
-    engine.set_background(first)
-    engine.set_background(second)
-    engine.set_background(second)                         # setting the same one again keeps it open
+    engine.set_background("blur:3", first)
+    engine.set_background("color:#102030", second)
+    engine.set_background("color:#102030", second)        # setting the same one again keeps it open
     assert (first.closed, second.closed) == (1, 0)
+    assert engine.settings.background == "color:#102030"

@@ -172,8 +172,8 @@ def test_exported_resizes_have_fixed_scales_and_agree_with_paddle_at_other_sizes
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     for size in ((64, 64), (96, 128), (160, 96)):
-        a = Segmenter(out, backend="onnxruntime", device="cpu", precision="fp32", input_size=size)
-        b = Segmenter(out, backend="paddle", device="cpu", input_size=size)
+        a = Segmenter(out, backend="onnxruntime", compute="cpu", precision="fp32", input_size=size)
+        b = Segmenter(out, backend="paddle", compute="cpu", input_size=size)
         pa, pb = a.predict_lowres(frame), b.predict_lowres(frame)
         assert pa.shape == size and pb.std() > 1e-3
         assert np.abs(pa - pb).max() < 1e-4
@@ -252,11 +252,11 @@ def test_a_mirror_averaged_export_is_the_mean_of_both_passes_in_every_runtime(tm
                    for n in graph.node if n.op_type == "Conv" and weights[n.input[1]][1] == 1)
     frame = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     mirror = np.ascontiguousarray(frame[:, ::-1])
-    plain = Segmenter(plain_dir, backend="onnxruntime", device="cpu", input_size=size)
+    plain = Segmenter(plain_dir, backend="onnxruntime", compute="cpu", input_size=size)
     a, b = plain.predict_lowres(frame), plain.predict_lowres(mirror)[:, ::-1]
     assert np.abs(a - b).max() > 1e-3                                     # the network alone is not symmetric
     for backend in ("onnxruntime", "paddle"):
-        both = Segmenter(both_dir, backend=backend, device="cpu", input_size=size)
+        both = Segmenter(both_dir, backend=backend, compute="cpu", input_size=size)
         avg = both.predict_lowres(frame)
         assert avg.shape == size and np.abs(avg - (a + b) / 2).max() < 1e-4
         assert np.abs(both.predict_lowres(mirror)[:, ::-1] - avg).max() < 1e-4

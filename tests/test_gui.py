@@ -9,9 +9,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from app.engine import EngineSettings
 from app.gui.main_window import MainWindow
-from app.gui.settings_store import GuiSettings, load_gui_settings
+from app.settings import EngineSettings, OutputSettings, Settings, SettingsStore
 from inference.compose import cover_fit
 
 ASSET_BG = "assets/backgrounds/aurora.jpg"
@@ -29,10 +28,11 @@ def make_window(qtbot, tmp_path, monkeypatch, still_path, recording_backend):
     monkeypatch.setenv("BGSWAP_CONFIG_DIR", str(tmp_path / "config"))
     windows = []
 
-    def make(gs: GuiSettings | None = None) -> MainWindow:
-        if gs is None:
-            gs = GuiSettings(engine=EngineSettings(source=str(still_path), background="blur"), vcam_backend="recording")
-        w = MainWindow(gs)
+    def make(settings: Settings | None = None) -> MainWindow:
+        if settings is None:
+            settings = Settings(engine=EngineSettings(source=str(still_path), background="blur"),
+                                outputs=OutputSettings(vcam_backend="recording"))
+        w = MainWindow(settings)
         qtbot.addWidget(w)
         w.show()
         windows.append(w)
@@ -81,7 +81,7 @@ def test_window_starts_and_shows_live_preview(make_window, qtbot):
 def test_each_background_mode_changes_the_output(make_window, qtbot, monkeypatch, portrait_frame):
     w = make_window()
     frame = portrait_frame.astype(np.float32)
-    monkeypatch.setattr("app.gui.main_window.QColorDialog.getColor", lambda *a, **k: QColor("#FF0000"))
+    monkeypatch.setattr("app.gui.tabs.background_tab.QColorDialog.getColor", lambda *a, **k: QColor("#FF0000"))
     click_item(qtbot, w.gallery, "color")
     qtbot.waitUntil(lambda: w.engine.settings.background == "color:#FF0000", timeout=10000)
     wait_new_frames(qtbot, w)
@@ -125,30 +125,30 @@ def test_added_background_is_applied_and_remembered(make_window, qtbot, tmp_path
     cv2.imwrite(str(path), np.full((90, 160, 3), (10, 200, 30), np.uint8))
     w.add_backgrounds([str(path)])
     qtbot.waitUntil(lambda: w.engine.settings.background == str(path), timeout=10000)
-    assert str(path) in w.gs.user_backgrounds
+    assert str(path) in w.settings.gui.user_backgrounds
     w.close()
-    assert str(path) in load_gui_settings().user_backgrounds
+    assert str(path) in SettingsStore().load().gui.user_backgrounds
 
 
 def test_virtual_camera_toggle_drives_the_backend(make_window, qtbot, recording_backend):
     w = make_window()
-    qtbot.mouseClick(w.vcam_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: w.vcam_state == "on", timeout=10000)
+    qtbot.mouseClick(w.vcam.button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.vcam.state == "on", timeout=10000)
     cam = recording_backend.instances[-1]
     qtbot.waitUntil(lambda: len(cam.frames) >= 10, timeout=10000)
     assert cam.frames[-1].shape == (480, 640, 3)
-    assert "on" in w.vcam_button.text() and "/dev/video-recording" in w.vcam_label.text()
+    assert "on" in w.vcam.button.text() and "/dev/video-recording" in w.vcam.label.text()
     qtbot.keyClick(w, Qt.Key.Key_V)                       # shortcut turns it off
     qtbot.waitUntil(lambda: cam.closed, timeout=10000)
-    assert w.vcam_state == "off" and not w.vcam_button.isChecked()
+    assert w.vcam.state == "off" and not w.vcam.button.isChecked()
 
 
 def test_virtual_camera_unavailable_shows_reason_and_fix(make_window, qtbot, recording_backend):
     w = make_window()
     recording_backend.fail_with = "no loopback device"
-    w.vcam_button.setChecked(True)
-    qtbot.waitUntil(lambda: w.vcam_state == "unavailable", timeout=10000)
-    assert not w.vcam_button.isChecked()
+    w.vcam.button.setChecked(True)
+    qtbot.waitUntil(lambda: w.vcam.state == "unavailable", timeout=10000)
+    assert not w.vcam.button.isChecked()
     assert "no loopback device" in w.last_message
     assert "modprobe v4l2loopback" in w.last_message or "OBS" in w.last_message
     assert w.engine.stats.frames_out > 0 and w.engine.running    # the preview keeps running
@@ -158,21 +158,21 @@ def test_settings_persist_across_a_restart(make_window, qtbot):
     w = make_window()
     w.choose_background("color:#123456")
     qtbot.waitUntil(lambda: w.engine.settings.background == "color:#123456", timeout=10000)
-    w.mirror_view.setChecked(True)
-    w.threshold_slider.setValue(62)
-    w.largest.setChecked(True)
-    w.colour_edges.setChecked(False)
+    w.camera_tab.mirror_view.setChecked(True)
+    w.quality_tab.threshold_slider.setValue(62)
+    w.quality_tab.largest.setChecked(True)
+    w.quality_tab.colour_edges.setChecked(False)
     assert w.engine.refiner.settings.colour_edges is False          # applied to the running engine
     w.resize(700, 500)           # the offscreen screen is 800x600
     w.close()
-    gs = load_gui_settings()
-    assert gs.engine.background == "color:#123456" and gs.preview_mirror
-    assert gs.engine.refine.threshold == pytest.approx(0.62) and gs.engine.refine.largest_person_only
-    assert gs.engine.refine.colour_edges is False
-    w2 = make_window(gs)
-    assert not w2.colour_edges.isChecked()
+    saved = SettingsStore().load()
+    assert saved.engine.background == "color:#123456" and saved.gui.preview_mirror
+    assert saved.engine.refine.threshold == pytest.approx(0.62) and saved.engine.refine.largest_person_only
+    assert saved.engine.refine.colour_edges is False
+    w2 = make_window(saved)
+    assert not w2.quality_tab.colour_edges.isChecked()
     assert w2.engine.settings.background == "color:#123456"
-    assert w2.threshold_slider.value() == 62 and w2.mirror_view.isChecked()
+    assert w2.quality_tab.threshold_slider.value() == 62 and w2.camera_tab.mirror_view.isChecked()
     assert (w2.width(), w2.height()) == (700, 500)
 
 
@@ -193,8 +193,8 @@ def test_shortcuts_cycle_backgrounds_and_pause(make_window, qtbot):
 
 def test_closing_stops_every_thread(make_window, qtbot):
     w = make_window()
-    w.vcam_button.setChecked(True)
-    qtbot.waitUntil(lambda: w.vcam_state == "on", timeout=10000)
+    w.vcam.button.setChecked(True)
+    qtbot.waitUntil(lambda: w.vcam.state == "on", timeout=10000)
     w.close()
     names = {t.name for t in threading.enumerate()}
     assert not names & {"capture", "segment", "process", "virtual-camera"}
@@ -208,7 +208,7 @@ def test_add_item_and_drag_and_drop_add_backgrounds(make_window, qtbot, monkeypa
     w = make_window()
     picked = tmp_path / "picked.png"
     cv2.imwrite(str(picked), np.full((90, 160, 3), 40, np.uint8))
-    monkeypatch.setattr("app.gui.main_window.QFileDialog.getOpenFileName", lambda *a, **k: (str(picked), ""))
+    monkeypatch.setattr("app.gui.tabs.background_tab.QFileDialog.getOpenFileName", lambda *a, **k: (str(picked), ""))
     click_item(qtbot, w.gallery, "add")
     qtbot.waitUntil(lambda: w.engine.settings.background == str(picked), timeout=10000)
 
@@ -221,7 +221,7 @@ def test_add_item_and_drag_and_drop_add_backgrounds(make_window, qtbot, monkeypa
     w.gallery.dropEvent(ev)
     qtbot.waitUntil(lambda: w.engine.settings.background == str(dropped), timeout=10000)
     assert w.gallery.item_for_spec(str(dropped)) is not None
-    assert w.gs.user_backgrounds == [str(picked), str(dropped)]
+    assert w.settings.gui.user_backgrounds == [str(picked), str(dropped)]
 
 
 def test_painting_the_preview_keeps_none_alive(qtbot, portrait_frame):

@@ -22,9 +22,9 @@ def test_alpha_shape_range_and_dtype(segmenter, portrait_frame):
 
 def test_lowres_output_follows_metadata_and_input_size(model_dir, portrait_frame):
     meta = ModelMeta.load(model_dir)
-    seg = Segmenter(model_dir, backend="onnxruntime", device="cpu")
+    seg = Segmenter(model_dir, backend="onnxruntime", compute="cpu")
     assert seg.predict_lowres(portrait_frame).shape == tuple(meta.input_size)
-    small = Segmenter(model_dir, backend="onnxruntime", device="cpu", input_size=160)
+    small = Segmenter(model_dir, backend="onnxruntime", compute="cpu", input_size=160)
     assert small.predict_lowres(portrait_frame).shape == (160, 160)
     with pytest.raises(ValueError, match="multiples of 32"):
         Segmenter(model_dir, input_size=100)
@@ -34,7 +34,7 @@ def test_lowres_output_follows_metadata_and_input_size(model_dir, portrait_frame
 def test_the_shipped_model_is_mirror_symmetric(model_dir, portrait_frame, backend):
     """It averages each frame with its mirror image (``training.export --mirror-average``)."""
     assert ModelMeta.load(model_dir).mirror_averaged
-    seg = Segmenter(model_dir, backend=backend, device="cpu", precision="fp32")
+    seg = Segmenter(model_dir, backend=backend, compute="cpu", precision="fp32")
     frame = np.ascontiguousarray(portrait_frame[:, 40:])          # off-centre
     a, b = seg.predict_lowres(frame), seg.predict_lowres(np.ascontiguousarray(frame[:, ::-1]))[:, ::-1]
     assert a.std() > 0.1 and np.abs(a - b).max() < 1e-4
@@ -63,21 +63,21 @@ def test_rejects_non_bgr_input(segmenter):
 
 
 def test_gpu_request_falls_back_to_cpu(model_dir, portrait_frame):
-    seg = Segmenter(model_dir, backend="onnxruntime", device="gpu")
-    assert seg.backend.device == "cpu"
+    seg = Segmenter(model_dir, backend="onnxruntime", compute="gpu")
+    assert seg.backend.compute == "cpu"
     assert seg(portrait_frame).shape == portrait_frame.shape[:2]
 
 
 def test_auto_picks_onnxruntime_on_a_cpu_machine(model_dir):
     backend = create_backend(model_dir, BackendOptions())
-    assert backend.name == "onnxruntime" and backend.device == "cpu"
+    assert backend.name == "onnxruntime" and backend.compute == "cpu"
 
 
 def test_bad_backend_names_are_rejected(model_dir):
     with pytest.raises(ValueError, match="backend must be one of"):
         create_backend(model_dir, BackendOptions(backend="tensorflow"))
-    with pytest.raises(ValueError, match="device must be one of"):
-        create_backend(model_dir, BackendOptions(device="tpu"))
+    with pytest.raises(ValueError, match="compute must be one of"):
+        create_backend(model_dir, BackendOptions(compute="tpu"))
 
 
 def test_missing_model_dir_names_the_file(tmp_path):
@@ -108,8 +108,8 @@ def test_corrupt_metadata_is_a_clear_error(tmp_path):
 
 def test_paddle_and_onnxruntime_agree(model_dir, portrait_frame):
     pytest.importorskip("paddle")
-    onnx = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="fp32")
-    paddle = Segmenter(model_dir, backend="paddle", device="cpu")
+    onnx = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="fp32")
+    paddle = Segmenter(model_dir, backend="paddle", compute="cpu")
     assert paddle.backend.name == "paddle"
     rng = np.random.default_rng(1)
     for frame in (portrait_frame, rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)):

@@ -17,7 +17,7 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_shipped_model_segments_real_val_portraits(model_dir, precision):
     pairs = shared_val_pairs("eg_", 8) + shared_val_pairs("ccp_", 4)
-    seg = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision=precision)
+    seg = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision=precision)
     scores = []
     for img_path, mask_path in pairs:
         img, gt = load_pair(img_path, mask_path)
@@ -27,8 +27,8 @@ def test_shipped_model_segments_real_val_portraits(model_dir, precision):
 
 
 def test_shipped_int8_model_agrees_with_fp32(model_dir, portrait_frame):
-    fp32 = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="fp32")
-    int8 = Segmenter(model_dir, backend="onnxruntime", device="cpu")          # auto: int8 on the CPU
+    fp32 = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="fp32")
+    int8 = Segmenter(model_dir, backend="onnxruntime", compute="cpu")          # auto: int8 on the CPU
     assert (fp32.backend_name, int8.backend_name) == ("onnxruntime/cpu/fp32", "onnxruntime/cpu/int8")
     a, b = fp32(portrait_frame) > 0.5, int8(portrait_frame) > 0.5
     assert iou(a, b) > 0.97

@@ -63,7 +63,7 @@ def test_train_resume_export_evaluate(tmp_path):
         assert r8["precision"] == "int8" and r8["images"] == 3
     q = quantize_int8(out, root / "train.txt", images=3, check_images=2, min_agreement=1.01)   # cannot pass
     assert not q["shipped"] and ModelMeta.load(out).int8_onnx == ""
-    assert Segmenter(out, backend="onnxruntime", device="cpu").backend.precision == "fp32"
+    assert Segmenter(out, backend="onnxruntime", compute="cpu").backend.precision == "fp32"
     export.export(run / "best.pdparams", out, input_size=96, version="test2")   # no stale int8 file survives
     assert not (out / INT8_FILE).exists() and ModelMeta.load(out).int8_onnx == ""
 

@@ -123,7 +123,7 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
 
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
-    seg = Segmenter(model_dir, backend=backend, device="cpu", input_size=input_size, threads=threads,
+    seg = Segmenter(model_dir, backend=backend, compute="cpu", input_size=input_size, threads=threads,
                     precision=precision)
     refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
 

@@ -106,8 +106,8 @@ def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> flo
     if frames is None:
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
-    a = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="fp32")
-    b = Segmenter(model_dir, backend="paddle", device="cpu")
+    a = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="fp32")
+    b = Segmenter(model_dir, backend="paddle", compute="cpu")
     return max(float(np.abs(a.predict_lowres(f) - b.predict_lowres(f)).max()) for f in frames)
 
 

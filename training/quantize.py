@@ -57,7 +57,7 @@ def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: i
     cal_pairs = [pairs[i] for i in order[:n_cal]]
     check_pairs = [pairs[i] for i in order[n_cal:n_cal + check_images]]
 
-    fp32 = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="fp32")
+    fp32 = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="fp32")
     input_name = fp32.backend.input_name
     batches = [{input_name: fp32.preprocess(load_pair(ip, mp)[0])} for ip, mp in cal_pairs]
 
@@ -79,7 +79,7 @@ def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: i
                         nodes_to_exclude=nodes_after_margin(model_dir / ONNX_FILE))
     meta.int8_onnx = INT8_FILE
     meta.save(model_dir)
-    int8 = Segmenter(model_dir, backend="onnxruntime", device="cpu", precision="int8")
+    int8 = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="int8")
     agreement, max_diff = [], 0.0
     for ip, mp in check_pairs:
         img = load_pair(ip, mp)[0]

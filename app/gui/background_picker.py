@@ -9,7 +9,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
-from inference.compose import IMAGE_EXTS, VIDEO_EXTS
+from inference.background_spec import BackgroundError, BackgroundSpec
+from inference.media import MEDIA_EXTS, media_kind
 
 from .bridge import Task
 from .preview import bgr_to_qimage
@@ -20,7 +21,7 @@ THUMB = QSize(112, 63)
 
 
 def bundled_backgrounds(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in MEDIA_EXTS) if folder.is_dir() else []
 
 
 def read_thumbnail(path: str) -> np.ndarray | None:
@@ -29,7 +30,7 @@ def read_thumbnail(path: str) -> np.ndarray | None:
 
     p = Path(path)
     img = None
-    if p.suffix.lower() in VIDEO_EXTS:
+    if media_kind(p) == "video":
         cap = cv2.VideoCapture(str(p))
         ok, img = cap.read()
         cap.release()
@@ -52,12 +53,6 @@ def dropped_files(event) -> list[str]:
     if paths:
         event.acceptProposedAction()
     return paths
-
-
-def _same_file_key(spec: str) -> str | None:
-    """An absolute path for file specs (so 'assets/x.jpg' and '/abs/assets/x.jpg' match), else None."""
-    p = Path(spec).expanduser()
-    return str(p.resolve()) if p.suffix and p.exists() else None
 
 
 def swatch(color: QColor, text: str = "") -> QIcon:
@@ -144,16 +139,23 @@ class BackgroundGallery(QListWidget):
                 return i
         return None
 
+    def _identity(self, item: QListWidgetItem) -> str | None:
+        kind = item.data(ROLE_KIND)
+        if kind in ("none", "blur", "color"):
+            return kind
+        if kind == "add":
+            return None
+        return BackgroundSpec.parse(item.data(ROLE_SPEC)).identity
+
     def item_for_spec(self, spec: str) -> QListWidgetItem | None:
-        kind = spec.split(":", 1)[0].lower()
-        target = _same_file_key(spec)
+        """The entry showing ``spec`` (any strength for blur, any colour for colour, same file for files)."""
+        try:
+            target = BackgroundSpec.parse(spec).identity
+        except BackgroundError:
+            return None
         for i in range(self.count()):
-            it = self.item(i)
-            if it.data(ROLE_KIND) in ("blur", "color"):
-                if it.data(ROLE_KIND) == kind:
-                    return it
-            elif it.data(ROLE_SPEC) == spec or (target and _same_file_key(it.data(ROLE_SPEC)) == target):
-                return it
+            if self._identity(self.item(i)) == target:
+                return self.item(i)
         return None
 
     def selectable_specs(self) -> list[str]:
@@ -168,6 +170,16 @@ class BackgroundGallery(QListWidget):
             elif kind != "add":
                 specs.append(self.item(i).data(ROLE_SPEC))
         return specs
+
+    def next_spec(self, current: str, step: int) -> str | None:
+        """The spec ``step`` entries after (or before) ``current`` in the gallery, wrapping round."""
+        specs = self.selectable_specs()
+        if not specs:
+            return None
+        item = self.item_for_spec(current)
+        ids = [BackgroundSpec.parse(s).identity for s in specs]
+        i = ids.index(self._identity(item)) if item is not None and self._identity(item) in ids else -1
+        return specs[(i + step) % len(specs)]
 
     def mark(self, spec: str) -> None:
         """Highlight the item for ``spec`` without emitting anything."""

@@ -1,0 +1,1 @@
+"""The window's side panel: one module per tab."""

@@ -1,0 +1,80 @@
+"""Quality tab: model input size, edge and temporal refinement, threshold, and the frame-rate policy."""
+from __future__ import annotations
+
+from typing import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPushButton, QSlider, QWidget
+
+from inference.refine import RefineSettings
+
+from ..context import WindowContext
+
+INPUT_SIZES = [160, 192, 224, 256, 320]
+
+
+class QualityTab(QWidget):
+    def __init__(self, ctx: WindowContext):
+        super().__init__()
+        self.ctx = ctx
+        s = ctx.engine.settings
+        r = s.refine
+        f = QFormLayout(self)
+        self.size_box = QComboBox()
+        for size in INPUT_SIZES:
+            self.size_box.addItem(f"{size} ({'faster' if size < 256 else 'default' if size == 256 else 'sharper'})",
+                                  size)
+        si = self.size_box.findData(s.input_size or 256)
+        self.size_box.setCurrentIndex(si if si >= 0 else INPUT_SIZES.index(256))
+        self.size_box.activated.connect(self._input_size_chosen)
+        f.addRow("Model input size", self.size_box)
+        self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: ctx.engine_update(edge_radius=v))
+        f.addRow("Edge smoothing", self.edge_slider)
+        self.colour_edges = self._checkbox("Follow colour edges", "colour_edges", r.colour_edges,
+                                           "Sharper edges; off follows brightness only, 2-5 ms faster per frame")
+        f.addRow(self.colour_edges)
+        self.temporal_slider = self._slider(0, 95, round(r.temporal * 100),
+                                            lambda v: ctx.engine_update(temporal=v / 100))
+        f.addRow("Temporal smoothing", self.temporal_slider)
+        self.threshold_slider = self._slider(10, 90, round(r.threshold * 100),
+                                             lambda v: ctx.engine_update(threshold=v / 100))
+        f.addRow("Threshold", self.threshold_slider)
+        self.feather_slider = self._slider(0, 50, round(r.feather * 100), lambda v: ctx.engine_update(feather=v / 100))
+        f.addRow("Edge softness", self.feather_slider)
+        self.largest = self._checkbox("Only the largest person", "largest_person_only", r.largest_person_only)
+        f.addRow(self.largest)
+        self.async_box = self._checkbox(
+            "Keep full frame rate", "async_segmentation", s.async_segmentation,
+            "When the model is slower than the camera, show every frame with the newest mask "
+            "instead of waiting for the model")
+        f.addRow(self.async_box)
+        reset = QPushButton("Restore defaults")
+        reset.clicked.connect(self.restore_defaults)
+        f.addRow(reset)
+
+    def _checkbox(self, label: str, setting: str, checked: bool, tooltip: str = "") -> QCheckBox:
+        """A checkbox that sets the engine's boolean ``setting`` when toggled."""
+        box = QCheckBox(label)
+        box.setToolTip(tooltip)
+        box.setChecked(checked)
+        box.toggled.connect(lambda on: self.ctx.engine_update(**{setting: on}))
+        return box
+
+    @staticmethod
+    def _slider(lo: int, hi: int, value: int, on_change: Callable[[int], None]) -> QSlider:
+        s = QSlider(Qt.Orientation.Horizontal, minimum=lo, maximum=hi, value=int(value))
+        s.valueChanged.connect(on_change)
+        return s
+
+    def restore_defaults(self) -> None:
+        d = RefineSettings()
+        for slider, value in ((self.edge_slider, d.edge_radius), (self.temporal_slider, round(d.temporal * 100)),
+                              (self.threshold_slider, round(d.threshold * 100)),
+                              (self.feather_slider, round(d.feather * 100))):
+            slider.setValue(value)
+        self.largest.setChecked(d.largest_person_only)
+        self.colour_edges.setChecked(d.colour_edges)
+
+    def _input_size_chosen(self, _index: int) -> None:
+        size = self.size_box.currentData()
+        self.ctx.run_task(lambda: self.ctx.engine.update(input_size=size), lambda _: self.ctx.settings_changed())

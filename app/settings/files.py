@@ -1,0 +1,184 @@
+"""Settings files: a ``--config`` file read strictly, and the GUI's own file kept safe.
+
+The GUI's file (``settings.json`` in the user's config folder, or ``$BGSWAP_CONFIG_DIR``):
+- read leniently: a damaged file or a bad value is reported, kept as ``settings.json.bad``, and the
+  rest of the settings (or the defaults) are used; the app always starts;
+- written atomically under a lock (a unique temporary file, flushed, then renamed), so neither a crash
+  nor a second window leaves half a file;
+- merged on save: only what this window changed is written over what is on disk now, so two windows
+  do not undo each other, and values that came from the command line are not saved.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .convert import from_dict, get_path, to_dict
+from .schema import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "settings.json"
+
+
+def user_config_dir() -> Path:
+    """``$BGSWAP_CONFIG_DIR``, else the platform's config folder for bgswap."""
+    base = os.environ.get("BGSWAP_CONFIG_DIR")
+    if base:
+        return Path(base)
+    from platformdirs import user_config_dir as _ucd
+
+    return Path(_ucd("bgswap", appauthor=False))
+
+
+def config_path() -> Path:
+    return user_config_dir() / FILE_NAME
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"settings file {path} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise SettingsError(f"settings file {path} cannot be read ({exc.strerror})") from None
+
+
+def load_config_file(path: str | Path, base: Settings | None = None) -> Settings:
+    """A ``--config`` file over ``base``: any problem raises SettingsError naming the file and setting."""
+    path = Path(path)
+    try:
+        settings, _ = from_dict(_read_json(path), base, strict=True)
+    except SettingsError as exc:
+        raise SettingsError(f"{exc} (in {path})" if str(path) not in str(exc) else str(exc)) from None
+    return settings
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            out.update(flatten(value, path))
+        else:
+            out[path] = value
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, name = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = value
+    return out
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path.lock`` (advisory; a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:       # Windows: the atomic rename still protects the file
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write to a unique temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class SettingsStore:
+    """The GUI's settings file: lenient load with a backup of what was damaged, merged atomic saves."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or config_path()
+        self._baseline: dict[str, Any] = {}     # flat persisted settings as last read or written
+        self.problems: list[str] = []
+
+    @property
+    def backup_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".bad")
+
+    def _read_lenient(self) -> tuple[Settings, list[str], bool]:
+        """(settings, problems, exists): never raises for a damaged file."""
+        if not self.path.exists():
+            return Settings(), [], False
+        try:
+            settings, problems = from_dict(_read_json(self.path), strict=False)
+        except SettingsError as exc:
+            return Settings(), [str(exc)], True
+        return settings, problems, True
+
+    def load(self) -> Settings:
+        """Saved settings (defaults where missing or bad). Problems are logged, kept in ``problems``
+        for the window to show, and the damaged file is copied to ``settings.json.bad``."""
+        with _locked(self.path):
+            settings, self.problems, exists = self._read_lenient()
+            if self.problems:
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(self.path, self.backup_path)
+                log.warning("settings file %s: %s; using defaults for those, the file as it was is kept as %s",
+                            self.path, "; ".join(self.problems), self.backup_path)
+        self._baseline = flatten(to_dict(settings)) if exists and not self.problems else {}
+        if not exists:
+            self._baseline = flatten(to_dict(settings))
+        return settings
+
+    def save(self, settings: Settings, session_only: dict[str, Any] | None = None) -> bool:
+        """Write what changed since load/last save over the file's current contents.
+
+        ``session_only``: dotted paths set for this run only (command-line options): while a field
+        still holds that value it is not written. An invalid value raises SettingsError and nothing
+        is written. Returns False when there was nothing to write.
+        """
+        settings.validate()
+        mine = flatten(to_dict(settings))
+        for path, value in (session_only or {}).items():
+            if path in mine and get_path(settings, path) == value:
+                mine.pop(path)
+        changed = {p: v for p, v in mine.items() if self._baseline.get(p, _MISSING) != v}
+        with _locked(self.path):
+            on_disk, _, _ = self._read_lenient()
+            merged = flatten(to_dict(on_disk))
+            before = dict(merged)
+            merged.update(changed)
+            if merged == before and self.path.exists() and not self.problems:
+                self._baseline = mine
+                return False
+            write_json_atomically(self.path, unflatten(merged))
+        self.problems = []
+        self._baseline = mine        # this window's view: what others change later is theirs to keep
+        return True
+
+
+_MISSING = object()

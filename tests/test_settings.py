@@ -1,0 +1,212 @@
+"""Settings: one schema checked everywhere, strict --config files, a GUI file that always loads and is
+never lost, and the command-line table."""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import (EngineSettings, Settings, SettingsError, SettingsStore, check_settings, from_dict,
+                          load_config_file, to_dict)
+from app.settings.cli_options import OPTIONS, add_options, apply_options
+from app.settings.convert import get_path
+
+
+@pytest.mark.parametrize("d, field", [
+    ({"fps": "fast"}, "engine.fps"),
+    ({"mirror": "no"}, "engine.mirror"),
+    ({"background": 123}, "engine.background"),
+    ({"background": "color:blue"}, "engine.background"),
+    ({"refine": {"threshold": "high"}}, "engine.refine.threshold"),
+    ({"refine": {"threshold": 1.5}}, "engine.refine.threshold"),
+    ({"refine": 3}, "engine.refine"),
+    ({"engine": {"compute": "tpu"}}, "engine.compute"),
+    ({"engine": {"input_size": 100}}, "engine.input_size"),
+    ({"gui": {"blur_strength": "abc"}}, "gui.blur_strength"),
+    ({"gui": {"user_backgrounds": 5}}, "gui.user_backgrounds"),
+    ({"gui": {"geometry": 5}}, "gui.geometry"),
+    ({"gui": {"color": "red"}}, "gui.color"),
+])
+def test_a_bad_value_is_named_in_strict_mode_and_skipped_in_lenient_mode(d, field):
+    with pytest.raises(SettingsError, match=field.replace(".", r"\.")):
+        from_dict(d, strict=True)
+    settings, problems = from_dict(d, strict=False)
+    assert len(problems) == 1 and field in problems[0]
+    assert to_dict(settings) == to_dict(Settings())          # the bad value was not taken
+
+
+def test_old_files_are_read_as_meant():
+    old = {"device": "cpu", "fps": 15, "gui": {"virtual_camera": True, "vcam_device": "/dev/video4",
+                                               "blur_strength": 30}}
+    s, problems = from_dict(old)
+    assert not problems
+    assert (s.engine.compute, s.engine.fps, s.gui.blur_strength) == ("cpu", 15, 30)
+    assert s.outputs.virtual_camera and s.outputs.vcam_device == "/dev/video4"
+
+
+def test_per_run_fields_are_not_saved():
+    s = Settings()
+    s.outputs.output, s.outputs.frames = "x.mp4", 5
+    saved = to_dict(s)
+    assert "output" not in saved["outputs"] and "frames" not in saved["outputs"]
+    assert "realtime" not in saved["engine"] and saved["engine"]["compute"] == "auto"
+
+
+def test_config_file_errors_name_the_file_and_setting(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"refine": {"threshold": "high"}}')
+    with pytest.raises(SettingsError, match=r"engine\.refine\.threshold.*c\.json"):
+        load_config_file(path)
+    path.write_text("{not json")
+    with pytest.raises(SettingsError, match="not valid JSON"):
+        load_config_file(path)
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_config_file(tmp_path / "missing.json")
+
+
+def test_damaged_gui_file_loads_keeps_a_backup_and_is_repaired_on_save(tmp_path):
+    path = tmp_path / "settings.json"
+    damaged = {"engine": {"fps": 15, "mirror": "no", "background": 123}, "gui": {"blur_strength": "abc", "geometry": 5}}
+    path.write_text(json.dumps(damaged))
+    store = SettingsStore(path)
+    s = store.load()
+    assert s.engine.fps == 15 and s.engine.mirror is False and s.gui.blur_strength == 15   # good kept, bad default
+    assert len(store.problems) == 4 and any("engine.mirror" in p for p in store.problems)
+    assert json.loads(store.backup_path.read_text()) == damaged                             # nothing lost
+    assert store.save(s)
+    again = SettingsStore(path)
+    assert again.load().engine.fps == 15 and not again.problems
+
+
+def test_not_json_at_all_starts_with_defaults(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_bytes(b"\x00\xff garbage")
+    store = SettingsStore(path)
+    assert to_dict(store.load()) == to_dict(Settings())
+    assert store.problems and store.backup_path.read_bytes() == b"\x00\xff garbage"
+
+
+def test_an_invalid_value_is_never_saved(tmp_path):
+    path = tmp_path / "settings.json"
+    store = SettingsStore(path)
+    s = store.load()
+    s.engine.fps = 20.0
+    store.save(s)
+    before = path.read_text()
+    s.engine.fps = 1000.0
+    with pytest.raises(SettingsError, match="engine.fps"):
+        store.save(s)
+    assert path.read_text() == before
+
+
+def test_two_windows_do_not_undo_each_other(tmp_path):
+    path = tmp_path / "settings.json"
+    a, b = SettingsStore(path), SettingsStore(path)
+    sa, sb = a.load(), b.load()
+    sa.gui.color = "#112233"
+    a.save(sa)
+    assert not b.save(sb)                       # b changed nothing: nothing written, a's change stays
+    sb.gui.blur_strength = 40
+    b.save(sb)
+    final = SettingsStore(path).load()
+    assert (final.gui.color, final.gui.blur_strength) == ("#112233", 40)
+
+
+def test_session_only_values_are_not_saved_unless_changed_again(tmp_path):
+    path = tmp_path / "settings.json"
+    store = SettingsStore(path)
+    s = store.load()
+    s.engine.background = "blur:20"
+    store.save(s)
+    store = SettingsStore(path)
+    s = store.load()
+    s.engine.background = "color:#FF0000"       # from the command line
+    s.gui.show_stats = False                    # the user's own change
+    store.save(s, {"engine.background": "color:#FF0000"})
+    saved = SettingsStore(path).load()
+    assert saved.engine.background == "blur:20" and saved.gui.show_stats is False
+    s.engine.background = "blur:5"              # the user picked another one in the window
+    store.save(s, {"engine.background": "color:#FF0000"})
+    assert SettingsStore(path).load().engine.background == "blur:5"
+
+
+def _hammer(path: str, field: str, n: int) -> None:
+    store = SettingsStore(__import__("pathlib").Path(path))
+    s = store.load()
+    for i in range(n):
+        setattr(s.gui, field, (i % 50) + 1 if field == "blur_strength" else f"#{i:06X}")
+        store.save(s)
+
+
+def test_concurrent_saves_leave_a_whole_file_with_both_changes(tmp_path):
+    path = tmp_path / "settings.json"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(str(path), f, 60)) for f in ("blur_strength", "color")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    store = SettingsStore(path)
+    s = store.load()
+    assert not store.problems
+    assert (s.gui.blur_strength, s.gui.color) == (10, "#00003B")    # each writer's last value survived
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_options(p)
+    return p.parse_args(argv)
+
+
+def test_every_option_sets_a_real_field():
+    s = Settings()
+    for opt in OPTIONS:
+        for path in opt.fields:
+            get_path(s, path)                    # raises AttributeError for a stale table row
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--fps", "500"), "--fps 500: 500 must be between 1 and 240"),
+    (("--background", "color:blue"), "--background color:blue"),
+    (("--threshold", "2"), "--threshold 2"),
+    (("--resolution", "8x8"), "--resolution 8x8"),
+    (("--frames", "0"), "--frames 0"),
+    (("--duration", "nan"), "--duration nan"),
+    (("--input-size", "100"), "multiple of 32"),
+])
+def test_option_errors_name_the_option(argv, message):
+    with pytest.raises(SettingsError, match=message.replace("+", r"\+")):
+        apply_options(Settings(), parse(*argv))
+
+
+def test_options_apply_over_the_base_and_report_what_they_set():
+    base = Settings()
+    s, given = apply_options(base, parse("--fps", "15", "--sync", "--compute", "cpu", "--device", "/dev/video3"))
+    assert (s.engine.fps, s.engine.async_segmentation, s.engine.compute) == (15, False, "cpu")
+    assert s.outputs.vcam_device == "/dev/video3"
+    assert given == {"engine.fps": 15.0, "engine.async_segmentation": False, "engine.compute": "cpu",
+                     "outputs.vcam_device": "/dev/video3"}
+    assert base.engine.fps == 30 and base.engine.async_segmentation         # the base is left alone
+    check_settings(s, "")
+
+
+def test_engine_settings_validate_names_the_field():
+    with pytest.raises(SettingsError, match="engine.threads"):
+        EngineSettings(threads=0).validate()
+
+
+def test_gui_mode_rejects_a_bad_option_before_anything_is_saved(tmp_path):
+    env = {"BGSWAP_CONFIG_DIR": str(tmp_path), "QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-m", "app.cli", "--background", "color:nope"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "--background color:nope" in r.stderr
+    assert not (tmp_path / "settings.json").exists()
+    r = subprocess.run([sys.executable, "-m", "app.cli", "--output", "x.mp4"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.returncode == 2 and "add --no-gui" in r.stderr
