@@ -58,7 +58,7 @@ class Engine:
         self._sinks_lock = threading.Lock()
         self._frames: LatestSlot[_Frame] = LatestSlot()
         self._to_model: LatestSlot[_Frame] = LatestSlot()
-        self._mask: tuple[int, np.ndarray] | None = None
+        self._mask: np.ndarray | None = None            # newest low-resolution person probability
         self._mask_ready = threading.Event()
         self._running = threading.Event()
         self._paused = threading.Event()
@@ -294,7 +294,7 @@ class Engine:
             item = self._to_model.get(timeout=0.2)
             if item is None:
                 continue
-            self._mask = (item.seq, self._predict(item.image))
+            self._mask = self._predict(item.image)
             self._mask_ready.set()
 
     def _predict(self, image: np.ndarray) -> np.ndarray:
@@ -327,7 +327,7 @@ class Engine:
                 self._mask_ready.wait(timeout=5.0)
                 if self._mask is None:
                     return
-            prob = self._mask[1]
+            prob = self._mask
         else:
             prob = self._predict(frame)
         t = time.perf_counter()

@@ -121,3 +121,38 @@ def test_image_background_reads_alpha_png(tmp_path):
     path = tmp_path / "a.png"
     cv2.imwrite(str(path), rgba)
     assert ImageBackground(path).image.shape == (10, 10, 3)
+
+
+@pytest.mark.parametrize("text, kind, value, canonical", [
+    ("none", "none", None, "none"),
+    (" Blur ", "blur", 15, "blur:15"),
+    ("blur:40", "blur", 40, "blur:40"),
+    ("colour:2e8b57", "color", "#2E8B57", "color:#2E8B57"),
+    ("green", "green", None, "green"),
+    ("~/pictures/beach.jpg", "file", "~/pictures/beach.jpg", "~/pictures/beach.jpg"),
+])
+def test_background_specs_parse_and_write_back(text, kind, value, canonical):
+    from inference.background_spec import BackgroundSpec
+
+    spec = BackgroundSpec.parse(text)
+    assert (spec.kind, spec.value, str(spec)) == (kind, value, canonical)
+    assert BackgroundSpec.parse(str(spec)) == spec
+
+
+def test_background_spec_identity_matches_entries_not_strings(tmp_path):
+    from inference.background_spec import BackgroundSpec
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((4, 4, 3), np.uint8))
+    assert BackgroundSpec.parse("blur:3").same_entry("blur:90")
+    assert not BackgroundSpec.parse("blur:3").same_entry("color:#000000")
+    assert BackgroundSpec.parse(str(img)).same_entry(str(tmp_path / "." / "a.png"))
+    for bad in ("blur:0", "blur:x", "color:#12", "nothing-like-a-file", ""):
+        with pytest.raises(BackgroundError):
+            BackgroundSpec.parse(bad)
+
+
+def test_media_kinds():
+    from inference.media import media_kind
+
+    assert [media_kind(p) for p in ("a.JPG", "b.webm", "c.txt", "d")] == ["image", "video", None, None]
