@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from .signals import SignalCatcher
 from .settings import Settings, SettingsError, SettingsStore, load_config_file, to_dict
 from .settings.cli_options import add_options, apply_options
 from .settings.files import flatten
@@ -73,15 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         for path in files:
             print(("installed " if args.install_desktop_entry else "removed ") + str(path))
         return 0
-    store = None if args.no_gui else SettingsStore()
+    if args.no_gui:
+        return _headless(parser, args)
+    store = SettingsStore()
     try:
         settings, session = resolve_settings(args, store)
     except SettingsError as exc:
         parser.error(str(exc))
-    if args.no_gui:
-        from .headless import run_headless
-
-        return run_headless(settings)
     given = [p for p in HEADLESS_ONLY if p in session]
     if given:
         parser.error(f"{', '.join('--' + p.split('.')[1] for p in given)} record a headless run: add --no-gui")
@@ -92,6 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     from .gui.main_window import run_gui
 
     return run_gui(settings, store, session)
+
+
+def _headless(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    signals = SignalCatcher(reload=True).install()    # before anything slow: a signal never gives a traceback
+    try:
+        try:
+            settings, _ = resolve_settings(args, None)
+        except SettingsError as exc:
+            parser.error(str(exc))
+        from .headless import run_headless
+
+        return run_headless(settings, signals, (lambda: resolve_settings(args, None)[0]) if args.config else None)
+    finally:
+        signals.restore()
 
 
 if __name__ == "__main__":

@@ -21,16 +21,18 @@ import numpy as np
 
 from inference import Segmenter
 from inference.background_spec import BackgroundSpec
-from inference.compose import Background, Compositor, parse_background
+from inference.compose import Background, BackgroundError, Compositor, parse_background
 from inference.refine import MaskRefiner, RefineSettings
 
 from .settings import EngineSettings
 from .slots import LatestSlot
 from .sinks import Sink
-from .sources import CaptureRequest, Source, SourceError, open_source
+from .sources import CaptureRequest, Source, SourceError, open_source, to_bgr_frame
 from .stats import PipelineStats, StatsSnapshot
 
 log = logging.getLogger(__name__)
+
+FILE_STALL_S = 3.0           # a file or demo source giving no frame this long has failed
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
 
@@ -59,8 +61,11 @@ class Engine:
         self._frames: LatestSlot[_Frame] = LatestSlot()
         self._to_model: LatestSlot[_Frame] = LatestSlot()
         self._mask: np.ndarray | None = None            # newest low-resolution person probability
+        self._not_found_reported = False
         self._mask_ready = threading.Event()
         self._running = threading.Event()
+        self._stopping = threading.Event()               # set by stop(): waits (reconnect backoff) end at once
+        self.failure: str | None = None                  # why the run cannot go on (a file source died)
         self._paused = threading.Event()
         self._threads: list[threading.Thread] = []
         self._out_cond = threading.Condition()
@@ -82,9 +87,11 @@ class Engine:
                                        input_size=s.input_size, threads=s.threads, precision=s.precision)
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
-            self.background = parse_background(s.background)
+            self.background = parse_background(s.background, fit=(s.width, s.height))
         self.source = source or open_source(s.source, CaptureRequest(s.width, s.height, s.fps), realtime=s.realtime)
-        self._open_source_or_report(self.source, first=True)
+        self._not_found_reported = not self._open_source_or_report(self.source, first=True)
+        self.failure = None
+        self._stopping.clear()
         self._running.set()
         self._threads = [
             threading.Thread(target=self._capture_loop, name="capture", daemon=True),
@@ -97,6 +104,7 @@ class Engine:
     def stop(self) -> None:
         """Stop the threads, release the camera, finalise every sink. Safe to call twice."""
         self._running.clear()
+        self._stopping.set()
         self._frames.close()
         self._to_model.close()
         self._mask_ready.set()
@@ -146,12 +154,16 @@ class Engine:
         thread) and record the spec in the settings; on a bad file the previous one stays and
         BackgroundError is raised."""
         spec = BackgroundSpec.parse(spec)
-        bg = loaded if loaded is not None else parse_background(spec)
+        bg = loaded if loaded is not None else parse_background(spec, fit=self.output_size)
         old, self.background = self.background, bg
         if old is not None and old is not bg:
             old.close()
         self.settings.background = str(spec)
         return bg
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.settings.width, self.settings.height
 
     def update(self, **changes) -> None:
         """Change settings while running: mirror, async_segmentation, input_size, or refine fields."""
@@ -197,6 +209,11 @@ class Engine:
         if old is not None:
             old.close()
         self.refiner.reset()
+        if self.background is not None and self.background.kind == "image":
+            try:                      # reload at the new size: only what the old one needed was kept
+                self.set_background(s.background)
+            except BackgroundError as exc:
+                log.warning("background not reloaded for the new size: %s", exc)
         self._status("info", f"source: {new.name}")
 
     def pause(self, paused: bool) -> None:
@@ -236,52 +253,65 @@ class Engine:
                 log.exception("status callback failed")
 
     def _open_source_or_report(self, source: Source, first: bool = False) -> bool:
+        """Open ``source``. A file that fails raises SourceError; a camera that fails is reported
+        (on the first try) and False returned, to be retried."""
         try:
             source.open()
             return True
-        except SourceError as exc:
+        except Exception as exc:
+            err = exc if isinstance(exc, SourceError) else SourceError(f"{source.name} cannot be opened: {exc}")
             if not source.live:
-                raise
+                raise err from None
             if first:
-                self._status("error", f"{exc}; retrying every few seconds")
+                self._status("error", f"{err}; retrying every few seconds")
             return False
 
     def _capture_loop(self) -> None:
+        """Read frames into the newest-frame slot. A camera that stops is reopened with a backoff
+        (0.5 s doubling to 5 s, cut short by stop()); a file that stops producing frames for
+        ``FILE_STALL_S`` ends the run with ``failure`` set."""
         seq = 0
         backoff = 0.5
-        lost = False
         gen = -1
+        lost = delivered = False
+        stalled_since: float | None = None
         while self._running.is_set():
             with self._source_lock:
                 src, cur_gen = self.source, self._source_gen
-            if cur_gen != gen:
-                gen, lost, backoff = cur_gen, False, 0.5
+            if cur_gen != gen:       # a new source; the first one may already be reported as not found
+                lost = gen == -1 and self._not_found_reported
+                gen, delivered, backoff, stalled_since = cur_gen, False, 0.5, None
             t0 = time.perf_counter()
-            try:
-                frame = src.read()
-            except Exception as exc:  # a driver error must not kill the thread
-                log.debug("read failed: %s", exc)
-                frame = None
+            frame = self._read(src)
             if frame is None:
                 if not self._running.is_set() or cur_gen != self._source_gen:
                     continue
                 if src.live:
                     if not lost:
-                        self._status("warning", f"{src.name} lost: reconnecting...")
+                        self._status("warning", f"{src.name} lost: reconnecting..." if delivered else
+                                     f"{src.name} gives no picture: retrying every few seconds")
                         lost = True
-                    src.close()
-                    time.sleep(backoff)
+                    self._safely(src.close)
+                    if self._stopping.wait(backoff):
+                        break
                     backoff = min(backoff * 2, 5.0)
                     if self._open_source_or_report(src) and cur_gen == self._source_gen:
-                        frame = src.read()
+                        frame = self._read(src)
                         if frame is not None:
-                            self._status("info", f"{src.name} reconnected")
-                            lost, backoff = False, 0.5
+                            self._status("info", f"{src.name} reconnected" if delivered else f"{src.name} found")
                     if frame is None:
                         continue
+                    lost, backoff = False, 0.5
                 else:
-                    time.sleep(0.05)
+                    now = time.monotonic()
+                    stalled_since = stalled_since or now
+                    if now - stalled_since >= FILE_STALL_S:
+                        self.failure = f"{src.name} stopped giving frames (damaged or truncated file?)"
+                        self._status("error", self.failure)
+                        return
+                    self._stopping.wait(0.05)
                     continue
+            delivered, stalled_since = True, None
             self.stats.stage("capture", (time.perf_counter() - t0 - src.last_wait) * 1000)
             if self.settings.mirror:
                 frame = cv2.flip(frame, 1)
@@ -289,12 +319,33 @@ class Engine:
             self.stats.frame_in()
             self._frames.put(_Frame(seq, time.monotonic(), frame))
 
+    def _read(self, src: Source) -> np.ndarray | None:
+        """One frame as 3-channel uint8 BGR, or None (read failed, or a frame no conversion fits)."""
+        try:
+            return to_bgr_frame(src.read())
+        except Exception as exc:      # a driver or decoder error must not kill the thread
+            log.debug("read from %s failed: %s", src.name, exc)
+            return None
+
+    @staticmethod
+    def _safely(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            log.debug("ignored: %s", exc)
+
     def _segment_loop(self) -> None:
         while self._running.is_set():
             item = self._to_model.get(timeout=0.2)
             if item is None:
                 continue
-            self._mask = self._predict(item.image)
+            try:
+                self._mask = self._predict(item.image)
+            except Exception as exc:          # keep the last mask; say what happened
+                log.exception("segmentation failed")
+                self._status("error", f"segmentation failed: {exc}")
+                self._stopping.wait(0.5)
+                continue
             self._mask_ready.set()
 
     def _predict(self, image: np.ndarray) -> np.ndarray:

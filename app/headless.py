@@ -1,21 +1,30 @@
-"""``--no-gui``: run the engine with a virtual camera and/or a file output, logging stats."""
+"""``--no-gui``: run the engine with a virtual camera and/or a file output, logging stats.
+
+Exit codes: 0 done (the asked frames or duration), 2 bad input (option, config, file, model),
+3 no output could be opened, 4 the recording failed (disk full, write error; nothing half-written
+is kept), 5 the source failed for good, 130 / 143 stopped by SIGINT / SIGTERM (a recording made so
+far is finalised and kept). SIGHUP re-reads ``--config`` and applies what can change live.
+"""
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from inference.compose import BackgroundError
 from inference.model_meta import ModelError
 
 from .engine import Engine
-from .settings import Settings
+from .settings import EngineSettings, Settings, SettingsError
+from .signals import SignalCatcher
 from .sinks import FileSink, SinkUnavailable, VirtualCameraSink
 from .sources import SourceError
 
 log = logging.getLogger("bgswap")
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_NO_OUTPUT, EXIT_RECORDING_FAILED, EXIT_SOURCE_FAILED = 0, 2, 3, 4, 5
+LIVE_FIELDS = ("mirror", "async_segmentation", "input_size")     # besides background and refine
 
 
 def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
@@ -28,66 +37,129 @@ def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
     return None
 
 
-def run_headless(settings: Settings) -> int:
-    """Run until ``outputs.frames``/``outputs.duration`` is reached or SIGINT/SIGTERM; returns the exit code."""
+def apply_live(engine: Engine, new: EngineSettings) -> None:
+    """Apply what changed between the engine's settings and ``new`` that can change while running;
+    say which changes need a restart."""
+    cur = engine.settings
+    if new.background != cur.background:
+        try:
+            engine.set_background(new.background)
+            log.info("background: %s", new.background)
+        except BackgroundError as exc:
+            log.error("%s: keeping the current background", exc)
+    changes = {f: getattr(new, f) for f in LIVE_FIELDS if getattr(new, f) != getattr(cur, f)}
+    changes.update({k: v for k, v in vars(new.refine).items() if getattr(cur.refine, k) != v})
+    if changes:
+        try:
+            engine.update(**changes)
+            log.info("applied: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
+        except ValueError as exc:
+            log.error("not applied: %s", exc)
+    fixed = [k for k, v in vars(new).items()
+             if k not in LIVE_FIELDS + ("background", "refine") and getattr(cur, k) != v]
+    if fixed:
+        log.warning("%s changed: restart to apply", ", ".join(fixed))
+
+
+def run_headless(settings: Settings, signals: SignalCatcher | None = None,
+                 reload: Callable[[], Settings] | None = None) -> int:
+    """Run until ``outputs.frames``/``outputs.duration`` is reached, a signal, or a failure; returns the
+    exit code. ``signals``: a catcher installed early (by the CLI), else one is installed here.
+    ``reload``: gives fresh settings on SIGHUP."""
+    own = signals is None
+    signals = signals or SignalCatcher(reload=True).install()
+    try:
+        return _run(settings, signals, reload)
+    finally:
+        if own:
+            signals.restore()
+
+
+def _run(settings: Settings, signals: SignalCatcher, reload: Callable[[], Settings] | None) -> int:
     o = settings.outputs
-    output, frames, duration = o.output, o.frames, o.duration
-    if output:
-        problem = output_problem(Path(output), settings.engine.source, o.overwrite)
+    if o.output:
+        problem = output_problem(Path(o.output), settings.engine.source, o.overwrite)
         if problem:
             log.error("%s", problem)
-            return 2
-    stop = threading.Event()
-
-    def _on_signal(signum, _frame):
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            return EXIT_BAD_INPUT
     engine = Engine(settings.engine)
+    recording: FileSink | None = None
     try:
-        sinks = 0       # outputs first, so they get the run's first frame (a file sink takes a while to open)
-        if output:
-            try:
-                engine.add_sink(FileSink(output, max_frames=frames))
-                sinks += 1
-            except SinkUnavailable as exc:
-                log.error("%s", exc)
-                return 2
-        if o.virtual_camera:
-            try:
-                cam = VirtualCameraSink(o.vcam_device, o.vcam_backend)
-                engine.add_sink(cam)
-                log.info("virtual camera ready: select '%s' in your video-call app", cam.device_name)
-                sinks += 1
-            except SinkUnavailable as exc:
-                log.error("%s", exc)
-                if not sinks:
-                    log.error("no output left to run: fix the virtual camera or add --output FILE")
-                    return 3
-                log.warning("carrying on with the other outputs")
-        if not sinks:
-            log.info("no --virtual-cam or --output given: processing only (stats below)")
-        try:
-            engine.start()
-        except (ModelError, BackgroundError, SourceError, ValueError) as exc:
-            log.error("%s", exc)
-            return 2
-        t0 = time.monotonic()
-        last = t0
-        while not stop.is_set():
-            stop.wait(0.1)
-            now = time.monotonic()
-            if frames is not None and engine.stats.frames_out >= frames:
-                break
-            if duration is not None and now - t0 >= duration:
-                break
-            if now - last >= o.stats_every:
-                log.info("%s", engine.snapshot().line())
-                last = now
-        log.info("final: %s", engine.snapshot().line())
-        return 0
+        code = _start_and_run(engine, settings, signals, reload)
+        recording = next((s for s in engine.sinks if isinstance(s, FileSink)), None)
     finally:
-        engine.stop()
-        for s, h in old.items():
-            signal.signal(s, h)
+        engine.stop()           # finalises the recording: checked, then renamed into place, or removed
+    if recording is not None and recording.failed:     # the sink has logged why
+        return EXIT_RECORDING_FAILED
+    return code
+
+
+def _start_and_run(engine: Engine, settings: Settings, signals: SignalCatcher,
+                   reload: Callable[[], Settings] | None) -> int:
+    o = settings.outputs
+    recording: FileSink | None = None
+    sinks = 0       # outputs first, so they get the run's first frame (a file sink takes a while to open)
+    if o.output:
+        try:
+            recording = FileSink(o.output, max_frames=o.frames)
+            engine.add_sink(recording)
+            sinks += 1
+        except SinkUnavailable as exc:
+            log.error("%s", exc)
+            return EXIT_BAD_INPUT
+    if o.virtual_camera:
+        try:
+            cam = VirtualCameraSink(o.vcam_device, o.vcam_backend)
+            engine.add_sink(cam)
+            log.info("virtual camera ready: select '%s' in your video-call app", cam.device_name)
+            sinks += 1
+        except SinkUnavailable as exc:
+            log.error("%s", exc)
+            if not sinks:
+                log.error("no output left to run: fix the virtual camera or add --output FILE")
+                return EXIT_NO_OUTPUT
+            log.warning("carrying on with the other outputs")
+    if not sinks:
+        log.info("no --virtual-cam or --output given: processing only (stats below)")
+    if signals.stop.is_set():
+        return signals.exit_code or 0
+    try:
+        engine.start()
+    except (ModelError, BackgroundError, SourceError, ValueError) as exc:
+        log.error("%s", exc)
+        return EXIT_BAD_INPUT
+    code = _loop(engine, settings, signals, reload, recording)
+    log.info("final: %s", engine.snapshot().line())
+    return code
+
+
+def _loop(engine: Engine, settings: Settings, signals: SignalCatcher, reload: Callable[[], Settings] | None,
+          recording: FileSink | None) -> int:
+    o = settings.outputs
+    t0 = last = time.monotonic()
+    while True:
+        if signals.stop.wait(0.1):
+            log.info("signal %d: stopping", signals.signum)
+            return signals.exit_code or 0
+        now = time.monotonic()
+        if o.frames is not None and engine.stats.frames_out >= o.frames:
+            return EXIT_OK
+        if o.duration is not None and now - t0 >= o.duration:
+            return EXIT_OK
+        if recording is not None and recording.failed:
+            return EXIT_RECORDING_FAILED
+        if engine.failure:
+            log.error("%s: nothing left to run", engine.failure)
+            return EXIT_SOURCE_FAILED
+        if signals.reload.is_set():
+            signals.reload.clear()
+            if reload is None:
+                log.info("SIGHUP: no --config to reload")
+            else:
+                try:
+                    apply_live(engine, reload().engine)
+                except SettingsError as exc:
+                    log.error("reloading the settings failed: %s; keeping the current ones", exc)
+        if now - last >= o.stats_every:
+            log.info("%s", engine.snapshot().line())
+            last = now

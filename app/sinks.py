@@ -124,8 +124,22 @@ class VirtualCameraSink:
             self._cam = None
 
 
+class RecordingError(RuntimeError):
+    """A recording could not be completed (disk full, write error); nothing half-written is kept."""
+
+
+class OutputLocked(SinkUnavailable):
+    """Another process is writing the same output file."""
+
+
 class FileSink:
-    """Writes frames to a video file from its own thread; ``close`` finalises the file."""
+    """Writes frames to a video file from its own thread.
+
+    Frames go to a hidden partial file beside ``path``; ``close`` finalises it, checks that it holds
+    every frame written, and only then renames it to ``path``. A write error or a short file ends
+    with ``error`` set, the partial file removed and ``path`` untouched. A lock file
+    (``.NAME.lock``) keeps a second process from writing the same output.
+    """
 
     def __init__(self, path: str | Path, max_queue: int = 64, max_frames: int | None = None):
         self.path = Path(path)
@@ -135,24 +149,57 @@ class FileSink:
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self._writer: VideoWriter | None = None
         self._thread: threading.Thread | None = None
+        self._lock_file = None
         self.frames_written = 0
         self.dropped = 0
+        self.error: str | None = None          # set when the recording failed; the file is not kept
         self._size: tuple[int, int] | None = None
+        self.partial_path = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
 
     def start(self, width: int, height: int, fps: float) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
+        self._take_lock()
         try:
-            self._writer = open_video_writer(self.path, width, height, fps)
+            self._writer = open_video_writer(self.partial_path, width, height, fps)
         except (OSError, ValueError) as exc:
+            self._release_lock()
             raise SinkUnavailable(f"cannot write video file {self.path}: {exc} "
                                   "(use a .mp4 or .avi name in a writable folder)") from exc
         self._size = (width, height)
         self._thread = threading.Thread(target=self._run, name="file-writer", daemon=True)
         self._thread.start()
 
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(f".{self.path.name}.lock")
+        try:
+            import fcntl
+        except ImportError:       # Windows: the partial file's rename still keeps the output whole
+            return
+        try:
+            f = open(lock_path, "a")
+        except OSError as exc:
+            raise SinkUnavailable(f"cannot write in {self.path.parent}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise OutputLocked(f"another bgswap is writing {self.path}: choose another --output name") from None
+        self._lock_file = f
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            lock_path = Path(self._lock_file.name)
+            lock_path.unlink(missing_ok=True)
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
     def send(self, frame: np.ndarray) -> None:
-        if self.max_frames is not None and self._accepted >= self.max_frames:
+        if self.error is not None or (self.max_frames is not None and self._accepted >= self.max_frames):
             return
         try:
             self._q.put_nowait(frame)
@@ -165,21 +212,54 @@ class FileSink:
             frame = self._q.get()
             if frame is None:
                 break
+            if self.error is not None:
+                continue
             if (frame.shape[1], frame.shape[0]) != self._size:
                 frame = cv2.resize(frame, self._size)
-            self._writer.write(frame)
+            try:
+                self._writer.write(frame)
+            except Exception as exc:          # disk full, file system gone
+                self.error = f"writing {self.path} failed after {self.frames_written} frames: {exc}"
+                log.error("%s", self.error)
+                continue
             self.frames_written += 1
 
     def close(self) -> None:
+        """Finalise: the file is at ``path`` holding every written frame, or not there at all."""
         if self._thread is not None:
             self._q.put(None)
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
             self._thread = None
-        if self._writer is not None:
-            self._writer.close()
-            codec, self._writer = self._writer.codec, None
-            if self.frames_written:
-                log.info("wrote %d frames (%s) to %s", self.frames_written, codec, self.path)
-            else:                       # a run that made no frame leaves no empty file behind
-                self.path.unlink(missing_ok=True)
-                log.info("no frames were made: %s not kept", self.path)
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.close()
+        except Exception as exc:
+            self.error = self.error or f"finishing {self.path} failed: {exc}"
+        if self.error is None and self.frames_written:
+            found = count_video_frames(self.partial_path)
+            if found != self.frames_written:
+                self.error = (f"{self.path} is incomplete: {found} of {self.frames_written} frames could be "
+                              "read back (is the disk full?)")
+        try:
+            if self.error is None and self.frames_written:
+                self.partial_path.replace(self.path)
+                log.info("wrote %d frames (%s) to %s", self.frames_written, writer.codec, self.path)
+            else:
+                self.partial_path.unlink(missing_ok=True)
+                if self.error:
+                    log.error("%s; nothing was kept", self.error)
+                else:                   # a run that made no frame leaves no empty file behind
+                    log.info("no frames were made: %s not written", self.path)
+        finally:
+            self._release_lock()
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames the file's index lists (0 when it cannot be opened): instant, even for an hour of video."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()

@@ -239,6 +239,27 @@ class DemoSource(_PacedSource):
         pass
 
 
+def to_bgr_frame(frame: np.ndarray | None) -> np.ndarray | None:
+    """A source's frame as HxWx3 uint8 BGR: grey and BGRA are converted, 16-bit and float scaled;
+    None for None or for something that is not a picture."""
+    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 2:
+        return None
+    if frame.dtype != np.uint8:
+        if frame.dtype == np.uint16:
+            frame = (frame >> 8).astype(np.uint8)
+        elif np.issubdtype(frame.dtype, np.floating):
+            scale = 255.0 if float(np.nanmax(frame)) <= 1.0 else 1.0
+            frame = np.clip(np.nan_to_num(frame) * scale, 0, 255).astype(np.uint8)
+        else:
+            return None
+    channels = 1 if frame.ndim == 2 else frame.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    return frame if channels == 3 else None
+
+
 def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = True) -> Source:
     """Build a source from ``demo``, a camera index, ``/dev/videoN``, or an image/video path (not opened yet)."""
     req = req or CaptureRequest()

@@ -68,11 +68,27 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
+MAX_BACKGROUND_SIZE = (3840, 2160)     # kept when the output size is not known: 4K covers every preset
+
+
+def shrink_to_cover(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` scaled down (never up) to the least size that still covers ``width`` x ``height``."""
+    h, w = img.shape[:2]
+    s = max(width / w, height / h)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(width, round(w * s)), max(height, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
 class ImageBackground(HoldsNothingOpen):
+    """A still picture, cover-fitted to the frame. Only what ``fit`` (the output size) needs is kept
+    in memory: a 20000 x 20000 photo behind a 640 x 480 output holds 640 x 640, not 1.2 GB."""
+
     kind = "image"
 
-    def __init__(self, path: str | Path | None = None, image: np.ndarray | None = None, label: str | None = None):
-        self.image = read_image(path) if image is None else image
+    def __init__(self, path: str | Path | None = None, image: np.ndarray | None = None, label: str | None = None,
+                 fit: tuple[int, int] | None = None):
+        self.image = shrink_to_cover(read_image(path) if image is None else image, *(fit or MAX_BACKGROUND_SIZE))
         self.path = Path(path) if path is not None else None
         self.label = label or (self.path.name if self.path else "image")
         self._fitted: np.ndarray | None = None
@@ -194,8 +210,9 @@ class NoBackground(HoldsNothingOpen):
         return None
 
 
-def parse_background(spec: "str | BackgroundSpec") -> Background:
-    """Build the background a spec names (see ``BackgroundSpec``); BackgroundError when it cannot."""
+def parse_background(spec: "str | BackgroundSpec", fit: tuple[int, int] | None = None) -> Background:
+    """Build the background a spec names (see ``BackgroundSpec``); BackgroundError when it cannot.
+    ``fit``: the output size (width, height), so a large image keeps only what it needs."""
     bs = BackgroundSpec.parse(spec)
     if bs.kind == "none":
         return NoBackground()
@@ -210,9 +227,9 @@ def parse_background(spec: "str | BackgroundSpec") -> Background:
     if kind == "video":
         return VideoBackground(path)
     if kind == "image":
-        return ImageBackground(path)
+        return ImageBackground(path, fit=fit)
     try:
-        return ImageBackground(path)
+        return ImageBackground(path, fit=fit)
     except BackgroundError:
         return VideoBackground(path)
 

@@ -219,3 +219,105 @@ def test_a_replaced_background_is_closed(portrait_frame):
     engine.set_background("color:#102030", second)        # setting the same one again keeps it open
     assert (first.closed, second.closed) == (1, 0)
     assert engine.settings.background == "color:#102030"
+
+
+class ScriptedSource:
+    """A source whose open/read follow a script: frames, None, or exceptions."""
+
+    def __init__(self, reads, live=True, open_error=None, name="camera 9"):
+        self.reads, self.live, self.open_error, self.name = list(reads), live, open_error, name
+        self.fps, self.last_wait, self.opens = 30.0, 0.0, 0
+
+    def open(self):
+        self.opens += 1
+        if self.open_error:
+            raise self.open_error
+
+    def read(self):
+        time.sleep(0.005)
+        item = self.reads.pop(0) if self.reads else None
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self):
+        pass
+
+
+def test_a_camera_that_raises_while_reconnecting_keeps_the_capture_thread(portrait_frame):
+    engine, statuses = make_engine(portrait_frame, background="blur")
+    script = [portrait_frame] * 3 + [None, RuntimeError("driver fell over"), RuntimeError("again")] + [portrait_frame] * 200
+    engine.start(ScriptedSource(script))
+    try:
+        assert engine.wait_for_frames(8, timeout=30)
+        assert any("lost: reconnecting" in m for _, m in statuses)
+        assert any("reconnected" in m for _, m in statuses)
+        assert any(t.name == "capture" and t.is_alive() for t in threading.enumerate())
+    finally:
+        engine.stop()
+
+
+def test_a_camera_never_found_is_not_called_lost_and_stop_is_prompt(portrait_frame):
+    from app.sources import SourceError
+
+    engine, statuses = make_engine(portrait_frame, background="blur")
+    engine.start(ScriptedSource([], open_error=SourceError("camera 9 could not be opened")))
+    time.sleep(1.5)                                  # inside the reconnect backoff
+    t = time.monotonic()
+    engine.stop()
+    assert time.monotonic() - t < 1.0
+    messages = " ".join(m for _, m in statuses)
+    assert "could not be opened" in messages and "lost" not in messages
+
+
+def test_a_file_source_that_stops_giving_frames_fails_the_run(portrait_frame):
+    engine, statuses = make_engine(portrait_frame, background="blur")
+    engine.start(ScriptedSource([portrait_frame] * 5 + [RuntimeError("decoder error")] * 1000, live=False,
+                                name="video clip.mp4"))
+    try:
+        deadline = time.monotonic() + 15
+        while engine.failure is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert engine.failure and "clip.mp4 stopped giving frames" in engine.failure
+        assert ("error", engine.failure) in statuses
+    finally:
+        engine.stop()
+
+
+def test_a_source_whose_open_raises_any_error_is_a_clear_source_error(portrait_frame):
+    from app.sources import SourceError
+
+    engine, _ = make_engine(portrait_frame, background="blur")
+    with pytest.raises(SourceError, match="video x.mp4 cannot be opened: codec exploded"):
+        engine.start(ScriptedSource([], live=False, open_error=RuntimeError("codec exploded"), name="video x.mp4"))
+    engine.stop()
+
+
+@pytest.mark.parametrize("convert", [
+    lambda f: f[..., 0],                                                     # grey, 2-D
+    lambda f: f[..., :1],                                                    # grey, one channel
+    lambda f: np.dstack([f, np.full(f.shape[:2], 255, np.uint8)]),           # BGRA
+    lambda f: f.astype(np.uint16) * 257,                                     # 16-bit
+    lambda f: f.astype(np.float32) / 255,                                    # float in [0, 1]
+])
+def test_frames_of_other_shapes_and_types_are_converted(portrait_frame, convert):
+    engine, statuses = make_engine(portrait_frame, background="blur")
+    engine.start(ScriptedSource([convert(portrait_frame)] * 100, live=False))
+    try:
+        assert engine.wait_for_frames(5, timeout=30)
+        assert engine.last_output.shape == portrait_frame.shape and engine.last_output.dtype == np.uint8
+        assert not [m for lvl, m in statuses if lvl == "error"]
+    finally:
+        engine.stop()
+
+
+def test_a_huge_background_keeps_only_what_the_output_needs(tmp_path):
+    import cv2
+
+    from inference.compose import parse_background
+
+    path = tmp_path / "huge.png"
+    cv2.imwrite(str(path), np.zeros((4000, 6000, 3), np.uint8))
+    bg = parse_background(str(path), fit=(640, 480))
+    assert bg.image.shape[:2] == (480, 720)          # covers 640x480 at the photo's 3:2 shape, nothing more
+    assert parse_background(str(path)).image.shape[:2] == (2560, 3840)    # unknown output: 4K at most

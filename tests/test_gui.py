@@ -1,6 +1,7 @@
 """The desktop window, offscreen, on a real still portrait and the real model."""
 from __future__ import annotations
 
+import sys
 import threading
 
 import cv2
@@ -266,3 +267,42 @@ def test_signals_emitted_from_threads_keep_true_alive(qtbot):
     assert len(got) == 3000
     assert sys.getrefcount(True) >= before - 50
     del headroom
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_closes_the_window_like_its_close_button(tmp_path, sig):
+    """Logout or Ctrl+C: settings are saved (with the last change), threads stop, no traceback."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "settings.json").write_text(json.dumps({"engine": {"source": "demo", "background": "blur:9"}}))
+    env = dict(os.environ, BGSWAP_CONFIG_DIR=str(cfg), QT_QPA_PLATFORM="offscreen")
+    p = subprocess.Popen([sys.executable, "-m", "app.cli"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(8)
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + getattr(signal, sig), err
+    assert "Traceback" not in err
+    saved = json.loads((cfg / "settings.json").read_text())
+    assert saved["gui"]["geometry"] and saved["engine"]["background"] == "blur:9"
+
+
+def test_a_damaged_settings_file_opens_the_window_with_a_banner(qtbot, tmp_path, monkeypatch, recording_backend):
+    import json
+
+    monkeypatch.setenv("BGSWAP_CONFIG_DIR", str(tmp_path))
+    (tmp_path / "settings.json").write_text(json.dumps(
+        {"engine": {"source": "demo", "mirror": "no", "background": 123}, "gui": {"user_backgrounds": 5}}))
+    w = MainWindow(autostart=False)
+    qtbot.addWidget(w)
+    assert w.banner.isVisibleTo(w) and "settings.json.bad" in w.last_message
+    assert (tmp_path / "settings.json.bad").exists()
+    assert w.engine.settings.source == "demo" and w.engine.settings.mirror is False
+    w.close()

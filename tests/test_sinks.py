@@ -73,3 +73,73 @@ def test_file_sink_keeps_no_file_without_frames(tmp_path):
     sink.start(64, 48, 30)
     sink.close()
     assert not path.exists() and sink.frames_written == 0
+
+
+class FailingWriter:
+    """A writer whose disk fills up after ``ok`` frames (what av raises on ENOSPC)."""
+
+    codec = "fake"
+
+    def __init__(self, path, ok):
+        self.path, self.ok, self.n = path, ok, 0
+        open(path, "wb").close()
+
+    def write(self, frame):
+        self.n += 1
+        if self.n > self.ok:
+            raise OSError(28, "No space left on device")
+
+    def close(self):
+        pass
+
+
+def test_a_full_disk_fails_the_recording_and_keeps_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "full.mp4"
+    out.write_bytes(b"an earlier recording")          # replaced only by a complete new one (--overwrite)
+    monkeypatch.setattr("app.sinks.open_video_writer", lambda path, w, h, fps: FailingWriter(path, 7))
+    sink = FileSink(out)
+    sink.start(64, 48, 30)
+    for v in range(20):
+        sink.send(np.full((48, 64, 3), v, np.uint8))
+    sink.close()
+    assert sink.failed and "No space left on device" in sink.error and "after 7 frames" in sink.error
+    assert out.read_bytes() == b"an earlier recording"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.mp4"]        # no partial file, no lock
+
+
+def test_a_writer_that_loses_frames_silently_is_caught(tmp_path, monkeypatch):
+    """OpenCV's writer prints 'Failed to write frame' on a full disk and carries on: the frame count
+    read back from the file catches it."""
+    from app import video_writer
+
+    real = video_writer.OpenCVWriter.write
+    calls = {"n": 0}
+
+    def lossy(self, frame):
+        calls["n"] += 1
+        if calls["n"] <= 5:
+            real(self, frame)
+
+    monkeypatch.setattr(video_writer.OpenCVWriter, "write", lossy)
+    out = tmp_path / "lossy.avi"
+    sink = FileSink(out)
+    sink.start(64, 48, 30)
+    for v in range(20):
+        sink.send(np.full((48, 64, 3), v * 10, np.uint8))
+    sink.close()
+    assert sink.failed and "5 of 20 frames" in sink.error
+    assert not out.exists()
+
+
+def test_one_output_file_has_one_writer(tmp_path):
+    out = tmp_path / "one.avi"
+    first = FileSink(out)
+    first.start(64, 48, 30)
+    with pytest.raises(SinkUnavailable, match="another bgswap is writing"):
+        FileSink(out).start(64, 48, 30)
+    first.send(np.zeros((48, 64, 3), np.uint8))
+    first.close()
+    second = FileSink(out)                            # free again once the first is done
+    second.start(64, 48, 30)
+    second.close()
+    assert out.exists()

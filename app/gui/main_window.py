@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QSplitter, QTab
 
 from ..engine import Engine
 from ..settings import Settings, SettingsError, SettingsStore
+from ..signals import SignalCatcher
 from ..sinks import CallbackSink
 from .background_picker import accept_file_drag, dropped_files
 from .bridge import FrameBridge, Task
@@ -224,6 +225,28 @@ def run_gui(settings: Settings | None = None, store: SettingsStore | None = None
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("BgSwap")
     keep_refs_alive(app)
-    win = MainWindow(settings, store, session_only)
-    win.show()
-    return app.exec()
+    signals = SignalCatcher().install()
+    try:
+        win = MainWindow(settings, store, session_only)
+        win.show()
+        close_on_signal(win, signals)
+        code = app.exec()
+    finally:
+        signals.restore()
+    return signals.exit_code or code
+
+
+def close_on_signal(win: MainWindow, signals: SignalCatcher) -> QTimer:
+    """SIGINT / SIGTERM (Ctrl+C, logout, shutdown) close the window as its close button does: settings
+    are saved and every thread stops. Python runs signal handlers between its own calls, so a timer
+    gives it that chance while Qt's loop runs."""
+    def check() -> None:
+        if signals.stop.is_set():
+            timer.stop()
+            log.info("signal %d: closing the window", signals.signum)
+            win.close()
+            QApplication.quit()
+
+    timer = QTimer(win, interval=200, timeout=check)
+    timer.start()
+    return timer

@@ -60,7 +60,7 @@ class BackgroundTab(QWidget):
             self.ctx.show_message("error", f"{exc}. Keeping the current background.")
             self.gallery.mark(previous)
 
-        self.ctx.run_task(lambda: parse_background(spec), applied, failed)
+        self.ctx.run_task(lambda: parse_background(spec, fit=engine.output_size), applied, failed)
 
     def cycle(self, step: int) -> None:
         spec = self.gallery.next_spec(self.ctx.engine.settings.background, step)
@@ -80,7 +80,7 @@ class BackgroundTab(QWidget):
             def failed(exc, p=path):
                 self.ctx.show_message("error", f"Cannot add {Path(p).name}: {exc}")
 
-            self.ctx.run_task(lambda p=path: parse_background(p), added, failed)
+            self.ctx.run_task(lambda p=path: parse_background(p, fit=self.ctx.engine.output_size), added, failed)
 
     def set_color(self, color: str) -> None:
         color = str(BackgroundSpec.parse(f"color:{color}").value)
