@@ -9,6 +9,7 @@ output keeps the camera's rate even when the model is slower.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,7 @@ from inference.background_spec import BackgroundSpec
 from inference.compose import Background, BackgroundError, Compositor, parse_background
 from inference.refine import MaskRefiner, RefineSettings
 
+from .mask_schedule import MaskSchedule
 from .settings import EngineSettings
 from .slots import LatestSlot
 from .sinks import Sink
@@ -32,6 +34,7 @@ from .stats import PipelineStats, StatsSnapshot
 
 log = logging.getLogger(__name__)
 
+LIVE_FIELDS = ("mirror", "async_segmentation", "mask_rate", "preset", "input_size", "threads", "passes")
 FILE_STALL_S = 3.0           # a file or demo source giving no frame this long has failed
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
@@ -53,6 +56,7 @@ class Engine:
         self.stats = PipelineStats()
         self.compositor = Compositor()
         self.refiner = MaskRefiner(self.settings.refine)
+        self.schedule = MaskSchedule(self.settings.mask_rate)
         self.segmenter: Segmenter | None = None
         self.background: Background | None = None
         self.source: Source | None = None
@@ -83,8 +87,7 @@ class Engine:
         """
         s = self.settings
         if self.segmenter is None:
-            self.segmenter = Segmenter(s.model_dir, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt,
-                                       input_size=s.input_size, threads=s.threads, precision=s.precision)
+            self.segmenter = self._make_segmenter(s)
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
             self.background = parse_background(s.background, fit=(s.width, s.height))
@@ -166,33 +169,34 @@ class Engine:
         return self.settings.width, self.settings.height
 
     def update(self, **changes) -> None:
-        """Change settings while running: mirror, async_segmentation, input_size, or refine fields."""
+        """Change settings while running: refine fields and LIVE_FIELDS (a model field builds the model
+        anew, off the frame path). Checked like every setting; SettingsError names a bad one."""
+        new = copy.deepcopy(self.settings)
         refine_fields = {f.name for f in dataclasses.fields(RefineSettings)}
-        new_refine = dataclasses.replace(self.settings.refine,
-                                         **{k: v for k, v in changes.items() if k in refine_fields})
-        new_refine.validate()
         for key, value in changes.items():
             if key in refine_fields:
-                continue
-            if key == "input_size":
-                self._set_input_size(value)
-            elif key in ("mirror", "async_segmentation"):
-                setattr(self.settings, key, bool(value))
+                setattr(new.refine, key, value)
+            elif key in LIVE_FIELDS:
+                setattr(new, key, value)
             else:
                 raise ValueError(f"setting {key!r} cannot be changed while running")
-        self.settings.refine = new_refine
-        self.refiner.settings = new_refine
+        new.validate()
+        if self.segmenter is not None and self._segmenter_key(new) != self._segmenter_key(self.settings):
+            self.segmenter = self._make_segmenter(new)
+            self.stats.backend = self.segmenter.backend_name
+        for f in dataclasses.fields(new):
+            setattr(self.settings, f.name, getattr(new, f.name))
+        self.refiner.settings = self.settings.refine
+        self.schedule.max_rate = self.settings.mask_rate
 
-    def _set_input_size(self, size: int | None) -> None:
-        if self.segmenter is not None and size is not None and (size, size) == self.segmenter.input_size:
-            self.settings.input_size = size
-            return
-        s = self.settings
-        seg = Segmenter(s.model_dir, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt, input_size=size,
-                        threads=s.threads, precision=s.precision)
-        self.segmenter = seg
-        self.settings.input_size = size
-        self.stats.backend = seg.backend_name
+    @staticmethod
+    def _segmenter_key(s: EngineSettings) -> tuple:
+        return s.input_size or 0, s.threads, s.passes
+
+    @staticmethod
+    def _make_segmenter(s: EngineSettings) -> Segmenter:
+        return Segmenter(s.model_dir, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt,
+                         input_size=s.input_size, threads=s.threads, precision=s.precision, passes=s.passes)
 
     def set_source(self, spec: str, width: int | None = None, height: int | None = None,
                    fps: float | None = None) -> None:
@@ -281,6 +285,9 @@ class Engine:
             if cur_gen != gen:       # a new source; the first one may already be reported as not found
                 lost = gen == -1 and self._not_found_reported
                 gen, delivered, backoff, stalled_since = cur_gen, False, 0.5, None
+            if self._idle_now():
+                self._idle_wait(src)
+                continue
             t0 = time.perf_counter()
             frame = self._read(src)
             if frame is None:
@@ -319,6 +326,34 @@ class Engine:
             self.stats.frame_in()
             self._frames.put(_Frame(seq, time.monotonic(), frame))
 
+    def _idle_now(self) -> bool:
+        """True while there are outputs and none is watched (no virtual-camera reader, preview hidden).
+        Entering idle drops the mask, so the first frame after it gets a fresh one."""
+        with self._sinks_lock:
+            sinks = list(self.sinks)
+        idle = bool(sinks) and not any(s.watched for s in sinks)
+        if idle != self.stats.idle:
+            self.stats.idle = idle
+            if idle:
+                self._mask = None
+                self._mask_ready.clear()
+                self.schedule.reset()
+                self.refiner.reset()
+            self._status("info", "idle: no one is watching" if idle else "someone is watching: resuming")
+        return idle
+
+    def _idle_wait(self, src: Source) -> None:
+        """While idle: a camera's frames are taken from the driver undecoded (so none is stale on
+        resuming); files and the demo just wait."""
+        skip = getattr(src, "skip", None)
+        if src.live and skip is not None:
+            try:
+                if skip():
+                    return
+            except Exception as exc:
+                log.debug("skip failed: %s", exc)
+        self._stopping.wait(0.03)
+
     def _read(self, src: Source) -> np.ndarray | None:
         """One frame as 3-channel uint8 BGR, or None (read failed, or a frame no conversion fits)."""
         try:
@@ -335,9 +370,13 @@ class Engine:
             log.debug("ignored: %s", exc)
 
     def _segment_loop(self) -> None:
+        """Run the model on the newest frame when the schedule says so (rate cap, still picture)."""
         while self._running.is_set():
+            wait = self.schedule.wait_before_next(time.monotonic())
+            if wait > 0 and self._stopping.wait(wait):
+                break
             item = self._to_model.get(timeout=0.2)
-            if item is None:
+            if item is None or not self.schedule.should_run(item.image, time.monotonic()):
                 continue
             try:
                 self._mask = self._predict(item.image)
@@ -380,7 +419,9 @@ class Engine:
                     return
             prob = self._mask
         else:
-            prob = self._predict(frame)
+            if self._mask is None or self.schedule.should_run(frame, time.monotonic()):
+                self._mask = self._predict(frame)
+            prob = self._mask
         t = time.perf_counter()
         alpha = self.refiner(prob, frame)
         t2 = time.perf_counter()

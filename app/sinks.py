@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from .device_readers import ReaderWatch
 from .slots import LatestSlot
 from .video_writer import VideoWriter, open_video_writer
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 class Sink(Protocol):
     name: str
+    watched: bool          # someone sees this output now; when no sink is watched the engine idles
 
     def start(self, width: int, height: int, fps: float) -> None: ...
     def send(self, frame: np.ndarray) -> None: ...
@@ -39,6 +41,7 @@ class CallbackSink:
     def __init__(self, fn: Callable[[np.ndarray], None], name: str = "callback"):
         self.fn = fn
         self.name = name
+        self.watched = True          # the window sets this False while the preview is hidden
 
     def start(self, width, height, fps):
         pass
@@ -65,12 +68,17 @@ class VirtualCameraSink:
     """Publishes frames to a virtual camera at a steady rate from its own sender thread.
 
     The newest frame wins; when the pipeline is slower than ``fps`` the last
-    frame is repeated, so video-call apps see a constant-rate camera.
+    frame is repeated, so video-call apps see a constant-rate camera. ``watched`` says whether a
+    program has the device open (``ReaderWatch`` on ``reader_node``: the device itself by default,
+    on Linux); with no reader the last frame is repeated once a second only.
     """
 
-    def __init__(self, device: str | None = None, backend: str | None = None):
+    def __init__(self, device: str | None = None, backend: str | None = None,
+                 reader_node: str | Path | None = None):
         self.device = device
         self.backend = backend
+        self.reader_node = reader_node
+        self._readers: ReaderWatch | None = None
         self.name = "virtual camera"
         self._slot: LatestSlot[np.ndarray] = LatestSlot()
         self._thread: threading.Thread | None = None
@@ -89,10 +97,17 @@ class VirtualCameraSink:
             raise SinkUnavailable(f"virtual camera{where} unavailable ({str(exc).strip()}). Fix: "
                                   f"{virtual_camera_fix()}") from exc
         self.device_name = self._cam.device
+        node = self.reader_node or (self._cam.device if platform.system() == "Linux" else None)
+        if node and Path(node).exists():
+            self._readers = ReaderWatch(node)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="virtual-camera", daemon=True)
         self._thread.start()
         log.info("virtual camera on %s (%s), %dx%d @ %g fps", self._cam.device, self._cam.backend, width, height, fps)
+
+    @property
+    def watched(self) -> bool:
+        return self._readers is None or self._readers.readers > 0
 
     def send(self, frame: np.ndarray) -> None:
         self._slot.put(frame)
@@ -100,7 +115,11 @@ class VirtualCameraSink:
     def _run(self) -> None:
         last = None
         while not self._stop.is_set():
-            frame = self._slot.get(timeout=0) if last is not None else self._slot.get(timeout=0.1)
+            watched = self.watched
+            # Watched: take a new frame if there is one, else repeat the last at the camera's rate.
+            # Unwatched: wait up to a second for a new frame (the engine is idle and sends none).
+            wait = (0 if watched else 1.0) if last is not None else 0.1
+            frame = self._slot.get(timeout=wait)
             if frame is not None:
                 last = frame
             if last is None:
@@ -109,7 +128,8 @@ class VirtualCameraSink:
                 if last.shape[:2] != (self._cam.height, self._cam.width):
                     last = cv2.resize(last, (self._cam.width, self._cam.height))
                 self._cam.send(last)
-                self._cam.sleep_until_next_frame()
+                if watched:
+                    self._cam.sleep_until_next_frame()
             except Exception:
                 log.exception("virtual camera send failed; stopping the virtual camera")
                 break
@@ -122,6 +142,9 @@ class VirtualCameraSink:
         if self._cam is not None:
             self._cam.close()
             self._cam = None
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
 
 
 class RecordingError(RuntimeError):
@@ -146,6 +169,7 @@ class FileSink:
         self.max_frames = max_frames          # frames after this many are not written
         self._accepted = 0
         self.name = f"file {self.path.name}"
+        self.watched = True          # a recording wants every frame
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self._writer: VideoWriter | None = None
         self._thread: threading.Thread | None = None

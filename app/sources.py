@@ -80,6 +80,10 @@ class CameraSource:
         ok, frame = self._cap.read()
         return frame if ok and frame is not None else None
 
+    def skip(self) -> bool:
+        """Take the next frame from the driver without decoding it (cheap: for idle times)."""
+        return self._cap is not None and bool(self._cap.grab())
+
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()

@@ -21,8 +21,11 @@ class StatsSnapshot:
     frames_out: int = 0
     dropped: int = 0
     backend: str = ""
+    idle: bool = False
 
     def line(self) -> str:
+        if self.idle:
+            return f"idle: no one is watching (model and compositing stopped) | {self.backend}"
         stages = " ".join(f"{k} {v:.1f}" for k, v in self.stage_ms.items())
         return (f"in {self.fps_in:.1f} fps, out {self.fps_out:.1f} fps, model {self.fps_model:.1f}/s, "
                 f"latency {self.latency_ms:.0f} ms, cpu {self.cpu_ms_per_frame:.1f} ms/frame, "
@@ -65,6 +68,7 @@ class PipelineStats:
             self._cpu_frames0 = 0
             self._cpu_ms = 0.0
             self.backend = ""
+            self.idle = False
 
     def stage(self, name: str, ms: float) -> None:
         with self._lock:
@@ -96,4 +100,4 @@ class PipelineStats:
         now = time.monotonic()
         with self._lock:
             return StatsSnapshot(self._in.rate(now), self._out.rate(now), self._model.rate(now), self._latency,
-                                 self._cpu_ms, dict(self._ms), self.frames_in, self.frames_out, 0, self.backend)
+                                 self._cpu_ms, dict(self._ms), self.frames_in, self.frames_out, 0, self.backend, self.idle)

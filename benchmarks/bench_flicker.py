@@ -6,7 +6,9 @@ A still photo (the bundled demo photo, or every n-th photo of a file list, scale
 wide) is fed as a clip of frames that differ only by sensor-like noise (Gaussian, sigma 3);
 each refinement setting runs through ``inference.refine.MaskRefiner`` with the app's temporal
 smoothing, and the mean absolute frame-to-frame alpha change is printed (x1e-3; lower is
-steadier), with the refinement's milliseconds per frame.
+steadier), with the refinement's milliseconds per frame. ``--presets`` does the same for each
+quality preset as the app runs it: its model (input size, passes), its mask schedule at 30 fps
+(rate cap; a still scene keeps its mask) and its refinement.
 """
 from __future__ import annotations
 
@@ -54,7 +56,10 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=10)
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--noise", type=float, default=3.0)
+    ap.add_argument("--presets", action="store_true", help="compare the quality presets instead")
     args = ap.parse_args()
+    if args.presets:
+        return compare_presets(args)
     seg = Segmenter(threads=2)
     rng = np.random.default_rng(0)
     clips = []
@@ -76,6 +81,37 @@ def main() -> None:
                     changes.append(float(np.abs(alpha - prev).mean()))
                 prev = alpha
         print(f"  {name:20s} flicker {np.mean(changes) * 1000:6.3f} e-3   refine {np.median(ms):5.2f} ms")
+
+
+def compare_presets(args) -> None:
+    from app.mask_schedule import MaskSchedule
+    from app.settings import Settings
+    from app.settings.convert import set_path
+    from app.settings.presets import PRESET_NAMES, preset_values
+
+    rng = np.random.default_rng(0)
+    clips = [[np.clip(img + rng.normal(0, args.noise, img.shape), 0, 255).astype(np.uint8)
+              for _ in range(args.frames)] for img in photos(args.list, args.photos)]
+    print(f"{len(clips)} still scene(s), {args.frames} frames each at 30 fps, noise sigma {args.noise}")
+    for name in PRESET_NAMES:
+        s = Settings()
+        for path, value in preset_values(name).items():
+            set_path(s, path, value)
+        e = s.engine
+        seg = Segmenter(input_size=e.input_size, threads=2, passes=e.passes)
+        changes, runs = [], 0
+        for clip in clips:
+            refiner, schedule, low = MaskRefiner(e.refine), MaskSchedule(e.mask_rate), None
+            prev = None
+            for i, frame in enumerate(clip):
+                if low is None or schedule.should_run(frame, i / 30):
+                    low, runs = seg.predict_lowres(frame), runs + 1
+                alpha = refiner(low, frame)
+                if prev is not None and i >= 3:
+                    changes.append(float(np.abs(alpha - prev).mean()))
+                prev = alpha
+        print(f"  {name:10s} flicker {np.mean(changes) * 1000:6.3f} e-3   model runs per frame "
+              f"{runs / sum(len(c) for c in clips):.2f}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ class BackendOptions:
     tensorrt: bool = False
     input_hw: tuple[int, int] = (256, 256)   # TensorRT builds its engine for this shape
     precision: str = "auto"                  # see PRECISIONS; int8 is an ONNX Runtime model
+    spin: bool = False                       # ONNX Runtime's worker threads busy-wait between calls (faster
+                                             # by a little when the machine is idle, costly when it is not)
 
 
 def _paddle_gpu_available() -> bool:
@@ -76,7 +78,7 @@ def _onnx_file(model_dir: Path, precision: str, on_gpu: bool) -> tuple[Path, str
 
 
 class OnnxRuntimeBackend:
-    def __init__(self, model_dir: Path, compute: str, threads: int, precision: str = "auto"):
+    def __init__(self, model_dir: Path, compute: str, threads: int, precision: str = "auto", spin: bool = False):
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
@@ -92,6 +94,7 @@ class OnnxRuntimeBackend:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as exc:
@@ -184,12 +187,12 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
 
     try:
         return OnnxRuntimeBackend(model_dir, "cpu" if opts.compute == "cpu" else opts.compute, opts.threads,
-                                  opts.precision)
+                                  opts.precision, opts.spin)
     except RuntimeError as exc:
         if isinstance(exc, ModelError) or opts.compute != "gpu":
             raise
         log.warning("%s: using ONNX Runtime on the CPU", exc)
-        return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision)
+        return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision, opts.spin)
 
 
 def _cuda_hint() -> bool:

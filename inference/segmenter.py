@@ -26,12 +26,18 @@ class Segmenter:
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", compute: str = "auto",
                  input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False,
-                 precision: str = "auto"):
+                 precision: str = "auto", passes: int = 1, spin: bool = False):
+        """``passes=2`` also runs the mirror image (one call, batch of two) and averages both: steadier
+        edges for twice the model's cost. A model exported mirror-averaged always runs both."""
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         self.meta = ModelMeta.load(self.model_dir)
         self.input_size = self._check_size(input_size)
-        self.backend = create_backend(self.model_dir,
-                                      BackendOptions(backend, compute, threads, tensorrt, self.input_size, precision))
+        if passes not in (1, 2):
+            raise ValueError(f"passes must be 1 or 2, not {passes!r}")
+        self.passes = 2 if self.meta.mirror_averaged else passes
+        self._mirror_here = passes == 2 and not self.meta.mirror_averaged
+        self.backend = create_backend(self.model_dir, BackendOptions(backend, compute, threads, tensorrt,
+                                                                     self.input_size, precision, spin))
         # blobFromImage subtracts the mean (in the model's channel order) and lays out NCHW in one
         # pass; the per-channel 1/std is then one in-place multiply.
         self._mean255 = tuple(float(m) * 255.0 for m in self.meta.mean)
@@ -70,7 +76,11 @@ class Segmenter:
         """Person probability at the network's input size (float32, input_size)."""
         x = self.preprocess(frame_bgr)
         t = time.perf_counter()
-        prob = self.backend.run(x)[0, 0]
+        if self._mirror_here:
+            out = self.backend.run(np.concatenate([x, x[..., ::-1]]))
+            prob = (out[0, 0] + out[1, 0, :, ::-1]) * 0.5
+        else:
+            prob = self.backend.run(x)[0, 0]
         self.last_ms = (time.perf_counter() - t) * 1000
         return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
 

@@ -180,7 +180,8 @@ def test_paused_output_is_frozen_and_the_model_rests(portrait_frame):
     engine, _ = make_engine(portrait_frame, background="blur")
     out = Collector()
     engine.add_sink(CallbackSink(out))
-    engine.start(still(portrait_frame, fps=60))
+    moving = [portrait_frame, np.ascontiguousarray(portrait_frame[:, ::-1])] * 2000   # a still one rests anyway
+    engine.start(ScriptedSource(moving, live=False))
     try:
         assert engine.wait_for_frames(5, timeout=30)
         engine.pause(True)
@@ -194,6 +195,7 @@ def test_paused_output_is_frozen_and_the_model_rests(portrait_frame):
         assert not model_runs                             # but nothing is segmented
         assert all(np.array_equal(f, out.frames[shown]) for f in out.frames[shown:])
         engine.pause(False)
+        time.sleep(0.2)
         n = engine.stats.frames_out
         assert engine.wait_for_frames(n + 5, timeout=30) and model_runs
     finally:

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QSplitter, QTabWidget, QToolBar, QVBoxLayout, QWidget
 
@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.ctx = WindowContext(self.engine, self.settings, self.run_task, self.show_message, self._settings_changed)
         self.tasks: list[Task] = []
         self.last_message = ""
+        self.preview_sink = CallbackSink(self.bridge.push, "preview")
         self._build_ui()
         self._build_shortcuts()
         self._stats_timer = QTimer(self, interval=500, timeout=self._update_stats)
@@ -126,7 +127,7 @@ class MainWindow(QMainWindow):
     def start_engine(self) -> None:
         def start():
             self.engine.start()
-            self.engine.add_sink(CallbackSink(self.bridge.push, "preview"))
+            self.engine.add_sink(self.preview_sink)
 
         def started(_):
             self.preview.placeholder = "Waiting for the camera..."
@@ -157,6 +158,9 @@ class MainWindow(QMainWindow):
     def _update_stats(self) -> None:
         snap = self.engine.snapshot()
         ms = snap.stage_ms
+        if snap.idle:
+            self.stats_label.setText("idle: no one is watching")
+            return
         self.stats_label.setText(f"{snap.fps_out:.0f} fps | {snap.latency_ms:.0f} ms | "
                                  f"CPU {snap.cpu_ms_per_frame:.0f} ms/frame")
         if self.stats_action.isChecked():
@@ -185,6 +189,23 @@ class MainWindow(QMainWindow):
         self._update_stats()
         self.preview.update()
         self._settings_changed()
+
+    def _update_watched(self) -> None:
+        """The preview counts as watched while the window is shown and not minimised."""
+        self.preview_sink.watched = self.isVisible() and not self.isMinimized()
+
+    def changeEvent(self, e) -> None:
+        if e.type() == QEvent.Type.WindowStateChange:
+            self._update_watched()
+        super().changeEvent(e)
+
+    def showEvent(self, e) -> None:
+        self._update_watched()
+        super().showEvent(e)
+
+    def hideEvent(self, e) -> None:
+        self._update_watched()
+        super().hideEvent(e)
 
     def dragEnterEvent(self, e) -> None:
         accept_file_drag(e)

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
 
 from .convert import set_path
+from .presets import PRESET_NAMES, preset_values
 from .schema import Settings, SettingsError
 
 
@@ -72,6 +73,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--threads", ("engine.threads",), "model threads", type=whole_number),
     Option("--precision", ("engine.precision",),
            "model precision: auto (int8 on the CPU when the model ships it), fp32 or int8", choices=PRECISIONS),
+    Option("--preset", ("engine.preset",), "battery | balanced (default) | quality: the model's rate, threads, "
+           "passes and size in one choice (options below still win)", choices=PRESET_NAMES),
+    Option("--mask-rate", ("engine.mask_rate",), "model runs per second at most (0 = every frame)", type=number),
+    Option("--passes", ("engine.passes",), "1, or 2 to average in the mirror image", type=whole_number),
     Option("--threshold", ("engine.refine.threshold",), "probability that counts as person (0-1)", type=number),
     Option("--feather", ("engine.refine.feather",), "edge softness (0-0.5)", type=number),
     Option("--temporal", ("engine.refine.temporal",), "temporal smoothing, 0 = off (0-0.99)", type=number),
@@ -116,7 +121,7 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
     for opt in OPTIONS:
         value = getattr(args, opt.dest, None)
         if value is not None:
-            out.update(opt.values(value))
+            out.update(preset_values(value) if opt.flag == "--preset" else opt.values(value))
     return out
 
 
@@ -127,9 +132,13 @@ def apply_options(settings: Settings, args: argparse.Namespace) -> tuple[Setting
     out.engine = dataclasses.replace(settings.engine, refine=dataclasses.replace(settings.engine.refine))
     out.outputs = dataclasses.replace(settings.outputs)
     given = given_options(args)
+    preset = getattr(args, "opt_preset", None)
+    if preset is not None:                   # first, so that the other options win over it
+        for path, v in preset_values(preset).items():
+            set_path(out, path, v)
     for opt in OPTIONS:
         value = getattr(args, opt.dest, None)
-        if value is None:
+        if value is None or opt.flag == "--preset":
             continue
         for path, v in opt.values(value).items():
             try:

@@ -19,6 +19,8 @@ from inference.background_spec import BackgroundError, BackgroundSpec, parse_col
 from inference.refine import RefineSettings
 from inference.resources import assets_dir
 
+from .presets import PRESET_NAMES
+
 DEFAULT_BACKGROUND = str(assets_dir() / "backgrounds" / "evening_bokeh.jpg")
 
 
@@ -77,8 +79,11 @@ class EngineSettings:
     compute: str = rule("auto", choices=COMPUTE_TARGETS)        # where the model runs
     tensorrt: bool = rule(False)                               # TensorRT fp16 for Paddle on a CUDA GPU
     input_size: int | None = rule(None, check=_input_size_problem)   # None: the size the model was trained for
-    threads: int = rule(2, range=(1, 64))
+    threads: int = rule(1, range=(1, 64))                      # model threads (one measures best next to a call)
     precision: str = rule("auto", choices=PRECISIONS)          # auto: int8 on the CPU when the model has it
+    preset: str = rule("balanced", choices=PRESET_NAMES)       # what the knobs below were last set from
+    mask_rate: float = rule(15.0, range=(0, 240))              # model runs per second at most; 0 = every frame
+    passes: int = rule(1, range=(1, 2))                        # 2: the mirror image too, averaged
     realtime: bool = rule(True, persist=False)                 # pace files and the demo at their frame rate
     refine: RefineSettings = rule(default_factory=RefineSettings)
 

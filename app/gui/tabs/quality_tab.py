@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPushButton, QS
 
 from inference.refine import RefineSettings
 
+from ...settings.presets import PRESET_HELP, PRESET_LABELS, PRESET_NAMES, preset_values
 from ..context import WindowContext
 
 INPUT_SIZES = [160, 192, 224, 256, 320]
@@ -20,6 +21,14 @@ class QualityTab(QWidget):
         s = ctx.engine.settings
         r = s.refine
         f = QFormLayout(self)
+        self.preset_box = QComboBox()
+        for name in PRESET_NAMES:
+            self.preset_box.addItem(PRESET_LABELS[name], name)
+            self.preset_box.setItemData(self.preset_box.count() - 1, PRESET_HELP[name], Qt.ItemDataRole.ToolTipRole)
+        self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(s.preset)))
+        self.preset_box.setToolTip("How much CPU the app may use: the model's rate, threads and size in one choice")
+        self.preset_box.activated.connect(lambda _i: self.choose_preset(self.preset_box.currentData()))
+        f.addRow("Performance", self.preset_box)
         self.size_box = QComboBox()
         for size in INPUT_SIZES:
             self.size_box.addItem(f"{size} ({'faster' if size < 256 else 'default' if size == 256 else 'sharper'})",
@@ -74,6 +83,21 @@ class QualityTab(QWidget):
             slider.setValue(value)
         self.largest.setChecked(d.largest_person_only)
         self.colour_edges.setChecked(d.colour_edges)
+
+    def choose_preset(self, name: str) -> None:
+        """Apply a preset's knobs (a new model is built off the GUI thread), then show them."""
+        changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(name).items()}
+
+        def applied(_):
+            s = self.ctx.engine.settings
+            self.size_box.setCurrentIndex(max(0, self.size_box.findData(s.input_size or 256)))
+            self.colour_edges.blockSignals(True)
+            self.colour_edges.setChecked(s.refine.colour_edges)
+            self.colour_edges.blockSignals(False)
+            self.ctx.show_message("info", f"Performance: {PRESET_LABELS[name]} ({PRESET_HELP[name]})", 5000)
+            self.ctx.settings_changed()
+
+        self.ctx.run_task(lambda: self.ctx.engine.update(**changes), applied)
 
     def _input_size_chosen(self, _index: int) -> None:
         size = self.size_box.currentData()

@@ -1,0 +1,52 @@
+"""When the model should run: at most ``max_rate`` times a second, and not at all while the picture
+stands still (a still person does not need 30 masks a second; the last one is refined against each
+new frame's edges in between). A change in the frame, or a mask older than ``max_still_age``,
+brings the model back at once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+THUMB = (32, 24)
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    """A 32x24 grey picture of the frame: enough to see motion, ~0.1 ms to make."""
+    small = cv2.resize(frame, THUMB, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.int16)
+
+
+@dataclass
+class MaskSchedule:
+    max_rate: float = 15.0          # model runs per second at most; 0 = every frame, still or not
+    still_level: float = 1.5        # mean grey change (0-255) under which the frame counts as still
+    max_still_age: float = 1.0      # seconds: even a still picture gets a fresh mask this often
+
+    def __post_init__(self) -> None:
+        self._last_run = -1e9
+        self._last_thumb: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.__post_init__()
+
+    def wait_before_next(self, now: float) -> float:
+        """Seconds to wait before the rate cap allows another run (0 when it allows one now)."""
+        if self.max_rate <= 0:
+            return 0.0
+        return max(0.0, self._last_run + 1.0 / self.max_rate - now)
+
+    def should_run(self, frame: np.ndarray, now: float) -> bool:
+        """True when ``frame`` needs a new mask; records it as the frame the mask is made from."""
+        if self.max_rate <= 0:
+            return True
+        if self.wait_before_next(now) > 0:
+            return False
+        thumb = thumbnail(frame)
+        if (self._last_thumb is not None and self._last_thumb.shape == thumb.shape
+                and now - self._last_run < self.max_still_age
+                and float(np.mean(np.abs(thumb - self._last_thumb))) < self.still_level):
+            return False
+        self._last_run, self._last_thumb = now, thumb
+        return True

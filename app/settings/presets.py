@@ -1,0 +1,33 @@
+"""Quality/speed presets: one choice a user understands, mapped to the knobs that set the app's cost.
+
+Each preset sets the model's thread count, its most runs per second (between runs the last mask
+is refined against every new frame's edges; a still picture skips runs), one pass or two (the
+mirror image averaged in), the model's input size and colour-guided edges. Measured on a 2-core
+machine, 640x480 at 30 fps: see ``benchmarks/bench_pipeline.py --presets`` and the README.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+PRESET_NAMES = ("battery", "balanced", "quality")
+PRESET_LABELS = {"battery": "Battery saver", "balanced": "Balanced", "quality": "Best quality"}
+PRESET_HELP = {
+    "battery": "about half of Balanced's CPU: masks 8 times a second at 192 px, brightness-guided edges",
+    "balanced": "masks up to 15 times a second (fewer while you sit still), one model thread",
+    "quality": "a mask for every frame, mirror-averaged, two model threads: the most CPU",
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "battery": {"engine.threads": 1, "engine.mask_rate": 8.0, "engine.passes": 1, "engine.input_size": 192,
+                "engine.refine.colour_edges": False},
+    "balanced": {"engine.threads": 1, "engine.mask_rate": 15.0, "engine.passes": 1, "engine.input_size": None,
+                 "engine.refine.colour_edges": True},
+    "quality": {"engine.threads": 2, "engine.mask_rate": 0.0, "engine.passes": 2, "engine.input_size": None,
+                "engine.refine.colour_edges": True},
+}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """``{dotted field: value}`` a preset sets, with ``engine.preset`` itself."""
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r} must be one of {', '.join(PRESET_NAMES)}")
+    return {"engine.preset": name, **PRESETS[name]}
