@@ -79,7 +79,11 @@ def test_nobody_watching_idles_and_a_reader_brings_frames_back(portrait_frame, t
             resumed = time.monotonic() - t0
             assert not engine.snapshot().idle
             assert resumed < 1.5, resumed          # the reader's start-up (python) is most of it
-            assert recording_backend.instances[-1].frames                # frames reach the device
+            device = recording_backend.instances[-1]
+            deadline = time.monotonic() + 2
+            while not device.frames and time.monotonic() < deadline:  # the camera's sender thread
+                time.sleep(0.01)
+            assert device.frames
         finally:
             reader.kill()
             reader.wait()
