@@ -24,7 +24,8 @@ def _display_available() -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bgswap", description="Real-time webcam background replacement.")
+    p = argparse.ArgumentParser(prog="bgswap", description="Real-time webcam background replacement. "
+                                "'bgswap serve --help' and 'bgswap worker --help': the HTTP service.")
     p.add_argument("--no-gui", action="store_true", help="run headless (kiosks, servers)")
     add_options(p)
     p.add_argument("--config", help="JSON settings file (command-line options win); for the window, for this run only")
@@ -63,6 +64,11 @@ def resolve_settings(args: argparse.Namespace, store: SettingsStore | None) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("serve", "worker"):
+        from .serve.cli import main as serve_main
+
+        return serve_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -72,6 +72,23 @@ class Segmenter:
         x *= self._inv_std
         return x
 
+    def predict_batch(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
+        """Person probability for several frames in one model call: N x H x W float32 at the input size."""
+        h, w = self.input_size
+        small = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) if f.shape[:2] != (h, w) else f
+                 for f in frames_bgr]
+        x = cv2.dnn.blobFromImages(small, 1.0, mean=self._mean255, swapRB=self.meta.color_order == "RGB")
+        x *= self._inv_std
+        t = time.perf_counter()
+        if self._mirror_here:
+            n = len(small)
+            out = self.backend.run(np.concatenate([x, x[..., ::-1]]))
+            prob = (out[:n, 0] + out[n:, 0, :, ::-1]) * 0.5
+        else:
+            prob = self.backend.run(x)[:, 0]
+        self.last_ms = (time.perf_counter() - t) * 1000
+        return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
+
     def predict_lowres(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Person probability at the network's input size (float32, input_size)."""
         x = self.preprocess(frame_bgr)

@@ -1,0 +1,109 @@
+"""``bgswap serve`` and ``bgswap worker``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .config import ServeConfig
+
+log = logging.getLogger("bgswap.serve")
+
+
+def make_predict_batch(config: ServeConfig):
+    """The model for this process: ONNX Runtime (int8 on the CPU) or Paddle on a GPU, as the app picks."""
+    from inference import Segmenter
+
+    seg = Segmenter(config.model_dir, threads=config.threads)
+    log.info("model %s v%s on %s", seg.meta.name, seg.meta.version, seg.backend_name)
+    return seg.predict_batch
+
+
+def build_runner(config: ServeConfig):
+    if config.broker:
+        from .redis_broker import RedisRunner
+
+        return RedisRunner(config.broker, config.max_queue)
+    from .batching import LocalBatcher
+
+    return LocalBatcher(make_predict_batch(config), config.max_batch, config.max_wait_ms, config.max_queue)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", help="model folder (default: the bundled model)")
+    p.add_argument("--threads", type=int, default=2, help="model threads")
+    p.add_argument("--max-batch", type=int, default=8, help="images per model call at most")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def serve_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="bgswap serve", description="Background replacement as an HTTP service.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--broker", help="redis://HOST:PORT: queue jobs for 'bgswap worker' processes "
+                                    "(default: run the model in this process)")
+    p.add_argument("--api-key", default=os.environ.get("BGSWAP_API_KEY"),
+                   help="required X-API-Key header value (needed when --host is not loopback; or BGSWAP_API_KEY)")
+    p.add_argument("--max-megapixels", type=float, default=40.0)
+    p.add_argument("--max-mb", type=float, default=20.0, help="largest upload in MB")
+    p.add_argument("--max-queue", type=int, default=64, help="waiting requests before 503")
+    p.add_argument("--deadline", type=float, default=10.0, help="seconds before a request gets 504")
+    add_common(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServeConfig(host=args.host, port=args.port, broker=args.broker, api_key=args.api_key,
+                         max_bytes=int(args.max_mb * 1024 * 1024), max_megapixels=args.max_megapixels,
+                         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                         deadline_s=args.deadline, threads=args.threads, model_dir=args.model_dir)
+    try:
+        config.check()
+    except ValueError as exc:
+        p.error(str(exc))
+    import uvicorn
+
+    from .api import create_app
+
+    try:
+        runner = build_runner(config)
+    except Exception as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    app = create_app(config, runner)
+    log.info("serving on http://%s:%d (page at /, API docs at /docs)", config.host, config.port)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    runner.close()
+    return 0
+
+
+def worker_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="bgswap worker", description="Run the model for 'bgswap serve --broker'.")
+    p.add_argument("--broker", required=True, help="redis://HOST:PORT")
+    p.add_argument("--claim-ms", type=int, default=3000,
+                   help="take over jobs another worker has held this long (it died)")
+    add_common(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..signals import SignalCatcher
+    from .redis_broker import run_worker
+
+    config = ServeConfig(model_dir=args.model_dir, threads=args.threads)
+    signals = SignalCatcher().install()
+    try:
+        run_worker(args.broker, make_predict_batch(config), args.max_batch, args.max_wait_ms, args.claim_ms,
+                   stop=signals.stop)
+    finally:
+        signals.restore()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    command, rest = argv[0], argv[1:]
+    return serve_main(rest) if command == "serve" else worker_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

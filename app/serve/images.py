@@ -1,0 +1,64 @@
+"""Uploaded images in, results out: checked against the limits before decoding (decompression
+bombs never reach memory), and errors that name the problem with the HTTP status that fits."""
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+
+SUPPORTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
+
+
+class ImageRejected(Exception):
+    """A request's image cannot be used: ``status`` (400, 413, 415) and a message for the client."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str = "image") -> np.ndarray:
+    """Bytes of a JPEG, PNG, WebP or BMP -> BGR uint8; ImageRejected otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None       # the header is all Pillow reads here; the limit below is ours
+    if not data:
+        raise ImageRejected(400, f"the {what} is empty")
+    if len(data) > max_bytes:
+        raise ImageRejected(413, f"the {what} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as im:       # reads the header only
+            fmt, (w, h) = im.format, im.size
+    except UnidentifiedImageError:
+        raise ImageRejected(400, f"the {what} sent is not in an image format: send JPEG, PNG, WebP or BMP") from None
+    except Exception as exc:
+        raise ImageRejected(400, f"the {what} cannot be read: {exc}") from None
+    if fmt not in SUPPORTED:
+        raise ImageRejected(415, f"{fmt} {what}s are not supported: send JPEG, PNG, WebP or BMP")
+    if w * h > max_megapixels * 1e6:
+        raise ImageRejected(413, f"the {what} is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is {max_megapixels:g} MP")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.shape[:2] != (h, w) or _truncated(fmt, data):
+        raise ImageRejected(400, f"the {what} is damaged or truncated")
+    return img
+
+
+def _truncated(fmt: str, data: bytes) -> bool:
+    """A JPEG without its end marker or a PNG without IEND (OpenCV decodes those half grey)."""
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in data[-64:]
+    if fmt == "PNG":
+        return b"IEND" not in data[-32:]
+    return False
+
+
+def encode(img: np.ndarray, fmt: str, quality: int = 90) -> bytes:
+    """``png`` or ``jpeg``; a 4-channel image is PNG only."""
+    ext = ".png" if fmt == "png" else ".jpg"
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, buf = cv2.imencode(ext, img, params)
+    if not ok:
+        raise RuntimeError(f"encoding {fmt} failed")
+    return buf.tobytes()

@@ -1,0 +1,158 @@
+"""Scale out through a Redis Stream: API processes add jobs, ``bgswap worker`` processes (any number,
+any machine) read them in batches through a consumer group, reply on a per-job list and
+acknowledge. A worker that dies mid-batch loses nothing: jobs pending longer than ``claim_ms`` are
+claimed by another worker (XAUTOCLAIM); jobs past their deadline are dropped, their clients have
+had a 504.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+
+import numpy as np
+
+from .batching import QueueFull, collect_batch, to_uint8
+
+log = logging.getLogger(__name__)
+
+STREAM, GROUP = "bgswap:jobs", "bgswap-workers"
+REPLY = "bgswap:reply:"
+BATCHES = "bgswap:batch-sizes"      # hash: batch size -> count, for /metrics
+REPLY_TTL_S = 60
+
+
+def ensure_group(r) -> None:
+    import redis
+
+    try:
+        r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class RedisRunner:
+    """The API side: XADD a job, wait for its reply (BLPOP) until the deadline."""
+
+    def __init__(self, url: str, max_queue: int):
+        import redis
+        import redis.asyncio as aredis
+
+        self.url, self.max_queue = url, max_queue
+        self._sync = redis.Redis.from_url(url, socket_timeout=2)
+        self._r = aredis.Redis.from_url(url)
+        ensure_group(self._sync)
+
+    async def infer(self, small: np.ndarray, deadline: float) -> np.ndarray:
+        if await self._r.xlen(STREAM) >= self.max_queue:
+            raise QueueFull()
+        job = uuid.uuid4().hex
+        h, w = small.shape[:2]
+        await self._r.xadd(STREAM, {"id": job, "h": h, "w": w, "deadline": time.time() + deadline - time.monotonic(),
+                                    "data": np.ascontiguousarray(small).tobytes()})
+        left = deadline - time.monotonic()
+        reply = await self._r.blpop([REPLY + job], timeout=max(0.01, left)) if left > 0 else None
+        if reply is None:
+            raise asyncio.TimeoutError()
+        data = reply[1]
+        if data.startswith(b"error:"):
+            raise RuntimeError(data[6:].decode(errors="replace"))
+        return np.frombuffer(data, np.uint8).reshape(h, w)
+
+    def depth(self) -> int:
+        try:
+            return int(self._sync.xlen(STREAM))
+        except Exception:
+            return -1
+
+    def healthy(self) -> tuple[bool, str]:
+        try:
+            self._sync.ping()
+        except Exception as exc:
+            return False, f"broker {self.url} unreachable: {exc}"
+        try:
+            consumers = self._sync.xinfo_consumers(STREAM, GROUP)
+            recent = [c for c in consumers if c.get("idle", 1e9) < 30_000]
+        except Exception:
+            recent = []
+        return True, f"broker reachable, {len(recent)} worker(s) active in the last 30 s"
+
+    def batch_sizes(self) -> dict[int, int]:
+        try:
+            return {int(k): int(v) for k, v in self._sync.hgetall(BATCHES).items()}
+        except Exception:
+            return {}
+
+    def close(self) -> None:
+        self._sync.close()
+
+
+def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float = 5.0, claim_ms: int = 3000,
+               stop=None) -> None:
+    """Serve jobs until ``stop`` (an Event) is set; a failing job gets an error reply, never kills the loop."""
+    import redis
+
+    r = redis.Redis.from_url(url, socket_timeout=10)
+    ensure_group(r)
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    log.info("worker %s reading %s on %s (batches of up to %d)", name, STREAM, url, max_batch)
+    pending: list = []
+
+    def get(timeout: float | None):
+        if pending:
+            return pending.pop(0)
+        if timeout is not None and timeout <= 0:
+            got = r.xreadgroup(GROUP, name, {STREAM: ">"}, count=max_batch)
+        else:
+            got = r.xreadgroup(GROUP, name, {STREAM: ">"}, count=max_batch, block=int((timeout or 1.0) * 1000))
+        for _stream, entries in got or []:
+            pending.extend(entries)
+        return pending.pop(0) if pending else None
+
+    while stop is None or not stop.is_set():
+        try:
+            claimed = r.xautoclaim(STREAM, GROUP, name, min_idle_time=claim_ms, start_id="0-0", count=max_batch)
+            for entry in claimed[1]:
+                if entry[1]:
+                    log.warning("claimed job %s from a worker that stopped", entry[0])
+                    pending.append(entry)
+            batch = collect_batch(get, max_batch, max_wait_ms / 1000)
+        except redis.ConnectionError as exc:
+            log.error("broker unreachable (%s): retrying in 2 s", exc)
+            time.sleep(2)
+            continue
+        if batch:
+            _serve_batch(r, batch, predict_batch)
+
+
+def _serve_batch(r, batch: list, predict_batch) -> None:
+    now = time.time()
+    live, frames = [], []
+    for msg_id, fields in batch:
+        try:
+            h, w = int(fields[b"h"]), int(fields[b"w"])
+            if float(fields[b"deadline"]) < now:
+                continue                          # its client has had a 504
+            frames.append(np.frombuffer(fields[b"data"], np.uint8).reshape(h, w, 3))
+            live.append((msg_id, fields[b"id"].decode()))
+        except Exception as exc:
+            log.error("malformed job %s dropped: %s", msg_id, exc)
+    if frames:
+        try:
+            probs = [to_uint8(p).tobytes() for p in predict_batch(frames)]
+        except Exception as exc:
+            log.exception("model call failed")
+            probs = [f"error:{exc}".encode()] * len(frames)
+        pipe = r.pipeline()
+        for (_, job), data in zip(live, probs):
+            pipe.rpush(REPLY + job, data)
+            pipe.expire(REPLY + job, REPLY_TTL_S)
+        pipe.hincrby(BATCHES, str(len(frames)), 1)
+        pipe.execute()
+    ids = [m for m, _ in batch]
+    r.xack(STREAM, GROUP, *ids)
+    r.xdel(STREAM, *ids)

@@ -1,0 +1,344 @@
+"""``bgswap serve``: the API on real photos with the shipped model, every bad input, the key rule,
+the page in a real browser, and Redis mode with real redis-server and worker processes."""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.serve.api import create_app  # noqa: E402
+from app.serve.batching import LocalBatcher  # noqa: E402
+from app.serve.config import ServeConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PHOTO = ROOT / "assets" / "demo" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def segmenter_():
+    from inference import Segmenter
+
+    return Segmenter(compute="cpu", threads=2)
+
+
+def make_client(segmenter, **config) -> TestClient:
+    cfg = ServeConfig(**config)
+    runner = LocalBatcher(segmenter.predict_batch, cfg.max_batch, cfg.max_wait_ms, cfg.max_queue)
+    return TestClient(create_app(cfg, runner))
+
+
+@pytest.fixture(scope="module")
+def client(segmenter_):
+    with make_client(segmenter_) as c:
+        yield c
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def decode(content: bytes, flags=cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(content, np.uint8), flags)
+
+
+def expected_alpha(segmenter, img):
+    from inference.refine import MaskRefiner, RefineSettings
+
+    prob = np.round(segmenter.predict_lowres(img) * 255) / 255
+    return MaskRefiner(RefineSettings(temporal=0))(prob.astype(np.float32), img)
+
+
+def test_matte_is_the_segmenters_on_a_real_photo(client, segmenter_):
+    img = cv2.imread(str(PHOTO))
+    r = client.post("/v1/matte", files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    alpha = decode(r.content).astype(np.float32) / 255
+    assert alpha.shape == img.shape[:2]
+    assert np.abs(alpha - expected_alpha(segmenter_, img)).mean() < 0.01
+    assert 0.1 < alpha.mean() < 0.9                       # a person and a background, not a blank
+    raw = client.post("/v1/matte?format=rgba", content=PHOTO.read_bytes())      # the raw body works too
+    rgba = decode(raw.content)
+    assert rgba.shape == (*img.shape[:2], 4) and np.abs(rgba[..., 3].astype(int) - decode(r.content)).max() <= 1
+
+
+@pytest.mark.parametrize("background, colour", [("color:#FF0000", (0, 0, 255)), ("blur", None), ("aurora", None)])
+def test_composite_keeps_the_person_and_replaces_the_rest(client, segmenter_, background, colour):
+    img = cv2.imread(str(PHOTO))
+    r = client.post("/v1/composite", params={"format": "png", "background": background},
+                    files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    out = decode(r.content, cv2.IMREAD_COLOR).astype(np.float32)
+    alpha = expected_alpha(segmenter_, img)
+    person = alpha > 0.98
+    assert np.abs(out[person] - img[person]).mean() < 3            # the person region is the photo's
+    if colour is not None:
+        back = alpha < 0.02
+        assert np.abs(out[back] - np.array(colour)).mean() < 3     # the rest is the background
+    else:
+        assert np.abs(out[alpha < 0.02] - img[alpha < 0.02]).mean() > 5
+
+
+def test_composite_with_an_uploaded_background_and_jpeg_by_accept(client):
+    bg = np.full((90, 160, 3), (20, 200, 40), np.uint8)
+    r = client.post("/v1/composite", files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg"),
+                                            "background_file": ("bg.png", png_bytes(bg), "image/png")})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    out = decode(r.content, cv2.IMREAD_COLOR)
+    assert np.abs(out[2, 2].astype(int) - [20, 200, 40]).max() < 12        # a corner shows the upload
+    r = client.post("/v1/composite?background=blur", content=PHOTO.read_bytes(), headers={"Accept": "image/png"})
+    assert r.headers["content-type"] == "image/png"
+
+
+def bomb_png(w: int, h: int) -> bytes:
+    """A PNG header claiming w x h (a decompression bomb's header; the data does not matter)."""
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def gif_bytes() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(buf, "GIF")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"this is not a picture", 400, "not in an image format"),
+    (b"", 400, "empty"),
+    ("truncated", 400, "damaged or truncated"),
+    ("gif", 415, "GIF"),
+    (bomb_png(60000, 60000), 413, "3600 MP"),
+])
+def test_bad_images_get_a_clear_status(client, body, status, words):
+    if body == "truncated":
+        body = PHOTO.read_bytes()[:20000]
+    elif body == "gif":
+        body = gif_bytes()
+    r = client.post("/v1/matte", content=body)
+    assert r.status_code == status and words in r.json()["error"], r.text
+
+
+def test_size_limits(segmenter_):
+    with make_client(segmenter_, max_bytes=50_000, max_megapixels=0.2) as c:
+        r = c.post("/v1/matte", content=PHOTO.read_bytes())
+        assert r.status_code == 413 and "limit" in r.json()["error"]
+        small = cv2.imencode(".jpg", np.zeros((600, 600, 3), np.uint8))[1].tobytes()   # 0.36 MP
+        r = c.post("/v1/matte", content=small)
+        assert r.status_code == 413 and "0.2 MP" in r.json()["error"]
+
+
+@pytest.mark.parametrize("spec", ["../../../etc/passwd", "/etc/hosts", "aurora.jpg", "color:nope", "blur:500"])
+def test_backgrounds_cannot_name_files(client, spec):
+    r = client.post("/v1/composite", params={"background": spec}, content=PHOTO.read_bytes())
+    assert r.status_code == 400 and "bundled name" in r.json()["error"]
+    assert client.get(f"/v1/backgrounds/{spec.replace('/', '%2F')}.jpg").status_code == 404
+
+
+def test_overload_gets_503_with_retry_after_and_a_deadline_504(segmenter_):
+    with make_client(segmenter_, max_queue=1, max_batch=1) as c:
+        with ThreadPoolExecutor(16) as pool:
+            codes = list(pool.map(lambda _: c.post("/v1/matte", content=PHOTO.read_bytes()), range(16)))
+        statuses = {r.status_code for r in codes}
+        assert statuses <= {200, 503} and 503 in statuses and 200 in statuses
+        busy = next(r for r in codes if r.status_code == 503)
+        assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+    with make_client(segmenter_, deadline_s=0.001) as c:
+        r = c.post("/v1/matte", content=PHOTO.read_bytes())
+        assert r.status_code == 504 and "no answer" in r.json()["error"]
+        assert c.post("/v1/matte", content=b"junk").status_code == 400      # nothing stuck behind it
+
+
+def test_api_key_rule(segmenter_):
+    with pytest.raises(ValueError, match="API key"):
+        ServeConfig(host="0.0.0.0").check()
+    with make_client(segmenter_, host="0.0.0.0", api_key="s3cret") as c:
+        assert c.post("/v1/matte", content=PHOTO.read_bytes()).status_code == 401
+        assert c.post("/v1/matte", content=PHOTO.read_bytes(), headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/v1/matte", content=PHOTO.read_bytes(), headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_health_metrics_docs_and_page(client):
+    client.post("/v1/matte", content=PHOTO.read_bytes())
+    h = client.get("/healthz")
+    assert h.status_code == 200 and h.json()["ok"] and "portrait_bisenetv2" in h.json()["model"]
+    m = client.get("/metrics").text
+    assert 'bgswap_requests_total{endpoint="matte",status="200"}' in m
+    assert "bgswap_batch_size_bucket" in m and "bgswap_queue_depth" in m and "bgswap_request_seconds" in m
+    assert client.get("/docs").status_code == 200 and "/v1/composite" in client.get("/openapi.json").text
+    assert "Drop a photo" in client.get("/").text
+    assert "aurora" in client.get("/v1/backgrounds").json()["bundled"]
+
+
+def test_requests_arriving_together_share_model_calls(segmenter_):
+    with make_client(segmenter_, max_batch=8, max_wait_ms=50) as c:
+        with ThreadPoolExecutor(8) as pool:
+            codes = [r.status_code for r in pool.map(lambda _: c.post("/v1/matte", content=PHOTO.read_bytes()),
+                                                     range(8))]
+        assert codes == [200] * 8
+        m = c.get("/metrics").text
+        calls = float(next(line.split()[-1] for line in m.splitlines() if line.startswith("bgswap_batch_size_count")))
+        assert calls < 8                                   # fewer model calls than requests
+
+
+# ---- real processes ---------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], port: int | None = None, env=None) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if port is not None:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code in (200, 503):
+                    return p
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        p.kill()
+        raise AssertionError(f"server on {port} did not start: {p.stderr.read()}")
+    return p
+
+
+@pytest.fixture
+def server():
+    port = free_port()
+    p = start(["serve", "--port", str(port)], port)
+    yield f"http://127.0.0.1:{port}"
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=20)
+
+
+def test_a_real_uvicorn_process(server):
+    r = httpx.post(f"{server}/v1/composite?background=color:%2300FF00", content=PHOTO.read_bytes(), timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert httpx.post(f"{server}/v1/matte", content=b"nope", timeout=30).status_code == 400
+
+
+@pytest.fixture
+def redis_url():
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (sudo apt install redis-server)")
+    port = free_port()
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    r = redis.Redis(port=port)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            r.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}"
+    p.terminate()
+    p.wait(timeout=10)
+
+
+def test_redis_mode_with_two_workers(redis_url):
+    port = free_port()
+    workers = [start(["worker", "--broker", redis_url, "--threads", "1"]) for _ in range(2)]
+    api = start(["serve", "--port", str(port), "--broker", redis_url], port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with ThreadPoolExecutor(12) as pool:
+            rs = list(pool.map(lambda i: httpx.post(f"{url}/v1/matte", content=PHOTO.read_bytes(), timeout=60),
+                               range(24)))
+        assert [r.status_code for r in rs] == [200] * 24
+        assert decode(rs[0].content).shape == cv2.imread(str(PHOTO)).shape[:2]
+        health = httpx.get(f"{url}/healthz").json()
+        assert health["ok"] and "2 worker(s)" in health["detail"]
+        assert "bgswap_worker_batches" in httpx.get(f"{url}/metrics").text
+    finally:
+        for p in [api, *workers]:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=20)
+
+
+def test_a_worker_killed_mid_batch_loses_no_request(redis_url):
+    import redis
+
+    port = free_port()
+    api = start(["serve", "--port", str(port), "--broker", redis_url, "--deadline", "60"], port)
+    doomed = start(["worker", "--broker", redis_url, "--max-batch", "16", "--max-wait-ms", "300"])
+    time.sleep(4)                                          # the worker has loaded its model
+    r = redis.Redis.from_url(redis_url)
+    url = f"http://127.0.0.1:{port}"
+    survivor = None
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(httpx.post, f"{url}/v1/matte", content=PHOTO.read_bytes(), timeout=90)
+                       for _ in range(12)]
+            deadline = time.time() + 20
+            while time.time() < deadline and r.xpending("bgswap:jobs", "bgswap-workers")["pending"] == 0:
+                time.sleep(0.005)
+            pending = r.xpending("bgswap:jobs", "bgswap-workers")["pending"]
+            os.kill(doomed.pid, signal.SIGKILL)           # dies holding its batch
+            survivor = start(["worker", "--broker", redis_url, "--claim-ms", "500"])
+            codes = [f.result().status_code for f in futures]
+        assert pending > 0
+        assert codes == [200] * 12
+    finally:
+        for p in (api, survivor, doomed):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                p.wait(timeout=20)
+
+
+def test_the_page_in_a_real_browser(server, tmp_path):
+    """Debian's chromium through selenium: choose a photo and a background, see the result."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium / chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,760"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".bg")) >= 3)
+        driver.find_element(By.CSS_SELECTOR, '.bg[data-name="aurora"]').click()
+        driver.find_element(By.ID, "file").send_keys(str(PHOTO))
+        wait.until(lambda d: d.execute_script(
+            "const i = document.getElementById('result'); return i && i.complete && i.naturalWidth > 0"))
+        width = driver.execute_script("return document.getElementById('result').naturalWidth")
+        assert width == cv2.imread(str(PHOTO)).shape[1]
+        assert driver.find_element(By.ID, "download").get_attribute("download") == "bgswap.jpg"
+        shot = os.environ.get("BGSWAP_PAGE_SCREENSHOT", str(tmp_path / "page.png"))
+        driver.save_screenshot(shot)
+        assert cv2.imread(shot) is not None
+    finally:
+        driver.quit()
