@@ -198,7 +198,7 @@ def test_requests_arriving_together_share_model_calls(segmenter_):
         assert codes == [200] * 8
         m = c.get("/metrics").text
         calls = float(next(line.split()[-1] for line in m.splitlines() if line.startswith("bgswap_batch_size_count")))
-        assert calls < 8                                   # fewer model calls than requests
+        assert 1 <= calls < 8                              # fewer model calls than requests
 
 
 # ---- real processes ---------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_redis_mode_with_two_workers(redis_url):
         assert [r.status_code for r in rs] == [200] * 24
         assert decode(rs[0].content).shape == cv2.imread(str(PHOTO)).shape[:2]
         health = httpx.get(f"{url}/healthz").json()
-        assert health["ok"] and "2 worker(s)" in health["detail"]
+        assert health["ok"] and "2 worker(s) running" in health["detail"]
         assert "bgswap_worker_batches" in httpx.get(f"{url}/metrics").text
     finally:
         for p in [api, *workers]:
@@ -287,6 +287,8 @@ def test_a_worker_killed_mid_batch_loses_no_request(redis_url):
 
     port = free_port()
     api = start(["serve", "--port", str(port), "--broker", redis_url, "--deadline", "60"], port)
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+    assert health.status_code == 503 and "start one with 'bgswap worker" in health.json()["detail"]
     doomed = start(["worker", "--broker", redis_url, "--max-batch", "16", "--max-wait-ms", "300"])
     time.sleep(4)                                          # the worker has loaded its model
     r = redis.Redis.from_url(redis_url)

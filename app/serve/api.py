@@ -52,6 +52,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     app = FastAPI(title="bgswap", version=meta.version,
                   description="Cut the person out of a photo, or put them on another background.")
     app.state.metrics, app.state.runner = metrics, runner
+    if hasattr(runner, "on_batch"):                 # the embedded batcher reports its model calls
+        runner.on_batch = metrics.on_batch
 
     def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if config.api_key and not (x_api_key and hmac.compare_digest(x_api_key, config.api_key)):

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 STREAM, GROUP = "bgswap:jobs", "bgswap-workers"
 REPLY = "bgswap:reply:"
 BATCHES = "bgswap:batch-sizes"      # hash: batch size -> count, for /metrics
+ALIVE = "bgswap:worker:"            # one key per running worker, refreshed every loop, expiring after ALIVE_S
+ALIVE_S = 10
 REPLY_TTL_S = 60
 
 
@@ -74,12 +76,9 @@ class RedisRunner:
             self._sync.ping()
         except Exception as exc:
             return False, f"broker {self.url} unreachable: {exc}"
-        try:
-            consumers = self._sync.xinfo_consumers(STREAM, GROUP)
-            recent = [c for c in consumers if c.get("idle", 1e9) < 30_000]
-        except Exception:
-            recent = []
-        return True, f"broker reachable, {len(recent)} worker(s) active in the last 30 s"
+        workers = sum(1 for _ in self._sync.scan_iter(ALIVE + "*"))
+        return workers > 0, f"broker reachable, {workers} worker(s) running" + (
+            "" if workers else ": start one with 'bgswap worker --broker ...'")
 
     def batch_sizes(self) -> dict[int, int]:
         try:
@@ -115,6 +114,7 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
 
     while stop is None or not stop.is_set():
         try:
+            r.set(ALIVE + name, "1", ex=ALIVE_S)
             claimed = r.xautoclaim(STREAM, GROUP, name, min_idle_time=claim_ms, start_id="0-0", count=max_batch)
             for entry in claimed[1]:
                 if entry[1]:
@@ -127,6 +127,7 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
             continue
         if batch:
             _serve_batch(r, batch, predict_batch)
+    r.delete(ALIVE + name)
 
 
 def _serve_batch(r, batch: list, predict_batch) -> None:
