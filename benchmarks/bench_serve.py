@@ -93,6 +93,9 @@ def run_config(name: str, n: int, concurrency: int, redis_url: str | None) -> No
     if name == "baseline":
         args += ["--max-batch", "1"]
     if name.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(redis_url).delete("bgswap:batch-sizes")      # this run's batches only
         workers = int(name.split("-")[1])
         args += ["--broker", redis_url]
         procs += [start(["worker", "--broker", redis_url, "--threads", str(max(1, 2 // workers))])
