@@ -125,7 +125,7 @@ def test_resize_scales_are_fixed_only_where_the_ratio_is(tmp_path, sizes_from_sh
     import onnx
     import onnxruntime as ort
 
-    from training.resize_scales import fix_resize_scales
+    from training.export.resize_scales import fix_resize_scales
 
     path = tmp_path / "m.onnx"
     onnx.save(_resize_graph(sizes_from_shape), str(path))
@@ -210,7 +210,7 @@ def test_depthwise_convs_that_multiply_channels_become_plain_depthwise_with_the_
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from training.depthwise_repeat import rewrite_depthwise
+    from training.export.depthwise_repeat import rewrite_depthwise
 
     rng = np.random.default_rng(0)
     w = lambda *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), f"w{len(shape)}{shape[0]}")

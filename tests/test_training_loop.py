@@ -51,7 +51,7 @@ def test_train_resume_export_evaluate(tmp_path):
     from inference import Segmenter
     from inference.model_meta import ModelMeta
     from inference.model_meta import INT8_FILE
-    from training.quantize import quantize_int8
+    from training.export.quantize import quantize_int8
 
     q = quantize_int8(out, root / "train.txt", images=3, check_images=2)
     meta = ModelMeta.load(out)

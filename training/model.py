@@ -160,7 +160,7 @@ class MirrorAveraged(nn.Layer):
     Flip test-time augmentation inside the exported model: both views go through the network as
     one batch of 2N, so every runtime gets the averaged, mirror-symmetric probability from one
     call. (paddle2onnx cannot convert this layer's flips of a dynamic width, so the ONNX file gets
-    the same wrapper as a graph pass: ``training.mirror_onnx``.)
+    the same wrapper as a graph pass: ``training.export.mirror_onnx``.)
     """
 
     def __init__(self, net: nn.Layer):

@@ -17,7 +17,7 @@ import numpy as np
 
 from inference.model_meta import INT8_FILE, ONNX_FILE, ModelMeta
 
-log = logging.getLogger("training.quantize")
+log = logging.getLogger("training.export.quantize")
 
 
 

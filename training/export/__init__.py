@@ -6,10 +6,10 @@
 
 Writes ``model.json`` + ``model.pdiparams`` (``paddle.jit.save``, output = person
 probability), ``model.onnx`` (``paddle2onnx``, its resizes given fixed scales: see
-``training.resize_scales``; its channel-multiplying depthwise convs made plain depthwise
-convs: see ``training.depthwise_repeat``) and ``meta.json``, then checks that
+``training.export.resize_scales``; its channel-multiplying depthwise convs made plain depthwise
+convs: see ``training.export.depthwise_repeat``) and ``meta.json``, then checks that
 Paddle Inference and ONNX Runtime agree on the exported files. With a calibration
-list it also writes ``model.int8.onnx`` (see ``training.quantize``), which ONNX
+list it also writes ``model.int8.onnx`` (see ``training.export.quantize``), which ONNX
 Runtime uses on the CPU.
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from inference.model_meta import INT8_FILE, ONNX_FILE, PADDLE_FILES, ModelMeta
-from training.depthwise_repeat import rewrite_depthwise
-from training.mirror_onnx import add_mirror_average
-from training.quantize import quantize_int8
-from training.resize_scales import fix_resize_scales
+from training.export.depthwise_repeat import rewrite_depthwise
+from training.export.mirror_onnx import add_mirror_average
+from training.export.quantize import quantize_int8
+from training.export.resize_scales import fix_resize_scales
 
 log = logging.getLogger("training.export")
 
@@ -112,7 +112,7 @@ def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> flo
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="best.pdparams or last.pdckpt from training (omit with --random)")
     ap.add_argument("--random", action="store_true", help="export an untrained network (for wiring tests)")
     ap.add_argument("--out", default="models/portrait_bisenetv2")
@@ -142,7 +142,3 @@ def main(argv: list[str] | None = None) -> None:
         quantize_int8(out, args.calibration_list, images=args.calibration_images)
     else:
         log.info("no --calibration-list: no int8 model, ONNX Runtime will run fp32")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,4 @@
+"""``python -m training.export``: see ``training.export``."""
+from training.export import main
+
+main()
