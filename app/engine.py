@@ -205,6 +205,7 @@ class Engine:
         req = CaptureRequest(width or s.width, height or s.height, fps or s.fps)
         new = open_source(spec, req, realtime=s.realtime)
         new.open()      # a camera that cannot be opened leaves the current source running
+        resized = (req.width, req.height) != self.output_size
         with self._source_lock:
             old = self.source
             self.source = new
@@ -213,7 +214,7 @@ class Engine:
         if old is not None:
             old.close()
         self.refiner.reset()
-        if self.background is not None and self.background.kind == "image":
+        if resized and self.background is not None and self.background.kind == "image":
             try:                      # reload at the new size: only what the old one needed was kept
                 self.set_background(s.background)
             except BackgroundError as exc:

@@ -15,7 +15,7 @@ from typing import Callable
 from inference.compose import BackgroundError
 from inference.model_meta import ModelError
 
-from .engine import Engine
+from .engine import LIVE_FIELDS, Engine
 from .settings import EngineSettings, Settings, SettingsError
 from .signals import SignalCatcher
 from .sinks import FileSink, SinkUnavailable, VirtualCameraSink
@@ -24,7 +24,6 @@ from .sources import SourceError
 log = logging.getLogger("bgswap")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_NO_OUTPUT, EXIT_RECORDING_FAILED, EXIT_SOURCE_FAILED = 0, 2, 3, 4, 5
-LIVE_FIELDS = ("mirror", "async_segmentation", "input_size")     # besides background and refine
 
 
 def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
@@ -83,10 +82,9 @@ def _run(settings: Settings, signals: SignalCatcher, reload: Callable[[], Settin
             log.error("%s", problem)
             return EXIT_BAD_INPUT
     engine = Engine(settings.engine)
-    recording: FileSink | None = None
+    recording = FileSink(o.output, max_frames=o.frames) if o.output else None
     try:
-        code = _start_and_run(engine, settings, signals, reload)
-        recording = next((s for s in engine.sinks if isinstance(s, FileSink)), None)
+        code = _start_and_run(engine, settings, signals, reload, recording)
     finally:
         engine.stop()           # finalises the recording: checked, then renamed into place, or removed
     if recording is not None and recording.failed:     # the sink has logged why
@@ -95,13 +93,11 @@ def _run(settings: Settings, signals: SignalCatcher, reload: Callable[[], Settin
 
 
 def _start_and_run(engine: Engine, settings: Settings, signals: SignalCatcher,
-                   reload: Callable[[], Settings] | None) -> int:
+                   reload: Callable[[], Settings] | None, recording: FileSink | None) -> int:
     o = settings.outputs
-    recording: FileSink | None = None
     sinks = 0       # outputs first, so they get the run's first frame (a file sink takes a while to open)
-    if o.output:
+    if recording is not None:
         try:
-            recording = FileSink(o.output, max_frames=o.frames)
             engine.add_sink(recording)
             sinks += 1
         except SinkUnavailable as exc:

@@ -34,3 +34,15 @@ def default_model_dir() -> Path:
 def assets_dir() -> Path:
     """The folder holding ``backgrounds/`` and ``demo/``."""
     return _data_dir("assets")
+
+
+def backgrounds_dir() -> Path:
+    return assets_dir() / "backgrounds"
+
+
+def bundled_backgrounds() -> list[Path]:
+    """The shipped background images and videos, sorted by name."""
+    from .media import is_media_file
+
+    folder = backgrounds_dir()
+    return sorted(p for p in folder.iterdir() if is_media_file(p)) if folder.is_dir() else []

@@ -48,13 +48,19 @@ def test_virtual_camera_unavailable_says_how_to_fix(recording_backend):
     assert "modprobe v4l2loopback" in str(err.value) or "OBS" in str(err.value)
 
 
-def test_file_sink_writes_every_frame(tmp_path):
-    path = tmp_path / "out.avi"
+def record(path, frames: int) -> FileSink:
+    """A 64x48 recording of ``frames`` grey frames, each a different grey; the sink, closed."""
     sink = FileSink(path)
     sink.start(64, 48, 30)
-    for v in range(20):
+    for v in range(frames):
         sink.send(np.full((48, 64, 3), v * 10, np.uint8))
     sink.close()
+    return sink
+
+
+def test_file_sink_writes_every_frame(tmp_path):
+    path = tmp_path / "out.avi"
+    record(path, 20)
     cap = cv2.VideoCapture(str(path))
     n = 0
     while cap.read()[0]:
@@ -97,11 +103,7 @@ def test_a_full_disk_fails_the_recording_and_keeps_nothing(tmp_path, monkeypatch
     out = tmp_path / "full.mp4"
     out.write_bytes(b"an earlier recording")          # replaced only by a complete new one (--overwrite)
     monkeypatch.setattr("app.sinks.open_video_writer", lambda path, w, h, fps: FailingWriter(path, 7))
-    sink = FileSink(out)
-    sink.start(64, 48, 30)
-    for v in range(20):
-        sink.send(np.full((48, 64, 3), v, np.uint8))
-    sink.close()
+    sink = record(out, 20)
     assert sink.failed and "No space left on device" in sink.error and "after 7 frames" in sink.error
     assert out.read_bytes() == b"an earlier recording"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full.mp4"]        # no partial file, no lock
@@ -122,11 +124,7 @@ def test_a_writer_that_loses_frames_silently_is_caught(tmp_path, monkeypatch):
 
     monkeypatch.setattr(video_writer.OpenCVWriter, "write", lossy)
     out = tmp_path / "lossy.avi"
-    sink = FileSink(out)
-    sink.start(64, 48, 30)
-    for v in range(20):
-        sink.send(np.full((48, 64, 3), v * 10, np.uint8))
-    sink.close()
+    sink = record(out, 20)
     assert sink.failed and "5 of 20 frames" in sink.error
     assert not out.exists()
 

@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
 from inference.background_spec import BackgroundError, BackgroundSpec
-from inference.media import MEDIA_EXTS, media_kind
+from inference.media import media_kind
 
 from .bridge import Task
 from .preview import bgr_to_qimage
@@ -18,10 +18,6 @@ from .preview import bgr_to_qimage
 ROLE_SPEC = Qt.ItemDataRole.UserRole
 ROLE_KIND = Qt.ItemDataRole.UserRole + 1
 THUMB = QSize(112, 63)
-
-
-def bundled_backgrounds(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in MEDIA_EXTS) if folder.is_dir() else []
 
 
 def read_thumbnail(path: str) -> np.ndarray | None:
@@ -177,8 +173,9 @@ class BackgroundGallery(QListWidget):
         if not specs:
             return None
         item = self.item_for_spec(current)
+        here = self._identity(item) if item is not None else None
         ids = [BackgroundSpec.parse(s).identity for s in specs]
-        i = ids.index(self._identity(item)) if item is not None and self._identity(item) in ids else -1
+        i = ids.index(here) if here in ids else -1
         return specs[(i + step) % len(specs)]
 
     def mark(self, spec: str) -> None:

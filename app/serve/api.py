@@ -21,7 +21,7 @@ from inference.compose import Compositor, ImageBackground, parse_background
 from inference.media import media_kind
 from inference.model_meta import ModelMeta
 from inference.refine import MaskRefiner, RefineSettings
-from inference.resources import assets_dir, default_model_dir
+from inference.resources import bundled_backgrounds, default_model_dir
 
 from .batching import QueueFull, Runner
 from .config import ServeConfig
@@ -32,10 +32,9 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-def bundled_backgrounds() -> dict[str, Path]:
+def bundled_images() -> dict[str, Path]:
     """Name (file stem) -> file, for the still images shipped with the app."""
-    folder = assets_dir() / "backgrounds"
-    return {p.stem: p for p in sorted(folder.iterdir()) if media_kind(p) == "image"} if folder.is_dir() else {}
+    return {p.stem: p for p in bundled_backgrounds() if media_kind(p) == "image"}
 
 
 class ApiError(Exception):
@@ -48,7 +47,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     meta = ModelMeta.load(Path(config.model_dir) if config.model_dir else default_model_dir())
     in_h, in_w = meta.input_size
     metrics = Metrics()
-    backgrounds = bundled_backgrounds()
+    backgrounds = bundled_images()
     app = FastAPI(title="bgswap", version=meta.version,
                   description="Cut the person out of a photo, or put them on another background.")
     app.state.metrics, app.state.runner = metrics, runner

@@ -4,7 +4,7 @@ same rules (``schema``), and the error names the option."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -128,9 +128,7 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 def apply_options(settings: Settings, args: argparse.Namespace) -> tuple[Settings, dict[str, Any]]:
     """A copy of ``settings`` with the given options applied and checked; returns it and the applied
     ``{field: value}``. SettingsError names the option, e.g. ``--fps 500: must be between 1 and 240``."""
-    out = dataclasses.replace(settings)
-    out.engine = dataclasses.replace(settings.engine, refine=dataclasses.replace(settings.engine.refine))
-    out.outputs = dataclasses.replace(settings.outputs)
+    out = copy.deepcopy(settings)
     given = given_options(args)
     preset = getattr(args, "opt_preset", None)
     if preset is not None:                   # first, so that the other options win over it

@@ -25,6 +25,7 @@ from .schema import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 FILE_NAME = "settings.json"
+_MISSING = object()
 
 
 def user_config_dir() -> Path:
@@ -143,15 +144,13 @@ class SettingsStore:
         """Saved settings (defaults where missing or bad). Problems are logged, kept in ``problems``
         for the window to show, and the damaged file is copied to ``settings.json.bad``."""
         with _locked(self.path):
-            settings, self.problems, exists = self._read_lenient()
+            settings, self.problems, _ = self._read_lenient()
             if self.problems:
                 with contextlib.suppress(OSError):
                     shutil.copyfile(self.path, self.backup_path)
                 log.warning("settings file %s: %s; using defaults for those, the file as it was is kept as %s",
                             self.path, "; ".join(self.problems), self.backup_path)
-        self._baseline = flatten(to_dict(settings)) if exists and not self.problems else {}
-        if not exists:
-            self._baseline = flatten(to_dict(settings))
+        self._baseline = {} if self.problems else flatten(to_dict(settings))    # {}: write it all back, repaired
         return settings
 
     def save(self, settings: Settings, session_only: dict[str, Any] | None = None) -> bool:
@@ -180,5 +179,3 @@ class SettingsStore:
         self._baseline = mine        # this window's view: what others change later is theirs to keep
         return True
 
-
-_MISSING = object()

@@ -17,11 +17,11 @@ from typing import Any
 from inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
 from inference.background_spec import BackgroundError, BackgroundSpec, parse_color
 from inference.refine import RefineSettings
-from inference.resources import assets_dir
+from inference.resources import backgrounds_dir
 
 from .presets import PRESET_NAMES
 
-DEFAULT_BACKGROUND = str(assets_dir() / "backgrounds" / "evening_bokeh.jpg")
+DEFAULT_BACKGROUND = str(backgrounds_dir() / "evening_bokeh.jpg")
 
 
 class SettingsError(ValueError):

@@ -11,9 +11,9 @@ from PySide6.QtWidgets import QColorDialog, QFileDialog, QFormLayout, QLabel, QS
 from inference.background_spec import BLUR_RANGE, BackgroundSpec
 from inference.compose import parse_background
 from inference.media import MEDIA_EXTS
-from inference.resources import assets_dir
+from inference.resources import bundled_backgrounds
 
-from ..background_picker import BackgroundGallery, bundled_backgrounds
+from ..background_picker import BackgroundGallery
 from ..context import WindowContext
 
 FILE_FILTER = "Images and videos (" + " ".join(f"*{e}" for e in sorted(MEDIA_EXTS)) + ")"
@@ -28,7 +28,7 @@ class BackgroundTab(QWidget):
         self.gallery = BackgroundGallery()
         self.gallery.blur_strength = gui.blur_strength
         self.gallery.color = gui.color
-        self.gallery.populate(bundled_backgrounds(assets_dir() / "backgrounds"), list(gui.user_backgrounds))
+        self.gallery.populate(bundled_backgrounds(), list(gui.user_backgrounds))
         self.gallery.chosen.connect(self.choose)
         self.gallery.add_requested.connect(self._add_dialog)
         self.gallery.color_requested.connect(self._color_dialog)
