@@ -87,3 +87,15 @@ def test_cli_help_runs_from_another_folder(tmp_path):
     r = subprocess.run([sys.executable, "-m", "app.cli", "--help"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "--install-desktop-entry" in r.stdout
+
+
+def test_every_code_package_is_installed():
+    """A package missing from pyproject's list works in a checkout and fails after 'pip install .'."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {str(d.relative_to(root)).replace("/", ".") for top in ("app", "inference", "training")
+             for d in [root / top, *(root / top).rglob("*")] if (d / "__init__.py").is_file()}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
