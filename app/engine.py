@@ -377,7 +377,7 @@ class Engine:
             if wait > 0 and self._stopping.wait(wait):
                 break
             item = self._to_model.get(timeout=0.2)
-            if item is None or not self.schedule.should_run(item.image, time.monotonic()):
+            if item is None or not self.schedule.should_run(item.image, item.captured_at):
                 continue
             try:
                 self._mask = self._predict(item.image)
@@ -420,7 +420,7 @@ class Engine:
                     return
             prob = self._mask
         else:
-            if self._mask is None or self.schedule.should_run(frame, time.monotonic()):
+            if self._mask is None or self.schedule.should_run(frame, item.captured_at):
                 self._mask = self._predict(frame)
             prob = self._mask
         t = time.perf_counter()

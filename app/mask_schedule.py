@@ -1,7 +1,11 @@
 """When the model should run: at most ``max_rate`` times a second, and not at all while the picture
 stands still (a still person does not need 30 masks a second; the last one is refined against each
 new frame's edges in between). A change in the frame, or a mask older than ``max_still_age``,
-brings the model back at once."""
+brings the model back at once.
+
+Times are the frames' capture times, so the cap falls on whole frames: at 30 fps a cap of 15 gives
+every second frame (``RATE_SLACK`` absorbs the camera's jitter) rather than every second or third.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,6 +14,7 @@ import cv2
 import numpy as np
 
 THUMB = (32, 24)
+RATE_SLACK = 0.9        # a run is due after this share of 1 / max_rate
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -35,10 +40,11 @@ class MaskSchedule:
         """Seconds to wait before the rate cap allows another run (0 when it allows one now)."""
         if self.max_rate <= 0:
             return 0.0
-        return max(0.0, self._last_run + 1.0 / self.max_rate - now)
+        return max(0.0, self._last_run + RATE_SLACK / self.max_rate - now)
 
     def should_run(self, frame: np.ndarray, now: float) -> bool:
-        """True when ``frame`` needs a new mask; records it as the frame the mask is made from."""
+        """True when ``frame`` (captured at ``now``) needs a new mask; records it as the frame the
+        mask is made from."""
         if self.max_rate <= 0:
             return True
         if self.wait_before_next(now) > 0:

@@ -1,7 +1,7 @@
 """Benchmark the segmenter's stages and the whole pipeline per preset on a 640x480 demo source at
 30 fps; prints numbers.
 
-    python benchmarks/bench_pipeline.py [--seconds 10] [--busy-core] [--preset balanced]
+    python benchmarks/bench_pipeline.py [--seconds 10] [--busy-core] [--preset balanced] [--model-dir DIR]
 
 For each preset (default: all three) and for an idle machine and, with ``--busy-core``, one with a
 helper process keeping a core busy for the run: output fps, mask updates per second, CPU ms per
@@ -40,8 +40,12 @@ from inference.compose import Compositor, parse_background  # noqa: E402
 from inference.refine import MaskRefiner, RefineSettings  # noqa: E402
 
 
+MODEL_DIR: str | None = None      # --model-dir (default: the shipped model)
+
+
 def preset_settings(name: str) -> EngineSettings:
     s = Settings()
+    s.engine.model_dir = MODEL_DIR
     for path, value in preset_values(name).items():
         set_path(s, path, value)
     s.engine.background = "blur"
@@ -54,7 +58,7 @@ def busy_loop() -> None:
 
 
 def bench_stages(frame: np.ndarray, s: EngineSettings, n: int = 60) -> dict:
-    seg = Segmenter(input_size=s.input_size, threads=s.threads, passes=s.passes)
+    seg = Segmenter(s.model_dir, input_size=s.input_size, threads=s.threads, passes=s.passes)
     ref, comp, bg = MaskRefiner(RefineSettings(colour_edges=s.refine.colour_edges)), Compositor(), parse_background("blur")
     for _ in range(5):
         seg.predict_lowres(frame)
@@ -150,7 +154,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--preset", choices=PRESET_NAMES, help="only this preset (default: all)")
     ap.add_argument("--busy-core", action="store_true", help="also measure with one core kept busy")
+    ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. a fresh export)")
     args = ap.parse_args()
+    global MODEL_DIR
+    MODEL_DIR = args.model_dir
     logging.basicConfig(level=logging.WARNING)
     src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)
     src.open()

@@ -19,11 +19,18 @@ def test_schedule_caps_the_rate_and_rests_on_a_still_picture(portrait_frame):
     s = MaskSchedule(max_rate=10, still_level=1.5, max_still_age=1.0)
     moved = np.ascontiguousarray(portrait_frame[:, ::-1])
     assert s.should_run(portrait_frame, 0.0)
-    assert not s.should_run(moved, 0.05) and s.wait_before_next(0.05) == pytest.approx(0.05)   # 10/s at most
+    assert not s.should_run(moved, 0.05) and s.wait_before_next(0.05) == pytest.approx(0.04)   # 10/s at most
     assert not s.should_run(portrait_frame, 0.2)          # nothing moved: the last mask still fits
     assert s.should_run(moved, 0.3)                       # motion brings the model back at once
     assert not s.should_run(moved, 0.9)
     assert s.should_run(moved, 1.35)                      # still, but the mask is over a second old
+
+
+def test_schedule_at_half_the_camera_rate_takes_every_second_frame(portrait_frame):
+    s = MaskSchedule(max_rate=15, still_level=-1)               # still_level < 0: every frame counts as moved
+    jitter = np.random.default_rng(0).uniform(-0.003, 0.003, 90)
+    runs = [i for i in range(90) if s.should_run(portrait_frame, i / 30 + jitter[i])]
+    assert runs == list(range(0, 90, 2))                        # 15 a second, not 10-12
 
 
 def test_schedule_with_rate_zero_runs_on_every_frame(portrait_frame):
