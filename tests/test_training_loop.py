@@ -176,20 +176,25 @@ def test_configs_inherit_their_base(tmp_path):
         load_config(tmp_path / "a.yml")
 
 
-def test_init_weights_blend_averages_float_weights_with_their_shares(tmp_path):
+
+def test_blend_averages_float_weights_with_their_shares(tmp_path):
     paddle = pytest.importorskip("paddle")
-    from training.train import initial_weights
+    from training.blend import blend_weights, main
 
     a = {"w": np.full((2, 3), 4.0, np.float32), "steps": np.array([7], np.int64)}
     b = {"w": np.zeros((2, 3), np.float32), "steps": np.array([9], np.int64)}
     paddle.save(a, str(tmp_path / "a.pdparams"))
     paddle.save({"model": b, "iteration": 3}, str(tmp_path / "b.pdckpt"))      # a checkpoint holds its weights
-    out = initial_weights([[str(tmp_path / "a.pdparams"), 3], [str(tmp_path / "b.pdckpt"), 1]])
+    out = blend_weights([(tmp_path / "a.pdparams", 3), (tmp_path / "b.pdckpt", 1)])
     np.testing.assert_allclose(out["w"], 3.0)
     assert out["w"].dtype == np.float32 and out["steps"].tolist() == [7]     # counters come from the first
-    np.testing.assert_allclose(initial_weights(str(tmp_path / "a.pdparams"))["w"], 4.0)
     with pytest.raises(FileNotFoundError, match="missing.pdparams"):
-        initial_weights([[str(tmp_path / "missing.pdparams"), 1]])
+        blend_weights([(tmp_path / "missing.pdparams", 1)])
+    paddle.save({"other": b["w"]}, str(tmp_path / "c.pdparams"))
+    with pytest.raises(ValueError, match="not the same network"):
+        blend_weights([(tmp_path / "a.pdparams", 1), (tmp_path / "c.pdparams", 1)])
 
-    tune = load_config(CONFIGS / "portrait_bisenetv2_v3_tune.yml")
-    assert [share for _, share in tune["init_weights"]] == [0.5, 0.5] and tune["scenes"]["room"] == 2
+    main([f"{tmp_path / 'a.pdparams'}:0.25", f"{tmp_path / 'b.pdckpt'}:0.75", "--out", str(tmp_path / "m.pdparams")])
+    np.testing.assert_allclose(np.asarray(paddle.load(str(tmp_path / "m.pdparams"))["w"]), 1.0)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "a.pdparams"), "--out", str(tmp_path / "x.pdparams")])     # no share

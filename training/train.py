@@ -57,7 +57,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.losses import bisenet_loss
-    from training.model import build_model, training_logits
+    from training.model import build_model, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -86,7 +86,11 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         seconds_before = float(ck.get("train_seconds", 0.0))
         log.info("resumed from %s at iteration %d (best score %.4f)", source, it, best)
     elif cfg.get("init_weights"):
-        model.set_state_dict(initial_weights(cfg["init_weights"]))
+        init = Path(cfg["init_weights"])
+        if not init.is_file():
+            raise FileNotFoundError(f"init_weights {init} not found: train the weights it names first "
+                                    "(or remove init_weights from the config)")
+        model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
 
     scenes, room_checks = None, None
@@ -182,28 +186,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     save()
     loader.close()
     log.info("stopped at iteration %d/%d, best score %.4f", it, total, best)
-
-
-def initial_weights(spec) -> dict:
-    """The state dict a new run starts from: ``init_weights`` is one weights file, or a list of
-    ``[file, share]`` pairs whose weights are averaged with those shares (a fine-tuned network
-    blended back towards the one it started from, as in WiSE-FT)."""
-    from training.model import load_weights
-
-    pairs = [[spec, 1.0]] if isinstance(spec, str) else spec
-    for path, _ in pairs:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"init_weights {path} not found: train the weights it names first "
-                                    "(or remove it from the config's init_weights)")
-    total = sum(float(share) for _, share in pairs)
-    states = [(load_weights(path), float(share) / total) for path, share in pairs]
-    out = {}
-    for key, first in states[0][0].items():
-        arr = np.asarray(first)
-        if arr.dtype.kind == "f":
-            arr = sum(np.asarray(state[key], np.float64) * share for state, share in states).astype(arr.dtype)
-        out[key] = arr
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
