@@ -32,6 +32,7 @@ class MaskSchedule:
     def __post_init__(self) -> None:
         self._last_run = -1e9
         self._last_thumb: np.ndarray | None = None
+        self.still_skips = 0        # runs the rate allowed but a still picture did not need
 
     def reset(self) -> None:
         self.__post_init__()
@@ -53,6 +54,7 @@ class MaskSchedule:
         if (self._last_thumb is not None and self._last_thumb.shape == thumb.shape
                 and now - self._last_run < self.max_still_age
                 and float(np.mean(np.abs(thumb - self._last_thumb))) < self.still_level):
+            self.still_skips += 1
             return False
         self._last_run, self._last_thumb = now, thumb
         return True

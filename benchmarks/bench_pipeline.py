@@ -4,10 +4,11 @@
     python benchmarks/bench_pipeline.py [--seconds 10] [--busy-core] [--preset balanced] [--model-dir DIR]
 
 For each preset (default: all three) and for an idle machine and, with ``--busy-core``, one with a
-helper process keeping a core busy for the run: output fps, mask updates per second, CPU ms per
-output frame (this process's CPU time over frames out), latency and dropped frames, and the worst
-gap between output frames (a burst of drops shows as a long gap). Then the cost of idling (nobody
-reads the virtual camera) and the time from a reader appearing to the first composited frame.
+helper process keeping a core busy for the run: output fps, mask updates per second (and the runs
+the rate cap allowed but a still picture did not need), CPU ms per output frame (this process's
+CPU time over frames out), latency and dropped frames, and the worst gap between output frames (a
+burst of drops shows as a long gap). Then the cost of idling (nobody reads the virtual camera) and
+the time from a reader appearing to the first composited frame.
 
 Targets (issue 24), Balanced, 2 cores: <= 20 CPU ms per output frame, 30 fps out, >= 15 masks/s,
 latency < 60 ms; with a busy core: 30 fps out, >= 12 masks/s, no bursts of drops. Idle: < 5 % of
@@ -96,13 +97,16 @@ def bench_pipeline(s: EngineSettings, seconds: float) -> dict:
     model_runs = [0]
     real = engine.segmenter.predict_lowres
     engine.segmenter.predict_lowres = lambda img: (model_runs.__setitem__(0, model_runs[0] + 1), real(img))[1]
+    skips0 = engine.schedule.still_skips
     n0, c0, t0 = engine.stats.frames_out, time.process_time(), time.monotonic()
     time.sleep(seconds)
     n1, c1, t1 = engine.stats.frames_out, time.process_time(), time.monotonic()
+    skips = engine.schedule.still_skips - skips0
     snap = engine.snapshot()
     engine.stop()
     frames = n1 - n0
     return {"fps_out": frames / (t1 - t0), "masks_per_s": model_runs[0] / (t1 - t0),
+            "still_skips_per_s": skips / (t1 - t0),
             "cpu_ms_per_frame": 1000 * (c1 - c0) / max(1, frames), "latency_ms": snap.latency_ms,
             "dropped": snap.dropped, "worst_gap_ms": 1000 * max(gaps, default=0.0), "stage_ms": snap.stage_ms}
 
@@ -176,7 +180,8 @@ def main() -> None:
         try:
             for name in presets:
                 r = bench_pipeline(preset_settings(name), args.seconds)
-                print(f"[{name:8s} {load:9s}] out {r['fps_out']:4.1f} fps, masks {r['masks_per_s']:4.1f}/s, "
+                print(f"[{name:8s} {load:9s}] out {r['fps_out']:4.1f} fps, masks {r['masks_per_s']:4.1f}/s "
+                      f"(+{r['still_skips_per_s']:.1f}/s not needed: picture still), "
                       f"CPU {r['cpu_ms_per_frame']:5.1f} ms/frame, latency {r['latency_ms']:3.0f} ms, "
                       f"dropped {r['dropped']}, worst gap {r['worst_gap_ms']:.0f} ms | stages "
                       + " ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
