@@ -1,6 +1,7 @@
 """Measure edge shimmer: how much the app's matte changes between frames of a still scene.
 
-    python benchmarks/bench_flicker.py [--list ../shared/data/portrait/val.txt] [--photos 10]
+    python benchmarks/bench_flicker.py [--list ../shared/data/portrait/val.txt] [--photos 10] [--presets]
+        [--model-dir DIR]
 
 A still photo (the bundled demo photo, or every n-th photo of a file list, scaled to 640
 wide) is fed as a clip of frames that differ only by sensor-like noise (Gaussian, sigma 3);
@@ -57,10 +58,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--noise", type=float, default=3.0)
     ap.add_argument("--presets", action="store_true", help="compare the quality presets instead")
+    ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. an older version)")
     args = ap.parse_args()
     if args.presets:
         return compare_presets(args)
-    seg = Segmenter(threads=2)
+    seg = Segmenter(args.model_dir, threads=2)
     rng = np.random.default_rng(0)
     clips = []
     for img in photos(args.list, args.photos):
@@ -98,7 +100,7 @@ def compare_presets(args) -> None:
         for path, value in preset_values(name).items():
             set_path(s, path, value)
         e = s.engine
-        seg = Segmenter(input_size=e.input_size, threads=2, passes=e.passes)
+        seg = Segmenter(args.model_dir, input_size=e.input_size, threads=2, passes=e.passes)
         changes, runs = [], 0
         for clip in clips:
             refiner, schedule, low = MaskRefiner(e.refine), MaskSchedule(e.mask_rate), None

@@ -181,7 +181,7 @@ def main() -> None:
             for name in presets:
                 r = bench_pipeline(preset_settings(name), args.seconds)
                 print(f"[{name:8s} {load:9s}] out {r['fps_out']:4.1f} fps, masks {r['masks_per_s']:4.1f}/s "
-                      f"(+{r['still_skips_per_s']:.1f}/s not needed: picture still), "
+                      f"({r['still_skips_per_s']:.1f} frames/s still: no run needed), "
                       f"CPU {r['cpu_ms_per_frame']:5.1f} ms/frame, latency {r['latency_ms']:3.0f} ms, "
                       f"dropped {r['dropped']}, worst gap {r['worst_gap_ms']:.0f} ms | stages "
                       + " ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
