@@ -4,7 +4,9 @@ new frame's edges in between). A change in the frame, or a mask older than ``max
 brings the model back at once.
 
 Times are the frames' capture times, so the cap falls on whole frames: at 30 fps a cap of 15 gives
-every second frame (``RATE_SLACK`` absorbs the camera's jitter) rather than every second or third.
+every second frame rather than every second or third. A run may come ``RATE_SLACK`` of an interval
+early (the camera's jitter), but the next one is due a whole interval after the previous due time,
+so over any stretch of time the rate stays within the cap.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import cv2
 import numpy as np
 
 THUMB = (32, 24)
-RATE_SLACK = 0.9        # a run is due after this share of 1 / max_rate
+RATE_SLACK = 0.1        # a run may come this share of 1 / max_rate early
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -31,8 +33,9 @@ class MaskSchedule:
 
     def __post_init__(self) -> None:
         self._last_run = -1e9
+        self._due = -1e9            # capture time from which the rate cap allows the next run
         self._last_thumb: np.ndarray | None = None
-        self.still_skips = 0        # runs the rate allowed but a still picture did not need
+        self.still_skips = 0        # frames the rate cap allowed but that were still: no run needed
 
     def reset(self) -> None:
         self.__post_init__()
@@ -41,7 +44,7 @@ class MaskSchedule:
         """Seconds to wait before the rate cap allows another run (0 when it allows one now)."""
         if self.max_rate <= 0:
             return 0.0
-        return max(0.0, self._last_run + RATE_SLACK / self.max_rate - now)
+        return max(0.0, self._due - now)
 
     def should_run(self, frame: np.ndarray, now: float) -> bool:
         """True when ``frame`` (captured at ``now``) needs a new mask; records it as the frame the
@@ -56,5 +59,7 @@ class MaskSchedule:
                 and float(np.mean(np.abs(thumb - self._last_thumb))) < self.still_level):
             self.still_skips += 1
             return False
+        interval = 1.0 / self.max_rate
+        self._due = max(self._due + interval, now + interval * (1 - RATE_SLACK))
         self._last_run, self._last_thumb = now, thumb
         return True

@@ -4,8 +4,8 @@
     python benchmarks/bench_pipeline.py [--seconds 10] [--busy-core] [--preset balanced] [--model-dir DIR]
 
 For each preset (default: all three) and for an idle machine and, with ``--busy-core``, one with a
-helper process keeping a core busy for the run: output fps, mask updates per second (and the runs
-the rate cap allowed but a still picture did not need), CPU ms per output frame (this process's
+helper process keeping a core busy for the run: output fps, mask updates per second (and the frames
+the rate cap allowed that were still, so no run was needed), CPU ms per output frame (this process's
 CPU time over frames out), latency and dropped frames, and the worst gap between output frames (a
 burst of drops shows as a long gap). Then the cost of idling (nobody reads the virtual camera) and
 the time from a reader appearing to the first composited frame.

@@ -33,6 +33,12 @@ def test_schedule_at_half_the_camera_rate_takes_every_second_frame(portrait_fram
     assert runs == list(range(0, 90, 2))                        # 15 a second, not 10-12
 
 
+def test_schedule_never_exceeds_its_cap_on_a_fast_camera(portrait_frame):
+    s = MaskSchedule(max_rate=15, still_level=-1)
+    runs = [i for i in range(300) if s.should_run(portrait_frame, i / 100)]      # 100 fps for 3 s
+    assert 44 <= len(runs) <= 46 and min(np.diff(runs)) >= 6                       # 15 a second, no bursts
+
+
 def test_schedule_with_rate_zero_runs_on_every_frame(portrait_frame):
     s = MaskSchedule(max_rate=0)
     assert all(s.should_run(portrait_frame, i / 1000) for i in range(6))

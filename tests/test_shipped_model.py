@@ -74,6 +74,7 @@ def test_shipped_model_leaves_held_out_empty_rooms_empty(model_dir):
     shares = []
     for rel in held_out:
         img = cv2.imread(str(rooms_list.parent / rel), cv2.IMREAD_COLOR)
+        assert img is not None, f"cannot read {rooms_list.parent / rel}"
         shares.append(float((seg(img) > 0.5).mean()))
     shares = np.array(shares)
     assert len(shares) == 40

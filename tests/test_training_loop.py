@@ -176,7 +176,6 @@ def test_configs_inherit_their_base(tmp_path):
         load_config(tmp_path / "a.yml")
 
 
-
 def test_blend_averages_float_weights_with_their_shares(tmp_path):
     paddle = pytest.importorskip("paddle")
     from training.blend import blend_weights, main
@@ -191,8 +190,10 @@ def test_blend_averages_float_weights_with_their_shares(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pdparams"):
         blend_weights([(tmp_path / "missing.pdparams", 1)])
     paddle.save({"other": b["w"]}, str(tmp_path / "c.pdparams"))
-    with pytest.raises(ValueError, match="not the same network"):
-        blend_weights([(tmp_path / "a.pdparams", 1), (tmp_path / "c.pdparams", 1)])
+    paddle.save({"w": np.zeros((1, 3), np.float32), "steps": b["steps"]}, str(tmp_path / "d.pdparams"))
+    for other in ("c.pdparams", "d.pdparams"):          # other names; same names, other shapes
+        with pytest.raises(ValueError, match="not the same network"):
+            blend_weights([(tmp_path / "a.pdparams", 1), (tmp_path / other, 1)])
 
     main([f"{tmp_path / 'a.pdparams'}:0.25", f"{tmp_path / 'b.pdckpt'}:0.75", "--out", str(tmp_path / "m.pdparams")])
     np.testing.assert_allclose(np.asarray(paddle.load(str(tmp_path / "m.pdparams"))["w"]), 1.0)

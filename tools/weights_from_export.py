@@ -1,7 +1,10 @@
 """Turn an exported model (``model.json`` + ``model.pdiparams``) back into training weights.
 
     python tools/weights_from_export.py --model-dir models/portrait_bisenetv2 \
-        --out training/runs/v2.0_edge.pdparams
+        --out training/runs/v3.0_edge.pdparams
+
+(v2.0, where the v3 fine-tune starts, is in git: ``git archive abf3efb models/portrait_bisenetv2``,
+see the README's Model section.)
 
 Training runs live outside git, so a fresh clone may have only the shipped files. Those hold
 every weight the export wrapper uses (the network, its main head and any edge head; not the four

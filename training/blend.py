@@ -35,7 +35,7 @@ def blend_weights(pairs: list[tuple[str | Path, float]]) -> dict[str, np.ndarray
     states = [(load_weights(path), share / total) for path, share in pairs]
     first = states[0][0]
     for (state, _), (path, _) in zip(states[1:], pairs[1:]):
-        if set(state) != set(first):
+        if set(state) != set(first) or any(np.shape(state[k]) != np.shape(first[k]) for k in first):
             raise ValueError(f"{path} holds other tensors than {pairs[0][0]}: not the same network")
     out = {}
     for key, tensor in first.items():

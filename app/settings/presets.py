@@ -3,7 +3,8 @@
 Each preset sets the model's thread count, its most runs per second (between runs the last mask
 is refined against every new frame's edges; a still picture skips runs), one pass or two (the
 mirror image averaged in), the model's input size and colour-guided edges. Measured on a 2-core
-machine, 640x480 at 30 fps: see ``benchmarks/bench_pipeline.py --presets`` and the README.
+machine, 640x480 at 30 fps: see ``benchmarks/bench_pipeline.py`` (every preset, or ``--preset``) and
+the README.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 PRESET_NAMES = ("battery", "balanced", "quality")
 PRESET_LABELS = {"battery": "Battery saver", "balanced": "Balanced", "quality": "Best quality"}
 PRESET_HELP = {
-    "battery": "about half of Balanced's CPU: masks 8 times a second at 192 px, brightness-guided edges",
+    "battery": "about a fifth less CPU than Balanced: masks 8 times a second at 192 px, brightness-guided edges",
     "balanced": "masks up to 15 times a second (fewer while you sit still), one model thread",
     "quality": "a mask for every frame, mirror-averaged, two model threads: the most CPU",
 }
