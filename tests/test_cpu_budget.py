@@ -154,3 +154,22 @@ def test_two_passes_average_the_mirror_image(model_dir):
     flipped = one.predict_lowres(np.ascontiguousarray(frame[:, ::-1]))[:, ::-1]
     assert (one.passes, two.passes) == (1, 2)
     assert np.allclose(b, (a + flipped) / 2, atol=1e-4) and not np.allclose(a, b, atol=1e-3)
+
+
+def test_the_engine_keeps_opencv_to_one_thread(portrait_frame):
+    """OpenCV's thread pool costs more CPU than it saves on webcam-sized frames (bench_pipeline)."""
+    import cv2
+
+    from app.sinks import CallbackSink
+    from app.sources import CaptureRequest, DemoSource
+
+    cv2.setNumThreads(2)
+    engine = Engine(EngineSettings(background="blur"))
+    engine.add_sink(CallbackSink(lambda _f: None))
+    try:
+        engine.start(DemoSource(CaptureRequest(320, 240, 30)))
+        assert engine.wait_for_frames(3, timeout=30)
+        assert cv2.getNumThreads() == 1
+    finally:
+        engine.stop()
+        cv2.setNumThreads(-1)

@@ -13,7 +13,7 @@ from typing import Any
 PRESET_NAMES = ("battery", "balanced", "quality")
 PRESET_LABELS = {"battery": "Battery saver", "balanced": "Balanced", "quality": "Best quality"}
 PRESET_HELP = {
-    "battery": "about a fifth less CPU than Balanced: masks 8 times a second at 192 px, brightness-guided edges",
+    "battery": "about a third less CPU than Balanced: masks 8 times a second at 192 px, brightness-guided edges",
     "balanced": "masks up to 15 times a second (fewer while you sit still), one model thread",
     "quality": "a mask for every frame, mirror-averaged, two model threads: the most CPU",
 }
