@@ -42,12 +42,10 @@ from inference.compose import Compositor, parse_background  # noqa: E402
 from inference.refine import MaskRefiner, RefineSettings  # noqa: E402
 
 
-MODEL_DIR: str | None = None      # --model-dir (default: the shipped model)
-
-
-def preset_settings(name: str) -> EngineSettings:
+def preset_settings(name: str, model_dir: str | None = None) -> EngineSettings:
+    """A preset's engine settings on a blur background; ``model_dir`` None is the shipped model."""
     s = Settings()
-    s.engine.model_dir = MODEL_DIR
+    s.engine.model_dir = model_dir
     for path, value in preset_values(name).items():
         set_path(s, path, value)
     s.engine.background = "blur"
@@ -116,7 +114,16 @@ def bench_pipeline(s: EngineSettings, seconds: float, always_moving: bool = Fals
             "dropped": snap.dropped, "worst_gap_ms": 1000 * max(gaps, default=0.0), "stage_ms": snap.stage_ms}
 
 
-def bench_idle(seconds: float) -> dict:
+def pipeline_line(label: str, r: dict) -> str:
+    """One printed line of ``bench_pipeline``'s figures."""
+    return (f"[{label}] out {r['fps_out']:4.1f} fps, masks {r['masks_per_s']:4.1f}/s "
+            f"({r['still_skips_per_s']:.1f} frames/s still: no run needed), "
+            f"CPU {r['cpu_ms_per_frame']:5.1f} ms/frame, latency {r['latency_ms']:3.0f} ms, "
+            f"dropped {r['dropped']}, worst gap {r['worst_gap_ms']:.0f} ms | stages "
+            + " ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
+
+
+def bench_idle(seconds: float, model_dir: str | None = None) -> dict:
     """Idle cost with a virtual camera nobody reads (a temporary file stands in for the device), and
     the time from a reader opening it to the first frame composited after that."""
     import pyvirtualcam
@@ -138,7 +145,7 @@ def bench_idle(seconds: float) -> dict:
     pyvirtualcam.register_backend("null", NullBackend)
     node = Path(tempfile.mkdtemp()) / "video-bench"
     node.write_bytes(b"")
-    engine = Engine(preset_settings("balanced"))
+    engine = Engine(preset_settings("balanced", model_dir))
     engine.add_sink(VirtualCameraSink(backend="null", reader_node=node))
     engine.start(DemoSource(CaptureRequest(640, 480, 30)))
     time.sleep(2.0)
@@ -165,8 +172,6 @@ def main() -> None:
     ap.add_argument("--busy-core", action="store_true", help="also measure with one core kept busy")
     ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. a fresh export)")
     args = ap.parse_args()
-    global MODEL_DIR
-    MODEL_DIR = args.model_dir
     logging.basicConfig(level=logging.WARNING)
     src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)
     src.open()
@@ -174,7 +179,7 @@ def main() -> None:
     presets = [args.preset] if args.preset else list(PRESET_NAMES)
     print(f"{os.cpu_count()} cores; 640x480 demo at 30 fps, blur background; {args.seconds:g} s per run")
     for name in presets:
-        st = bench_stages(frame, preset_settings(name))
+        st = bench_stages(frame, preset_settings(name, args.model_dir))
         print(f"[{name}] CPU ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
     loads = ["idle"] + (["busy core"] if args.busy_core else [])
     for load in loads:
@@ -184,21 +189,15 @@ def main() -> None:
             helper.start()
         try:
             for name in presets:
-                r = bench_pipeline(preset_settings(name), args.seconds)
-                print(f"[{name:8s} {load:9s}] out {r['fps_out']:4.1f} fps, masks {r['masks_per_s']:4.1f}/s "
-                      f"({r['still_skips_per_s']:.1f} frames/s still: no run needed), "
-                      f"CPU {r['cpu_ms_per_frame']:5.1f} ms/frame, latency {r['latency_ms']:3.0f} ms, "
-                      f"dropped {r['dropped']}, worst gap {r['worst_gap_ms']:.0f} ms | stages "
-                      + " ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
+                r = bench_pipeline(preset_settings(name, args.model_dir), args.seconds)
+                print(pipeline_line(f"{name:8s} {load:9s}", r))
             if "balanced" in presets:
-                r = bench_pipeline(preset_settings("balanced"), args.seconds, always_moving=True)
-                print(f"[balanced {load:9s}] always moving: out {r['fps_out']:4.1f} fps, masks {r['masks_per_s']:4.1f}/s, "
-                      f"CPU {r['cpu_ms_per_frame']:5.1f} ms/frame, latency {r['latency_ms']:3.0f} ms, "
-                      f"dropped {r['dropped']}, worst gap {r['worst_gap_ms']:.0f} ms")
+                r = bench_pipeline(preset_settings("balanced", args.model_dir), args.seconds, always_moving=True)
+                print(pipeline_line(f"balanced {load:9s}", r).replace("] out", "] always moving: out", 1))
         finally:
             if helper is not None:
                 helper.terminate()
-    r = bench_idle(args.seconds)
+    r = bench_idle(args.seconds, args.model_dir)
     print(f"[nobody watching] idle {r['idle']}: {r['idle_core_percent']:.1f} % of one core (target < 5 %); "
           f"a reader appears -> first composited frame {r['resume_ms']:.0f} ms")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
