@@ -61,22 +61,14 @@ def test_app_refinement_keeps_or_improves_the_models_mask_on_real_portraits(mode
 def test_shipped_model_leaves_held_out_empty_rooms_empty(model_dir):
     """Real rooms with nobody in them, held out of training: almost nothing is called person
     (v2.0, trained on portraits only, called 17 % of such rooms person and left a phantom in 95 %)."""
-    import cv2
-
-    from training.data import read_image_list
-    from training.scenes import PHANTOM_SHARE, is_held_out
+    from training.scenes import PHANTOM_SHARE, load_photo_set
 
     rooms_list = SHARED.parent / "rooms" / "list.txt"
     if not rooms_list.is_file():
         pytest.skip("../shared/data/rooms is not present")
-    held_out = [rel for rel in read_image_list(rooms_list) if is_held_out(rel)][:40]
+    held_out = load_photo_set(rooms_list, held_out=True, long_side=None, limit=40)
     seg = Segmenter(model_dir, backend="onnxruntime", compute="cpu")
-    shares = []
-    for rel in held_out:
-        img = cv2.imread(str(rooms_list.parent / rel), cv2.IMREAD_COLOR)
-        assert img is not None, f"cannot read {rooms_list.parent / rel}"
-        shares.append(float((seg(img) > 0.5).mean()))
-    shares = np.array(shares)
+    shares = np.array([float((seg(img) > 0.5).mean()) for img in held_out.images])
     assert len(shares) == 40
     assert shares.mean() < 0.05, shares.round(3)
     assert np.median(shares) < PHANTOM_SHARE, shares.round(3)      # most rooms show no phantom at all

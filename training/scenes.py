@@ -46,19 +46,23 @@ class PhotoSet:
         return len(self.images)
 
 
-def load_photo_set(list_path: str | Path, held_out: bool, long_side: int = 320,
-                   labels: list[np.ndarray] | None = None) -> PhotoSet:
-    """The training (``held_out=False``) or held-out part of a one-path-per-line image list, each photo
-    shrunk to ``long_side``; ``labels`` (one per list entry, e.g. ``teacher_labels.load_labels``) ride along."""
+def load_photo_set(list_path: str | Path, held_out: bool, long_side: int | None = 320,
+                   labels: list[np.ndarray] | None = None, limit: int | None = None) -> PhotoSet:
+    """The training (``held_out=False``) or held-out part of a one-path-per-line image list (its first
+    ``limit`` photos), each photo shrunk to ``long_side`` (None: as it is); ``labels`` (one per list
+    entry, e.g. ``teacher_labels.load_labels``) ride along."""
     root = Path(list_path).parent
     names, images, alphas = [], [], []
     for i, rel in enumerate(read_image_list(list_path)):
         if is_held_out(rel) != held_out:
             continue
+        if limit is not None and len(images) >= limit:
+            break
         img = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
         if img is None:
             raise FileNotFoundError(f"cannot read image {root / rel}")
-        img = _shrink(img, long_side)
+        if long_side is not None:
+            img = _shrink(img, long_side)
         names.append(Path(rel).name)
         images.append(img)
         if labels is not None:
