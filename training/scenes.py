@@ -275,7 +275,6 @@ class SceneConfig:
     two_people_p: float = 0.15      # a pasted scene holds a second (mostly far) person
     far_p: float = 0.15             # the (front) pasted person is small and far
     long_side: int = 320            # photos are kept decoded at this size
-    hard_rooms_boost: float = 0.0   # a training room the model calls >= 5 % person is drawn 1 + this times as often
 
 
 class SceneMix:
@@ -297,13 +296,6 @@ class SceneMix:
             self.people_rooms = load_photo_set(lst, held_out=False, long_side=cfg.long_side,
                                                labels=load_labels(lst, cfg.teacher_labels))
 
-        self.room_p: np.ndarray | None = None
-
-    def set_room_shares(self, shares: np.ndarray) -> None:
-        """Draw training rooms in proportion to 1 + ``hard_rooms_boost`` x (share called person / 0.05, at most 1)."""
-        w = 1.0 + self.cfg.hard_rooms_boost * np.minimum(np.asarray(shares, np.float64) / 0.05, 1.0)
-        self.room_p = w / w.sum()
-
     @property
     def per_batch(self) -> int:
         return self.cfg.pasted + self.cfg.room + self.cfg.teacher
@@ -324,9 +316,7 @@ class SceneMix:
             people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
             img, target = pasted_scene(room, people, r, (size, size), far_p=self.cfg.far_p)
         elif kind == "room":
-            p = self.room_p
-            i = int(r.choice(len(self.rooms), p=p)) if p is not None else int(r.integers(len(self.rooms)))
-            img, _ = random_view(self.rooms.images[i], r, (size, size), 0.3)
+            img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, (size, size), 0.3)
             target = np.zeros((size, size), np.float32)
         elif kind == "teacher":
             i = int(r.integers(len(self.people_rooms)))

@@ -53,25 +53,6 @@ def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
     return figures
 
 
-def room_shares(model, images: list, size: int, batch: int = 16) -> np.ndarray:
-    """The share of each (empty room) image that ``model`` calls person at ``size`` x ``size``."""
-    import paddle
-
-    from training.data import to_chw_rgb
-    from training.model import PersonProbability
-
-    model.eval()
-    net = PersonProbability(model)
-    out = []
-    with paddle.no_grad():
-        for s in range(0, len(images), batch):
-            x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA)
-                                     for i in images[s:s + batch]]))
-            out.extend((net(paddle.to_tensor(x))[:, 0].numpy() > 0.5).mean(axis=(1, 2)))
-    model.train()
-    return np.asarray(out)
-
-
 def selection_score(figures: dict) -> float:
     """What ``best.pdparams`` maximises: val mIoU, plus (with room checks) the pasted-people IoU
     minus the share of empty rooms called person."""
