@@ -99,7 +99,7 @@ def load_portrait_set(list_path: str | Path, cache_dir: str | Path | None, long_
     pairs = read_file_list(list_path)
     cache = None
     if cache_dir is not None:
-        cache_dir = Path(cache_dir)
+        cache_dir = Path(cache_dir).expanduser()
         cache_dir.mkdir(parents=True, exist_ok=True)
         cache = cache_dir / f"{Path(list_path).stem}_{long_side}_{len(pairs)}.npz"
         if cache.exists():
