@@ -48,7 +48,7 @@ def test_batch_loader_drops_batches_made_before_a_settings_change(tmp_path):
     loader = BatchLoader(data, AugmentConfig(), batch_size=2, seed=0)
     for _ in range(10):        # the worker keeps the queue full, so stale batches are always waiting
         loader.set_size(96)
-        x, y, e, idx, _ = loader.next()
+        x, y, e, idx = loader.next()
         assert x.shape == (2, 3, 96, 96) and y.shape == e.shape == (2, 96, 96) and idx.shape == (2,)
         loader.set_augment(AugmentConfig(rotate_p=0.0))
         assert loader.aug.cfg.rotate_p == 0.0 and loader.next()[1].shape == (2, 96, 96)

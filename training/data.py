@@ -306,10 +306,9 @@ def to_chw_rgb(batch_bgr: np.ndarray) -> np.ndarray:
 
 class BatchLoader:
     """Background thread producing batches: images NCHW float32, person targets NHW float32 in [0, 1]
-    (soft where a teacher labelled), edge band NHW float32, the indices of the portrait photos drawn
-    (the batch's first rows, for ``sampler.record``) and, per scene row, its front pasted person (-1: none).
-    With ``scenes`` (a ``training.scenes.SceneMix``), each batch's last ``scenes.per_batch`` rows are room
-    scenes."""
+    (soft where a teacher labelled), edge band NHW float32 and the indices of the portrait photos drawn
+    (the batch's first rows, for ``sampler.record``). With ``scenes`` (a ``training.scenes.SceneMix``),
+    each batch's last ``scenes.per_batch`` rows are room scenes."""
 
     def __init__(self, data: PortraitSet, aug: AugmentConfig, batch_size: int, seed: int, prefetch: int = 4,
                  scenes=None):
@@ -352,11 +351,10 @@ class BatchLoader:
         targets = np.empty((self.batch_size, size, size), np.float32)
         for j, i in enumerate(idx):
             imgs[j], targets[j] = self.aug.sample(int(i), size)
-        people = np.full(len(kinds), -1)
         for j, kind in enumerate(kinds, len(idx)):
-            imgs[j], targets[j], people[j - len(idx)] = self.scenes.sample(kind, size, self.aug)
+            imgs[j], targets[j] = self.scenes.sample(kind, size, self.aug)
         edges = np.stack([boundary_band((t > 0.5).astype(np.uint8), max(1, size // 96)) for t in targets])
-        return to_chw_rgb(imgs), targets, edges.astype(np.float32), idx, people
+        return to_chw_rgb(imgs), targets, edges.astype(np.float32), idx
 
     def _run(self) -> None:
         while not self._stop.is_set():

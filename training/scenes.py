@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.data import HardExampleSampler, load_pair, read_file_list, read_image_list
+from training.data import load_pair, read_file_list, read_image_list
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,6 @@ class SceneConfig:
     long_side: int = 320            # photos are kept decoded at this size
     hard_rooms_boost: float = 0.0   # a training room the model calls >= 5 % person is drawn 1 + this times as often
     hard_rooms_scored: int = 600    # training rooms re-scored for that at the start and after every check
-    hard_people_boost: float = 0.0  # the front pasted person is drawn by the rank of their loss in pasted rows: 1 to 1 + this
 
 
 class SceneMix:
@@ -299,7 +298,6 @@ class SceneMix:
             self.people_rooms = load_photo_set(lst, held_out=False, long_side=cfg.long_side,
                                                labels=load_labels(lst, cfg.teacher_labels))
 
-        self.people_sampler = HardExampleSampler(len(people))   # recent loss of each person in pasted rows
         self.room_shares = np.full(len(self.rooms), np.nan)   # the last share called person, per training room
         self.room_p: np.ndarray | None = None
 
@@ -324,23 +322,17 @@ class SceneMix:
     def kinds(self) -> list[str]:
         return ["pasted"] * self.cfg.pasted + ["room"] * self.cfg.room + ["teacher"] * self.cfg.teacher
 
-    def record(self, people: np.ndarray, losses: np.ndarray) -> None:
-        """Record the training loss of scene rows whose front pasted person was ``people`` (-1: not a pasted row)."""
-        people = np.asarray(people)
-        pasted = people >= 0
-        self.people_sampler.record(people[pasted], np.asarray(losses)[pasted])
+    def _person(self) -> tuple[np.ndarray, np.ndarray]:
+        i = int(self.rng.integers(len(self.people)))
+        return self.people.images[i], self.people.masks[i]
 
-    def sample(self, kind: str, size: int, augmenter) -> tuple[np.ndarray, np.ndarray, int]:
-        """One square ``size`` scene of ``kind``, its person target (float32 0-1), with ``augmenter``'s
-        mirror and camera-like changes (a ``training.data.Augmenter``), and the index of its front pasted
-        person in ``people`` (-1 if it has none)."""
+    def sample(self, kind: str, size: int, augmenter) -> tuple[np.ndarray, np.ndarray]:
+        """One square ``size`` scene of ``kind`` and its person target (float32 0-1), with ``augmenter``'s
+        mirror and camera-like changes (a ``training.data.Augmenter``)."""
         r = self.rng
-        front = -1
         if kind == "pasted":
             room = self.rooms.images[int(r.integers(len(self.rooms)))]
-            front = int(self.people_sampler.draw(r, 1, self.cfg.hard_people_boost)[0])
-            chosen = [int(r.integers(len(self.people)))] * (r.random() < self.cfg.two_people_p) + [front]  # front last
-            people = [(self.people.images[i], self.people.masks[i]) for i in chosen]
+            people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
             img, target = pasted_scene(room, people, r, (size, size), far_p=self.cfg.far_p)
         elif kind == "room":
             p = self.room_p
@@ -353,4 +345,4 @@ class SceneMix:
             target = a.astype(np.float32) / 255.0
         else:
             raise ValueError(f"unknown scene kind {kind!r}")
-        return (*augmenter.flip_and_photometric(img, target), front)
+        return augmenter.flip_and_photometric(img, target)
