@@ -130,26 +130,6 @@ def test_scene_mix_rows(tmp_path):
         mix.sample("beach", 64, aug)
 
 
-def test_hard_room_mining_draws_rooms_called_person_more_often(tmp_path):
-    rooms = make_rooms(tmp_path / "rooms", n=20)
-    img, mask = person()
-    mix = scenes.SceneMix(scenes.SceneConfig(str(rooms), pasted=1, room=1, teacher=0, hard_rooms_boost=4.0,
-                                             hard_rooms_scored=6), PortraitSet(["eg_0"], [img], [mask]),
-                          np.random.default_rng(0))
-    n = len(mix.rooms)
-    idx = mix.rooms_to_score()
-    assert len(idx) == 6 and len(set(idx.tolist())) == 6 and idx.max() < n
-    shares = np.zeros(6)
-    shares[0] = 0.2                                   # one room the model calls 20 % person
-    mix.set_room_shares(idx, shares)
-    p = mix.room_p
-    assert abs(p.sum() - 1) < 1e-9
-    easy = idx[1]
-    assert abs(p[idx[0]] / p[easy] - 5.0) < 1e-9     # 1 + boost
-    unscored = next(i for i in range(n) if i not in idx)
-    assert abs(p[unscored] / p[easy] - (1 + 4.0 * (0.2 / 6) / 0.05)) < 1e-9   # counts as the mean share
-
-
 def test_soft_targets_give_plain_cross_entropy_on_hard_masks():
     paddle = pytest.importorskip("paddle")
     import paddle.nn.functional as F

@@ -275,8 +275,6 @@ class SceneConfig:
     two_people_p: float = 0.15      # a pasted scene holds a second (mostly far) person
     far_p: float = 0.15             # the (front) pasted person is small and far
     long_side: int = 320            # photos are kept decoded at this size
-    hard_rooms_boost: float = 0.0   # a training room the model calls >= 5 % person is drawn 1 + this times as often
-    hard_rooms_scored: int = 600    # training rooms re-scored for that at the start and after every check
 
 
 class SceneMix:
@@ -298,23 +296,6 @@ class SceneMix:
             self.people_rooms = load_photo_set(lst, held_out=False, long_side=cfg.long_side,
                                                labels=load_labels(lst, cfg.teacher_labels))
 
-        self.room_shares = np.full(len(self.rooms), np.nan)   # the last share called person, per training room
-        self.room_p: np.ndarray | None = None
-
-    def rooms_to_score(self) -> np.ndarray:
-        """Indices of the training rooms to re-score now: a random ``hard_rooms_scored`` of them."""
-        n = min(self.cfg.hard_rooms_scored, len(self.rooms))
-        return np.sort(self.rng.choice(len(self.rooms), n, replace=False))
-
-    def set_room_shares(self, idx: np.ndarray, shares: np.ndarray) -> None:
-        """Record the share called person of training rooms ``idx`` and draw rooms from now on in proportion
-        to 1 + ``hard_rooms_boost`` x (share / 0.05, at most 1); a room not scored yet counts as the mean."""
-        self.room_shares[idx] = shares
-        known = self.room_shares[~np.isnan(self.room_shares)]
-        s = np.where(np.isnan(self.room_shares), known.mean(), self.room_shares)
-        w = 1.0 + self.cfg.hard_rooms_boost * np.minimum(s / 0.05, 1.0)
-        self.room_p = w / w.sum()
-
     @property
     def per_batch(self) -> int:
         return self.cfg.pasted + self.cfg.room + self.cfg.teacher
@@ -335,9 +316,7 @@ class SceneMix:
             people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
             img, target = pasted_scene(room, people, r, (size, size), far_p=self.cfg.far_p)
         elif kind == "room":
-            p = self.room_p
-            i = int(r.choice(len(self.rooms), p=p)) if p is not None else int(r.integers(len(self.rooms)))
-            img, _ = random_view(self.rooms.images[i], r, (size, size), 0.3)
+            img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, (size, size), 0.3)
             target = np.zeros((size, size), np.float32)
         elif kind == "teacher":
             i = int(r.integers(len(self.people_rooms)))

@@ -31,7 +31,7 @@ import numpy as np
 from training.checkpoints import atomic_save, rename_optimizer_state
 from training.config import (check_stages, load_config, lr_at, stage_augment, stage_loss, stage_size,
                              total_iterations)
-from training.validation import room_shares, selection_score, validate
+from training.validation import selection_score, validate
 
 log = logging.getLogger("training")
 
@@ -102,15 +102,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         room_checks = load_room_checks(Path(sc.rooms_list).expanduser(), data_root / cfg["val_list"])
         log.info("room scenes: %d of every %d rows (%s)", scenes.per_batch, cfg["batch_size"], sc)
 
-    def mine_rooms() -> None:
-        if scenes is not None and scenes.cfg.hard_rooms_boost > 0:
-            idx = scenes.rooms_to_score()
-            shares = room_shares(model, [scenes.rooms.images[i] for i in idx], stage_size(it, cfg["stages"]))
-            scenes.set_room_shares(idx, shares)
-            log.info("%d training rooms re-scored: mean share called person %.4f, %.1f %% over 0.5 %%",
-                     len(idx), shares.mean(), 100 * (shares > 0.005).mean())
-
-    mine_rooms()
     aug = stage_augment(it, cfg)
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
                          seed=cfg["seed"] * 100003 + it, scenes=scenes)
@@ -187,7 +178,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                 best = selection_score(m)
                 atomic_save(model.state_dict(), run_dir / "best.pdparams")
                 (run_dir / "best.json").write_text(json.dumps(m, indent=1))
-            mine_rooms()
         if it % cfg["save_every"] == 0:
             save()
         if max_minutes is not None and time.time() - t_start > max_minutes * 60:

@@ -21,57 +21,36 @@ def check_figures(scores) -> dict:
     return out
 
 
-def person_probabilities(net, imgs, size: int) -> np.ndarray:
-    """``net``'s (a ``training.model.PersonProbability``) person probability for each of ``imgs`` (HxWx3 BGR
-    uint8), resized to ``size`` x ``size``: an N x size x size array. Call under ``paddle.no_grad()``."""
-    import paddle
-
-    from training.data import to_chw_rgb
-
-    x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
-    return net(paddle.to_tensor(x))[:, 0].numpy()
-
-
 def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
     """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
     with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too."""
     import paddle
 
+    from training.data import to_chw_rgb
     from training.evaluate import GroupedScores
     from training.model import PersonProbability
 
     model.eval()
     net = PersonProbability(model)
     scores = GroupedScores()
+
+    def probabilities(imgs) -> np.ndarray:
+        x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
+        return net(paddle.to_tensor(x))[:, 0].numpy()
+
     with paddle.no_grad():
         for s in range(0, len(val), batch):
-            score_probabilities(scores, person_probabilities(net, val.images[s:s + batch], size), val, s)
+            score_probabilities(scores, probabilities(val.images[s:s + batch]), val, s)
         figures = check_figures(scores)
         if room_checks is not None:
             from training.scenes import room_figures
 
             def predict(imgs):
-                return [cv2.resize(p, (i.shape[1], i.shape[0])) for p, i in zip(person_probabilities(net, imgs, size), imgs)]
+                return [cv2.resize(p, (i.shape[1], i.shape[0])) for p, i in zip(probabilities(imgs), imgs)]
 
             figures.update(room_figures(predict, *room_checks).as_dict())
     model.train()
     return figures
-
-
-def room_shares(model, images: list, size: int, batch: int = 16) -> np.ndarray:
-    """The share of each (empty room) image of ``images`` that ``model`` calls person at ``size`` x ``size``."""
-    import paddle
-
-    from training.model import PersonProbability
-
-    model.eval()
-    net = PersonProbability(model)
-    out = []
-    with paddle.no_grad():
-        for s in range(0, len(images), batch):
-            out.extend((person_probabilities(net, images[s:s + batch], size) > 0.5).mean(axis=(1, 2)))
-    model.train()
-    return np.asarray(out)
 
 
 def selection_score(figures: dict) -> float:
