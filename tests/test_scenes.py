@@ -101,27 +101,37 @@ def test_teacher_labels_are_cached_and_reloaded(tmp_path):
         calls.append(img.shape)
         return np.full(img.shape[:2], 0.25, np.float32)
 
-    assert teacher_labels.make_labels(teacher, lst, tmp_path / "labels") == 4
-    assert teacher_labels.make_labels(teacher, lst, tmp_path / "labels") == 0          # cached
-    alphas = teacher_labels.load_labels(lst, tmp_path / "labels")
+    assert teacher_labels.make_labels(teacher, lst, tmp_path / "labels", "a") == 4
+    assert teacher_labels.make_labels(teacher, lst, tmp_path / "labels", "a") == 0          # cached
+    assert teacher_labels.make_labels(lambda img: np.full(img.shape[:2], 0.75, np.float32), lst,
+                                      tmp_path / "labels", "b") == 4
+    alphas = teacher_labels.load_labels(lst, tmp_path / "labels", ["a"])
     assert len(alphas) == 4 and alphas[0].dtype == np.uint8 and abs(int(alphas[0][0, 0]) - 64) <= 1
-    with pytest.raises(FileNotFoundError, match="python -m training.teacher_labels"):
-        teacher_labels.load_labels(lst, tmp_path / "elsewhere")
+    mean = teacher_labels.load_labels(lst, tmp_path / "labels", ["a", "b"])       # rebuilt from the cache
+    assert abs(int(mean[0][0, 0]) - 128) <= 1 and len(calls) == 4
+    with pytest.raises(FileNotFoundError, match="python -m training.teacher_labels --teachers c"):
+        teacher_labels.load_labels(lst, tmp_path / "labels", ["a", "c"])
 
 
 def test_scene_mix_rows(tmp_path):
     rooms = make_rooms(tmp_path / "rooms")
     pr = make_rooms(tmp_path / "people_rooms", n=20)
-    teacher_labels.make_labels(lambda img: np.full(img.shape[:2], 0.8, np.float32), pr, tmp_path / "labels")
+    teacher_labels.make_labels(lambda img: np.full(img.shape[:2], 0.8, np.float32), pr, tmp_path / "labels", "t")
+    # the teacher sees a person in the top half of every "empty" room: rooms and pasted scenes learn it
+    teacher_labels.make_labels(lambda img: np.repeat([[1.0], [0.0]], img.shape[0] // 2, 0) * np.ones(img.shape[1]),
+                               rooms, tmp_path / "labels", "t")
     img, mask = person()
     people = PortraitSet(["eg_0"], [img], [mask])
     rng = np.random.default_rng(0)
-    mix = scenes.SceneMix(scenes.SceneConfig(str(rooms), str(pr), str(tmp_path / "labels"), pasted=2, room=1,
-                                             teacher=1), people, rng)
+    mix = scenes.SceneMix(scenes.SceneConfig(str(rooms), str(pr), str(tmp_path / "labels"), teachers=("t",),
+                                             pasted=2, room=1, teacher=1), people, rng)
     assert mix.kinds() == ["pasted", "pasted", "room", "teacher"] and mix.per_batch == 4
     aug = Augmenter(people, AugmentConfig(color_p=0, blur_p=0, noise_p=0, jpeg_p=0), rng)
     room_img, room_target = mix.sample("room", 64, aug)
-    assert room_img.shape == (64, 64, 3) and not room_target.any()
+    assert room_img.shape == (64, 64, 3) and 0.1 < room_target.mean() < 0.9
+    plain = scenes.SceneMix(scenes.SceneConfig(str(rooms), str(pr), str(tmp_path / "labels"), teachers=("t",),
+                                               room_labels=False), people, rng)
+    assert not plain.sample("room", 64, aug)[1].any()
     _, teacher_target = mix.sample("teacher", 64, aug)
     assert np.allclose(teacher_target, 0.8, atol=0.01)
     _, pasted_target = mix.sample("pasted", 64, aug)
@@ -162,13 +172,15 @@ def test_training_with_room_scenes_reports_the_room_checks(tmp_path):
     root = make_dataset(tmp_path / "d")
     rooms = make_rooms(tmp_path / "rooms", n=30)
     pr = make_rooms(tmp_path / "people_rooms", n=12)
-    teacher_labels.make_labels(lambda img: np.zeros(img.shape[:2], np.float32), pr, tmp_path / "labels")
+    for lst in (pr, rooms):
+        teacher_labels.make_labels(lambda img: np.zeros(img.shape[:2], np.float32), lst, tmp_path / "labels", "t")
     cfg = load_config(CONFIGS / "portrait_bisenetv2.yml")
     cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                batch_size=4, stages=[[2, 64]], resume_from=None, val_every=2, save_every=2, log_every=1,
                cache_long_side=96,
                scenes={"rooms_list": str(rooms), "people_rooms_list": str(pr),
-                       "teacher_labels": str(tmp_path / "labels"), "pasted": 1, "room": 1, "teacher": 1})
+                       "teacher_labels": str(tmp_path / "labels"), "teachers": ["t"], "pasted": 1, "room": 1,
+                       "teacher": 1})
     train.train(cfg)
     val = [json.loads(line) for line in (tmp_path / "run" / "val.jsonl").read_text().splitlines()]
     assert {"room_share", "room_phantom", "pasted_iou"} <= set(val[-1])

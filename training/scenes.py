@@ -176,13 +176,14 @@ def paste_person(canvas: np.ndarray, label: np.ndarray, img: np.ndarray, mask: n
 
 
 def pasted_scene(room: np.ndarray, people: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
-                 size: tuple[int, int], far_p: float = 0.15, colour_match: tuple[float, float] = (0.2, 0.7)
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 size: tuple[int, int], far_p: float = 0.15, colour_match: tuple[float, float] = (0.2, 0.7),
+                 room_label: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` (w, h) view of ``room`` with ``people`` (image, 0/1 mask) pasted in, back to front;
-    returns the BGR scene and the person alpha (float32 0-1)."""
-    canvas, _ = random_view(room, rng, size, min_area=0.4)
+    returns the BGR scene and the person alpha (float32 0-1). ``room_label`` (uint8 0-255, the room's
+    teacher labels) is the target under the pasted people; without it the room is all background."""
+    canvas, label = random_view(room, rng, size, min_area=0.4, alpha=room_label)
     canvas = canvas.copy()
-    label = np.zeros(canvas.shape[:2], np.float32)
+    label = np.zeros(canvas.shape[:2], np.float32) if label is None else label.astype(np.float32) / 255.0
     for k, (img, mask) in enumerate(people):       # everyone but the last (front) person is mostly far
         far = rng.random() < (0.7 if k < len(people) - 1 else far_p)
         paste_person(canvas, label, img, mask, rng, far=far, colour_match=rng.uniform(*colour_match))
@@ -268,7 +269,9 @@ class SceneConfig:
 
     rooms_list: str
     people_rooms_list: str = ""
-    teacher_labels: str = "~/.cache/bgswap-train/teacher"
+    teacher_labels: str = "~/.cache/bgswap-train/teachers"
+    teachers: tuple[str, ...] = ("mediapipe", "meet", "pphumanseg", "rvm")   # their mean is the soft target
+    room_labels: bool = True        # rooms are taught the teachers' mean (a few "empty" rooms hold a person)
     pasted: int = 3                 # rows per batch: portrait people pasted into training rooms
     room: int = 1                   # rows per batch: a training room with nobody in it (all background)
     teacher: int = 2                # rows per batch: a people-in-room photo with the teacher's alpha as target
@@ -287,14 +290,17 @@ class SceneMix:
         self.cfg = cfg
         self.people = people                       # a training.data.PortraitSet
         self.rng = rng
-        self.rooms = load_photo_set(Path(cfg.rooms_list).expanduser(), held_out=False, long_side=cfg.long_side)
+        rooms = Path(cfg.rooms_list).expanduser()
+        self.rooms = load_photo_set(rooms, held_out=False, long_side=cfg.long_side,
+                                    labels=load_labels(rooms, cfg.teacher_labels, cfg.teachers)
+                                    if cfg.room_labels else None)
         self.people_rooms = None
         if cfg.teacher:
             if not cfg.people_rooms_list:
                 raise ValueError("scenes.teacher > 0 needs scenes.people_rooms_list")
             lst = Path(cfg.people_rooms_list).expanduser()
             self.people_rooms = load_photo_set(lst, held_out=False, long_side=cfg.long_side,
-                                               labels=load_labels(lst, cfg.teacher_labels))
+                                               labels=load_labels(lst, cfg.teacher_labels, cfg.teachers))
 
     @property
     def per_batch(self) -> int:
@@ -307,17 +313,22 @@ class SceneMix:
         i = int(self.rng.integers(len(self.people)))
         return self.people.images[i], self.people.masks[i]
 
+    def _room_label(self, i: int) -> np.ndarray | None:
+        return self.rooms.alphas[i] if self.rooms.alphas is not None else None
+
     def sample(self, kind: str, size: int, augmenter) -> tuple[np.ndarray, np.ndarray]:
         """One square ``size`` scene of ``kind`` and its person target (float32 0-1), with ``augmenter``'s
         mirror and camera-like changes (a ``training.data.Augmenter``)."""
         r = self.rng
         if kind == "pasted":
-            room = self.rooms.images[int(r.integers(len(self.rooms)))]
+            i = int(r.integers(len(self.rooms)))
             people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
-            img, target = pasted_scene(room, people, r, (size, size), far_p=self.cfg.far_p)
+            img, target = pasted_scene(self.rooms.images[i], people, r, (size, size), far_p=self.cfg.far_p,
+                                       room_label=self._room_label(i))
         elif kind == "room":
-            img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, (size, size), 0.3)
-            target = np.zeros((size, size), np.float32)
+            i = int(r.integers(len(self.rooms)))
+            img, a = random_view(self.rooms.images[i], r, (size, size), 0.3, self._room_label(i))
+            target = np.zeros((size, size), np.float32) if a is None else a.astype(np.float32) / 255.0
         elif kind == "teacher":
             i = int(r.integers(len(self.people_rooms)))
             img, a = random_view(self.people_rooms.images[i], r, (size, size), 0.5, self.people_rooms.alphas[i])
