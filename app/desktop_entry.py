@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from inference.resources import assets_dir
+from bgswap.inference.resources import assets_dir
 
 APP_ID = "bgswap"
 
@@ -30,7 +30,7 @@ def icon_path() -> Path:
 
 
 def desktop_entry_text() -> str:
-    command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "app.cli"))
+    command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "bgswap.app.cli"))
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",

@@ -14,22 +14,22 @@ import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from inference import Segmenter
-from inference.background_spec import BackgroundSpec
-from inference.compose import Background, BackgroundError, Compositor, parse_background
-from inference.refine import MaskRefiner, RefineSettings
+from bgswap.inference import Segmenter
+from bgswap.inference.background_spec import BackgroundSpec
+from bgswap.inference.compose import Background, BackgroundError, Compositor, parse_background
+from bgswap.inference.refine import MaskRefiner, RefineSettings
 
+from .capture import Capture, Frame
 from .mask_schedule import MaskSchedule
 from .settings import EngineSettings
 from .slots import LatestSlot
 from .sinks import Sink
-from .sources import CaptureRequest, Source, SourceError, open_source, to_bgr_frame
+from .sources import CaptureRequest, Source, open_source
 from .stats import PipelineStats, StatsSnapshot
 
 log = logging.getLogger(__name__)
@@ -41,16 +41,8 @@ log = logging.getLogger(__name__)
 OPENCV_THREADS = 1
 
 LIVE_FIELDS = ("mirror", "async_segmentation", "mask_rate", "preset", "input_size", "threads", "passes")
-FILE_STALL_S = 3.0           # a file or demo source giving no frame this long has failed
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
-
-
-@dataclass
-class _Frame:
-    seq: int
-    captured_at: float
-    image: np.ndarray
 
 
 class Engine:
@@ -65,22 +57,20 @@ class Engine:
         self.schedule = MaskSchedule(self.settings.mask_rate)
         self.segmenter: Segmenter | None = None
         self.background: Background | None = None
-        self.source: Source | None = None
         self.sinks: list[Sink] = []
         self._sinks_lock = threading.Lock()
-        self._frames: LatestSlot[_Frame] = LatestSlot()
-        self._to_model: LatestSlot[_Frame] = LatestSlot()
+        self._frames: LatestSlot[Frame] = LatestSlot()
+        self._to_model: LatestSlot[Frame] = LatestSlot()
+        self.capture = self._new_capture()
         self._mask: np.ndarray | None = None            # newest low-resolution person probability
-        self._not_found_reported = False
         self._mask_ready = threading.Event()
         self._running = threading.Event()
         self._stopping = threading.Event()               # set by stop(): waits (reconnect backoff) end at once
-        self.failure: str | None = None                  # why the run cannot go on (a file source died)
         self._paused = threading.Event()
         self._threads: list[threading.Thread] = []
         self._out_cond = threading.Condition()
-        self._source_lock = threading.Lock()
-        self._source_gen = 0
+        self._started_at = time.monotonic()
+        self._first_out = True                           # log the first frame out of each start
         self.last_output: np.ndarray | None = None
         self.last_alpha: np.ndarray | None = None
 
@@ -98,13 +88,15 @@ class Engine:
         self.stats.backend = self.segmenter.backend_name
         if self.background is None:
             self.background = parse_background(s.background, fit=(s.width, s.height))
-        self.source = source or open_source(s.source, CaptureRequest(s.width, s.height, s.fps), realtime=s.realtime)
-        self._not_found_reported = not self._open_source_or_report(self.source, first=True)
-        self.failure = None
+        self.capture.open_first(source or open_source(s.source, CaptureRequest(s.width, s.height, s.fps),
+                                                      realtime=s.realtime))
         self._stopping.clear()
+        self._started_at = time.monotonic()
+        self._first_out = True
         self._running.set()
         self._threads = [
-            threading.Thread(target=self._capture_loop, name="capture", daemon=True),
+            threading.Thread(target=self.capture.run, args=(self._running, self._stopping), name="capture",
+                             daemon=True),
             threading.Thread(target=self._segment_loop, name="segment", daemon=True),
             threading.Thread(target=self._process_loop, name="process", daemon=True),
         ]
@@ -123,8 +115,7 @@ class Engine:
             if t.is_alive():
                 log.warning("thread %s did not stop in time", t.name)
         self._threads = []
-        if self.source is not None:
-            self.source.close()
+        self.capture.close()
         with self._sinks_lock:
             sinks, self.sinks = self.sinks, []
         for sink in sinks:
@@ -133,7 +124,21 @@ class Engine:
             except Exception:
                 log.exception("closing %s failed", sink.name)
         self._frames, self._to_model = LatestSlot(), LatestSlot()
+        self.capture.frames = self._frames
         self._mask_ready.clear()
+
+    def _new_capture(self) -> Capture:
+        return Capture(self._frames, self.stats, self._status, mirror=lambda: self.settings.mirror,
+                       idle=self._idle_now)
+
+    @property
+    def source(self) -> Source | None:
+        return self.capture.source
+
+    @property
+    def failure(self) -> str | None:
+        """Why the run cannot go on (a file source died), or None."""
+        return self.capture.failure
 
     @property
     def running(self) -> bool:
@@ -213,11 +218,8 @@ class Engine:
         new = open_source(spec, req, realtime=s.realtime)
         new.open()      # a camera that cannot be opened leaves the current source running
         resized = (req.width, req.height) != self.output_size
-        with self._source_lock:
-            old = self.source
-            self.source = new
-            self._source_gen += 1
-            s.source, s.width, s.height, s.fps = spec, req.width, req.height, req.fps
+        old = self.capture.swap(new)
+        s.source, s.width, s.height, s.fps = spec, req.width, req.height, req.fps
         if old is not None:
             old.close()
         self.refiner.reset()
@@ -264,76 +266,6 @@ class Engine:
             except Exception:
                 log.exception("status callback failed")
 
-    def _open_source_or_report(self, source: Source, first: bool = False) -> bool:
-        """Open ``source``. A file that fails raises SourceError; a camera that fails is reported
-        (on the first try) and False returned, to be retried."""
-        try:
-            source.open()
-            return True
-        except Exception as exc:
-            err = exc if isinstance(exc, SourceError) else SourceError(f"{source.name} cannot be opened: {exc}")
-            if not source.live:
-                raise err from None
-            if first:
-                self._status("error", f"{err}; retrying every few seconds")
-            return False
-
-    def _capture_loop(self) -> None:
-        """Read frames into the newest-frame slot. A camera that stops is reopened with a backoff
-        (0.5 s doubling to 5 s, cut short by stop()); a file that stops producing frames for
-        ``FILE_STALL_S`` ends the run with ``failure`` set."""
-        seq = 0
-        backoff = 0.5
-        gen = -1
-        lost = delivered = False
-        stalled_since: float | None = None
-        while self._running.is_set():
-            with self._source_lock:
-                src, cur_gen = self.source, self._source_gen
-            if cur_gen != gen:       # a new source; the first one may already be reported as not found
-                lost = gen == -1 and self._not_found_reported
-                gen, delivered, backoff, stalled_since = cur_gen, False, 0.5, None
-            if self._idle_now():
-                self._idle_wait(src)
-                continue
-            t0 = time.perf_counter()
-            frame = self._read(src)
-            if frame is None:
-                if not self._running.is_set() or cur_gen != self._source_gen:
-                    continue
-                if src.live:
-                    if not lost:
-                        self._status("warning", f"{src.name} lost: reconnecting..." if delivered else
-                                     f"{src.name} gives no picture: retrying every few seconds")
-                        lost = True
-                    self._safely(src.close)
-                    if self._stopping.wait(backoff):
-                        break
-                    backoff = min(backoff * 2, 5.0)
-                    if self._open_source_or_report(src) and cur_gen == self._source_gen:
-                        frame = self._read(src)
-                        if frame is not None:
-                            self._status("info", f"{src.name} reconnected" if delivered else f"{src.name} found")
-                    if frame is None:
-                        continue
-                    lost, backoff = False, 0.5
-                else:
-                    now = time.monotonic()
-                    stalled_since = stalled_since or now
-                    if now - stalled_since >= FILE_STALL_S:
-                        self.failure = f"{src.name} stopped giving frames (damaged or truncated file?)"
-                        self._status("error", self.failure)
-                        return
-                    self._stopping.wait(0.05)
-                    continue
-            delivered, stalled_since = True, None
-            self.stats.stage("capture", (time.perf_counter() - t0 - src.last_wait) * 1000)
-            if self.settings.mirror:
-                frame = cv2.flip(frame, 1)
-            seq += 1
-            self.stats.frame_in()
-            self._frames.put(_Frame(seq, time.monotonic(), frame))
-
     def _idle_now(self) -> bool:
         """True while there are outputs and none is watched (no virtual-camera reader, preview hidden).
         Entering idle drops the mask, so the first frame after it gets a fresh one."""
@@ -349,33 +281,6 @@ class Engine:
                 self.refiner.reset()
             self._status("info", "idle: no one is watching" if idle else "someone is watching: resuming")
         return idle
-
-    def _idle_wait(self, src: Source) -> None:
-        """While idle: a camera's frames are taken from the driver undecoded (so none is stale on
-        resuming); files and the demo just wait."""
-        skip = getattr(src, "skip", None)
-        if src.live and skip is not None:
-            try:
-                if skip():
-                    return
-            except Exception as exc:
-                log.debug("skip failed: %s", exc)
-        self._stopping.wait(0.03)
-
-    def _read(self, src: Source) -> np.ndarray | None:
-        """One frame as 3-channel uint8 BGR, or None (read failed, or a frame no conversion fits)."""
-        try:
-            return to_bgr_frame(src.read())
-        except Exception as exc:      # a driver or decoder error must not kill the thread
-            log.debug("read from %s failed: %s", src.name, exc)
-            return None
-
-    @staticmethod
-    def _safely(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            log.debug("ignored: %s", exc)
 
     def _segment_loop(self) -> None:
         """Run the model on the newest frame when the schedule says so (rate cap, still picture)."""
@@ -414,7 +319,7 @@ class Engine:
                 self._status("error", f"processing failed: {exc}")
                 time.sleep(0.1)
 
-    def _process(self, item: _Frame) -> None:
+    def _process(self, item: Frame) -> None:
         frame = item.image
         if self._paused.is_set() and self.last_output is not None:
             self._send(self.last_output, item)          # frozen picture: no model, refinement or compositing
@@ -441,7 +346,7 @@ class Engine:
         self.last_output = out
         self._send(out, item)
 
-    def _send(self, out: np.ndarray, item: _Frame) -> None:
+    def _send(self, out: np.ndarray, item: Frame) -> None:
         t = time.perf_counter()
         with self._sinks_lock:
             sinks = list(self.sinks)
@@ -451,6 +356,9 @@ class Engine:
             except Exception:
                 log.exception("sink %s failed", sink.name)
         self.stats.stage("sinks", (time.perf_counter() - t) * 1000)
+        if self._first_out:
+            self._first_out = False
+            log.info("first frame out %.1f s after start", time.monotonic() - self._started_at)
         with self._out_cond:
             self.stats.frame_out(item.captured_at)
             self._out_cond.notify_all()

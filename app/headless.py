@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from inference.compose import BackgroundError
-from inference.model_meta import ModelError
+from bgswap.inference.compose import BackgroundError
+from bgswap.inference.model_meta import ModelError
 
 from .engine import LIVE_FIELDS, Engine
 from .settings import EngineSettings, Settings, SettingsError

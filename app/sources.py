@@ -13,8 +13,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from inference.media import media_kind
-from inference.resources import assets_dir
+from bgswap.inference.media import media_kind
+from bgswap.inference.resources import assets_dir
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 
 A still photo (the bundled demo photo, or every n-th photo of a file list, scaled to 640
 wide) is fed as a clip of frames that differ only by sensor-like noise (Gaussian, sigma 3);
-each refinement setting runs through ``inference.refine.MaskRefiner`` with the app's temporal
+each refinement setting runs through ``bgswap.inference.refine.MaskRefiner`` with the app's temporal
 smoothing, and the mean absolute frame-to-frame alpha change is printed (x1e-3; lower is
 steadier), with the refinement's milliseconds per frame. ``--presets`` does the same for each
 quality preset as the app runs it: its model (input size, passes), its mask schedule at 30 fps
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from app.sources import DEMO_PHOTO  # noqa: E402
-from inference import Segmenter  # noqa: E402
-from inference.refine import MaskRefiner, RefineSettings  # noqa: E402
+from bgswap.app.sources import DEMO_PHOTO  # noqa: E402
+from bgswap.inference import Segmenter  # noqa: E402
+from bgswap.inference.refine import MaskRefiner, RefineSettings  # noqa: E402
 
 SETTINGS = {
     "grey r6 eps1e-3": RefineSettings(colour_edges=False, edge_radius=6, edge_eps=1e-3),
@@ -86,10 +86,10 @@ def main() -> None:
 
 
 def compare_presets(args) -> None:
-    from app.mask_schedule import MaskSchedule
-    from app.settings import Settings
-    from app.settings.convert import set_path
-    from app.settings.presets import PRESET_NAMES, preset_values
+    from bgswap.app.mask_schedule import MaskSchedule
+    from bgswap.app.settings import Settings
+    from bgswap.app.settings.convert import set_path
+    from bgswap.app.settings.presets import PRESET_NAMES, preset_values
 
     rng = np.random.default_rng(0)
     clips = [[np.clip(img + rng.normal(0, args.noise, img.shape), 0, 255).astype(np.uint8)

@@ -31,15 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from app.engine import Engine  # noqa: E402
-from app.settings import EngineSettings, Settings  # noqa: E402
-from app.settings.convert import set_path  # noqa: E402
-from app.settings.presets import PRESET_NAMES, preset_values  # noqa: E402
-from app.sinks import CallbackSink, VirtualCameraSink  # noqa: E402
-from app.sources import CaptureRequest, DemoSource  # noqa: E402
-from inference import Segmenter  # noqa: E402
-from inference.compose import Compositor, parse_background  # noqa: E402
-from inference.refine import MaskRefiner, RefineSettings  # noqa: E402
+from bgswap.app.engine import Engine  # noqa: E402
+from bgswap.app.settings import EngineSettings, Settings  # noqa: E402
+from bgswap.app.settings.convert import set_path  # noqa: E402
+from bgswap.app.settings.presets import PRESET_NAMES, preset_values  # noqa: E402
+from bgswap.app.sinks import CallbackSink, VirtualCameraSink  # noqa: E402
+from bgswap.app.sources import CaptureRequest, DemoSource  # noqa: E402
+from bgswap.inference import Segmenter  # noqa: E402
+from bgswap.inference.compose import Compositor, parse_background  # noqa: E402
+from bgswap.inference.refine import MaskRefiner, RefineSettings  # noqa: E402
 
 
 def preset_settings(name: str, model_dir: str | None = None) -> EngineSettings:

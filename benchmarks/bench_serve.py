@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "bgswap.app.cli", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
@@ -122,7 +122,7 @@ def run_config(name: str, n: int, concurrency: int, redis_url: str | None) -> No
 
 
 def model_batch_times() -> None:
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
 
     import cv2
 

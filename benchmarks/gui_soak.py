@@ -39,9 +39,9 @@ def main() -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.gui.main_window import MainWindow
-    from app.gui.none_refcount import keep_refs_alive
-    from app.settings import EngineSettings, Settings
+    from bgswap.app.gui.main_window import MainWindow
+    from bgswap.app.gui.none_refcount import keep_refs_alive
+    from bgswap.app.settings import EngineSettings, Settings
 
     app = QApplication(sys.argv[:1])
     guard = keep_refs_alive(app)

@@ -1,6 +1,14 @@
-"""Portrait segmentation, mask refinement and compositing. Knows nothing of Qt or cameras."""
+"""Portrait segmentation, mask refinement and compositing. Knows nothing of Qt or cameras.
+
+The library API::
+
+    from bgswap.inference import Segmenter, MaskRefiner, Compositor, parse_background
+"""
 from .backends import BackendOptions, create_backend
+from .compose import Compositor, parse_background
 from .model_meta import ModelError, ModelMeta
+from .refine import MaskRefiner
 from .segmenter import DEFAULT_MODEL_DIR, Segmenter
 
-__all__ = ["BackendOptions", "create_backend", "ModelError", "ModelMeta", "Segmenter", "DEFAULT_MODEL_DIR"]
+__all__ = ["BackendOptions", "Compositor", "create_backend", "DEFAULT_MODEL_DIR", "MaskRefiner", "ModelError",
+           "ModelMeta", "parse_background", "Segmenter"]

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .model_meta import ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta
+from .model_meta import DEFAULT_THREADS, ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ class Backend(Protocol):
 class BackendOptions:
     backend: str = "auto"
     compute: str = "auto"
-    threads: int = 2
+    threads: int = DEFAULT_THREADS
     tensorrt: bool = False
-    input_hw: tuple[int, int] = (256, 256)   # TensorRT builds its engine for this shape
+    input_hw: tuple[int, int] | None = None  # TensorRT builds its engine for this shape (None: meta.json's)
     precision: str = "auto"                  # see PRECISIONS; int8 is an ONNX Runtime model
     spin: bool = False                       # ONNX Runtime's worker threads busy-wait between calls (faster
                                              # by a little when the machine is idle, costly when it is not)
@@ -107,12 +107,9 @@ class OnnxRuntimeBackend:
         return self.session.run(None, {self.input_name: x})[0]
 
 
-INPUT_NAME = "x"   # training/export.py names the network input so
-
-
 class PaddleBackend:
     def __init__(self, model_dir: Path, compute: str, threads: int, tensorrt: bool = False,
-                 input_hw: tuple[int, int] = (256, 256)):
+                 input_hw: tuple[int, int] | None = None):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # paddle forces 1 otherwise
         import paddle.inference as pi
 
@@ -127,7 +124,8 @@ class PaddleBackend:
                 config.enable_tensorrt_engine(workspace_size=1 << 28, max_batch_size=1, min_subgraph_size=3,
                                               precision_mode=pi.PrecisionType.Half, use_static=False,
                                               use_calib_mode=False)
-                shape = {INPUT_NAME: [1, 3, *input_hw]}
+                meta = ModelMeta.load(model_dir)
+                shape = {meta.input_name: [1, 3, *(input_hw or meta.input_size)]}
                 config.set_trt_dynamic_shape_info(shape, shape, shape)
         else:
             config.disable_gpu()

@@ -11,8 +11,21 @@ INT8_FILE = "model.int8.onnx"                 # written beside it when int8 agre
 PADDLE_FILES = ("model.json", "model.pdiparams")
 
 
+INPUT_SIZE_STEP = 32                          # the network halves its input five times
+INPUT_SIZE_RANGE = (64, 1024)                 # smallest and largest side the runtime accepts
+DEFAULT_THREADS = 1                           # model threads: one measures best next to a video call
+
+
 class ModelError(RuntimeError):
     """The model directory is missing, incomplete or corrupt."""
+
+
+def input_size_problem(side: int) -> str | None:
+    """Why ``side`` cannot be a side of the model's input (None when it can): the one rule for every caller."""
+    lo, hi = INPUT_SIZE_RANGE
+    if side % INPUT_SIZE_STEP or not lo <= side <= hi:
+        return f"input size {side} must be a multiple of {INPUT_SIZE_STEP} between {lo} and {hi}"
+    return None
 
 
 @dataclass
@@ -28,6 +41,7 @@ class ModelMeta:
     color_order: str = "RGB"                      # channel order of the network input
     layout: str = "NCHW"
     output: str = "person_probability"            # N x 1 x H x W in [0, 1]
+    input_name: str = "x"                         # the network input's name in the ONNX and Paddle files
     int8_onnx: str = ""                           # int8-quantised ONNX file beside model.onnx ("" = none)
     mirror_averaged: bool = False                 # the output already averages the mirrored input's
     extra: dict = field(default_factory=dict)

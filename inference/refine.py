@@ -153,6 +153,11 @@ def _colour_guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radi
     return np.clip(out, 0.0, 1.0, out=out)
 
 
+def to_uint8(prob: np.ndarray) -> np.ndarray:
+    """A probability or alpha in [0, 1] as uint8 0-255, rounded."""
+    return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 class MaskRefiner:
     """Stateful refiner: low-res probability + frame -> full-size alpha in [0, 1]."""
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .backends import BackendOptions, create_backend
-from .model_meta import ModelMeta
+from .model_meta import DEFAULT_THREADS, ModelMeta, input_size_problem
 from .resources import default_model_dir
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class Segmenter:
     """
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", compute: str = "auto",
-                 input_size: int | tuple[int, int] | None = None, threads: int = 2, tensorrt: bool = False,
+                 input_size: int | tuple[int, int] | None = None, threads: int = DEFAULT_THREADS, tensorrt: bool = False,
                  precision: str = "auto", passes: int = 1, spin: bool = False):
         """``passes=2`` also runs the mirror image (one call, batch of two) and averages both: steadier
         edges for twice the model's cost. A model exported mirror-averaged always runs both."""
@@ -54,34 +54,30 @@ class Segmenter:
         if (h, w) != tuple(self.meta.input_size):
             if not self.meta.dynamic_input:
                 raise ValueError(f"this model only takes {self.meta.input_size}, not {(h, w)}")
-            if h % 32 or w % 32 or h < 64 or w < 64:
-                raise ValueError(f"input size {(h, w)} must be multiples of 32, at least 64")
+            problem = input_size_problem(h) or input_size_problem(w)
+            if problem:
+                raise ValueError(problem)
         return int(h), int(w)
 
     @property
     def backend_name(self) -> str:
         return f"{self.backend.name}/{self.backend.compute}/{self.backend.precision}"
 
-    def preprocess(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """BGR uint8 frame -> the model's input: 1x3xHxW float32, resized and normalised per ``meta.json``."""
-        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-            raise ValueError("expected an HxWx3 BGR uint8 frame")
-        h, w = self.input_size
-        small = cv2.resize(frame_bgr, (w, h), interpolation=cv2.INTER_AREA)
-        x = cv2.dnn.blobFromImage(small, 1.0, mean=self._mean255, swapRB=self.meta.color_order == "RGB")
-        x *= self._inv_std
-        return x
-
-    def predict_batch(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
-        """Person probability for several frames in one model call: N x H x W float32 at the input size."""
+    def preprocess(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
+        """BGR uint8 frames -> the model's input: Nx3xHxW float32, resized and normalised per ``meta.json``."""
         h, w = self.input_size
         small = [cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) if f.shape[:2] != (h, w) else f
                  for f in frames_bgr]
         x = cv2.dnn.blobFromImages(small, 1.0, mean=self._mean255, swapRB=self.meta.color_order == "RGB")
         x *= self._inv_std
+        return x
+
+    def predict_batch(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
+        """Person probability for several frames in one model call: N x H x W float32 at the input size."""
+        x = self.preprocess(frames_bgr)
         t = time.perf_counter()
         if self._mirror_here:
-            n = len(small)
+            n = len(frames_bgr)
             out = self.backend.run(np.concatenate([x, x[..., ::-1]]))
             prob = (out[:n, 0] + out[n:, 0, :, ::-1]) * 0.5
         else:
@@ -91,15 +87,9 @@ class Segmenter:
 
     def predict_lowres(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Person probability at the network's input size (float32, input_size)."""
-        x = self.preprocess(frame_bgr)
-        t = time.perf_counter()
-        if self._mirror_here:
-            out = self.backend.run(np.concatenate([x, x[..., ::-1]]))
-            prob = (out[0, 0] + out[1, 0, :, ::-1]) * 0.5
-        else:
-            prob = self.backend.run(x)[0, 0]
-        self.last_ms = (time.perf_counter() - t) * 1000
-        return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
+        if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError("expected an HxWx3 BGR uint8 frame")
+        return self.predict_batch([frame_bgr])[0]
 
     def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
         prob = self.predict_lowres(frame_bgr)

@@ -27,7 +27,7 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def segmenter(model_dir):
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
 
     return Segmenter(model_dir, backend="onnxruntime", compute="cpu")
 
@@ -35,7 +35,7 @@ def segmenter(model_dir):
 @pytest.fixture(scope="session")
 def portrait_frame() -> np.ndarray:
     """A real 640x480 portrait frame (NASA's public-domain astronaut photo, as the demo shows it)."""
-    from app.sources import CaptureRequest, DemoSource
+    from bgswap.app.sources import CaptureRequest, DemoSource
 
     src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)
     src.open()

@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-import inference.backends as backends
-from inference.backends import BackendOptions, create_backend
-from inference.model_meta import ModelError, ModelMeta
+import bgswap.inference.backends as backends
+from bgswap.inference.backends import BackendOptions, create_backend
+from bgswap.inference.model_meta import ModelError, ModelMeta
 
 
 class FakePaddle:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference.compose import (BackgroundError, BlurBackground, ColorBackground, Compositor, ImageBackground,
+from bgswap.inference.compose import (BackgroundError, BlurBackground, ColorBackground, Compositor, ImageBackground,
                                NoBackground, VideoBackground, cover_fit, parse_background, parse_color)
 
 from .conftest import write_video
@@ -132,7 +132,7 @@ def test_image_background_reads_alpha_png(tmp_path):
     ("~/pictures/beach.jpg", "file", "~/pictures/beach.jpg", "~/pictures/beach.jpg"),
 ])
 def test_background_specs_parse_and_write_back(text, kind, value, canonical):
-    from inference.background_spec import BackgroundSpec
+    from bgswap.inference.background_spec import BackgroundSpec
 
     spec = BackgroundSpec.parse(text)
     assert (spec.kind, spec.value, str(spec)) == (kind, value, canonical)
@@ -140,7 +140,7 @@ def test_background_specs_parse_and_write_back(text, kind, value, canonical):
 
 
 def test_background_spec_identity_matches_entries_not_strings(tmp_path):
-    from inference.background_spec import BackgroundSpec
+    from bgswap.inference.background_spec import BackgroundSpec
 
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), np.zeros((4, 4, 3), np.uint8))
@@ -153,6 +153,6 @@ def test_background_spec_identity_matches_entries_not_strings(tmp_path):
 
 
 def test_media_kinds():
-    from inference.media import media_kind
+    from bgswap.inference.media import media_kind
 
     assert [media_kind(p) for p in ("a.JPG", "b.webm", "c.txt", "d")] == ["image", "video", None, None]

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from app.engine import Engine
-from app.mask_schedule import MaskSchedule
-from app.settings import EngineSettings, Settings
-from app.sinks import VirtualCameraSink
+from bgswap.app.engine import Engine
+from bgswap.app.mask_schedule import MaskSchedule
+from bgswap.app.settings import EngineSettings, Settings
+from bgswap.app.sinks import VirtualCameraSink
 
 
 def test_schedule_caps_the_rate_and_rests_on_a_still_picture(portrait_frame):
@@ -45,8 +45,8 @@ def test_schedule_with_rate_zero_runs_on_every_frame(portrait_frame):
 
 
 def test_a_still_camera_gets_few_masks_and_full_output(portrait_frame):
-    from app.sinks import CallbackSink
-    from app.sources import CaptureRequest, StillSource
+    from bgswap.app.sinks import CallbackSink
+    from bgswap.app.sources import CaptureRequest, StillSource
 
     settings = EngineSettings(width=portrait_frame.shape[1], height=portrait_frame.shape[0], realtime=True,
                               background="blur")
@@ -67,7 +67,7 @@ def test_a_still_camera_gets_few_masks_and_full_output(portrait_frame):
 def test_nobody_watching_idles_and_a_reader_brings_frames_back(portrait_frame, tmp_path, recording_backend):
     """A temporary file stands in for /dev/videoN: another process opening it is a video-call app
     starting to read the virtual camera."""
-    from app.sources import CaptureRequest, StillSource
+    from bgswap.app.sources import CaptureRequest, StillSource
 
     node = tmp_path / "video9"
     node.write_bytes(b"")
@@ -111,7 +111,7 @@ def test_nobody_watching_idles_and_a_reader_brings_frames_back(portrait_frame, t
 def test_a_minimised_window_with_no_camera_reader_idles(qtbot, tmp_path, monkeypatch, portrait_frame):
     import cv2
 
-    from app.gui.main_window import MainWindow
+    from bgswap.app.gui.main_window import MainWindow
 
     monkeypatch.setenv("BGSWAP_CONFIG_DIR", str(tmp_path))
     still = tmp_path / "p.png"
@@ -133,7 +133,7 @@ def test_a_minimised_window_with_no_camera_reader_idles(qtbot, tmp_path, monkeyp
 def test_presets_set_their_knobs_and_options_still_win():
     import argparse
 
-    from app.settings.cli_options import add_options, apply_options
+    from bgswap.app.settings.cli_options import add_options, apply_options
 
     p = argparse.ArgumentParser()
     add_options(p)
@@ -145,7 +145,7 @@ def test_presets_set_their_knobs_and_options_still_win():
 
 
 def test_two_passes_average_the_mirror_image(model_dir):
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
 
     one = Segmenter(model_dir, compute="cpu", precision="fp32", passes=1)
     two = Segmenter(model_dir, compute="cpu", precision="fp32", passes=2)
@@ -160,8 +160,8 @@ def test_the_engine_keeps_opencv_to_one_thread(portrait_frame):
     """OpenCV's thread pool costs more CPU than it saves on webcam-sized frames (bench_pipeline)."""
     import cv2
 
-    from app.sinks import CallbackSink
-    from app.sources import CaptureRequest, DemoSource
+    from bgswap.app.sinks import CallbackSink
+    from bgswap.app.sources import CaptureRequest, DemoSource
 
     cv2.setNumThreads(2)
     engine = Engine(EngineSettings(background="blur"))

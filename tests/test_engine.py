@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
-from app.engine import Engine
-from app.settings import EngineSettings
-from app.sinks import CallbackSink
-from app.sources import CaptureRequest, StillSource
-from inference.compose import BackgroundError
+from bgswap.app.engine import Engine
+from bgswap.app.settings import EngineSettings
+from bgswap.app.sinks import CallbackSink
+from bgswap.app.sources import CaptureRequest, StillSource
+from bgswap.inference.compose import BackgroundError
 
 
 class Collector:
@@ -129,7 +129,7 @@ class FlakyCamera:
         self.is_open = False
 
     def open(self):
-        from app.sources import SourceError
+        from bgswap.app.sources import SourceError
 
         self.opens += 1
         if 2 <= self.opens <= 3:
@@ -147,6 +147,7 @@ class FlakyCamera:
         self.is_open = False
 
 
+@pytest.mark.slow
 def test_camera_lost_midrun_is_reported_and_recovered(portrait_frame):
     engine, statuses = make_engine(portrait_frame, background="green")
     cam = FlakyCamera(portrait_frame)
@@ -260,7 +261,7 @@ def test_a_camera_that_raises_while_reconnecting_keeps_the_capture_thread(portra
 
 
 def test_a_camera_never_found_is_not_called_lost_and_stop_is_prompt(portrait_frame):
-    from app.sources import SourceError
+    from bgswap.app.sources import SourceError
 
     engine, statuses = make_engine(portrait_frame, background="blur")
     engine.start(ScriptedSource([], open_error=SourceError("camera 9 could not be opened")))
@@ -287,7 +288,7 @@ def test_a_file_source_that_stops_giving_frames_fails_the_run(portrait_frame):
 
 
 def test_a_source_whose_open_raises_any_error_is_a_clear_source_error(portrait_frame):
-    from app.sources import SourceError
+    from bgswap.app.sources import SourceError
 
     engine, _ = make_engine(portrait_frame, background="blur")
     with pytest.raises(SourceError, match="video x.mp4 cannot be opened: codec exploded"):
@@ -316,7 +317,7 @@ def test_frames_of_other_shapes_and_types_are_converted(portrait_frame, convert)
 def test_a_huge_background_keeps_only_what_the_output_needs(tmp_path):
     import cv2
 
-    from inference.compose import parse_background
+    from bgswap.inference.compose import parse_background
 
     path = tmp_path / "huge.png"
     cv2.imwrite(str(path), np.zeros((4000, 6000, 3), np.uint8))

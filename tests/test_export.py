@@ -14,6 +14,8 @@ from training.data import read_file_list
 
 from .training_data import CONFIGS, make_dataset
 
+pytestmark = pytest.mark.slow        # real processes or training: 'pytest -m "not slow"' skips them
+
 
 def test_export_wrapper_gives_the_softmax_person_probability():
     import paddle
@@ -159,7 +161,7 @@ def _weights_with_a_working_head(path, seed: int):
 def test_exported_resizes_have_fixed_scales_and_agree_with_paddle_at_other_sizes(tmp_path):
     import onnx
 
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
     from training import export
 
     out = export.export(_weights_with_a_working_head(tmp_path / "w.pdparams", seed=3), tmp_path / "model",
@@ -238,7 +240,7 @@ def test_depthwise_convs_that_multiply_channels_become_plain_depthwise_with_the_
 def test_a_mirror_averaged_export_is_the_mean_of_both_passes_in_every_runtime(tmp_path, size):
     import onnx
 
-    from inference import ModelMeta, Segmenter
+    from bgswap.inference import ModelMeta, Segmenter
     from training import export
 
     weights = _weights_with_a_working_head(tmp_path / "w.pdparams", seed=11)

@@ -10,9 +10,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from app.gui.main_window import MainWindow
-from app.settings import EngineSettings, OutputSettings, Settings, SettingsStore
-from inference.compose import cover_fit
+from bgswap.app.gui.main_window import MainWindow
+from bgswap.app.settings import EngineSettings, OutputSettings, Settings, SettingsStore
+from bgswap.inference.compose import cover_fit
 
 ASSET_BG = "assets/backgrounds/aurora.jpg"
 
@@ -47,7 +47,7 @@ def make_window(qtbot, tmp_path, monkeypatch, still_path, recording_backend):
 
 
 def click_item(qtbot, gallery, kind_or_spec: str):
-    from app.gui.background_picker import ROLE_KIND, ROLE_SPEC
+    from bgswap.app.gui.background_picker import ROLE_KIND, ROLE_SPEC
 
     for i in range(gallery.count()):
         item = gallery.item(i)
@@ -82,7 +82,7 @@ def test_window_starts_and_shows_live_preview(make_window, qtbot):
 def test_each_background_mode_changes_the_output(make_window, qtbot, monkeypatch, portrait_frame):
     w = make_window()
     frame = portrait_frame.astype(np.float32)
-    monkeypatch.setattr("app.gui.tabs.background_tab.QColorDialog.getColor", lambda *a, **k: QColor("#FF0000"))
+    monkeypatch.setattr("bgswap.app.gui.tabs.background_tab.QColorDialog.getColor", lambda *a, **k: QColor("#FF0000"))
     click_item(qtbot, w.gallery, "color")
     qtbot.waitUntil(lambda: w.engine.settings.background == "color:#FF0000", timeout=10000)
     wait_new_frames(qtbot, w)
@@ -209,7 +209,7 @@ def test_add_item_and_drag_and_drop_add_backgrounds(make_window, qtbot, monkeypa
     w = make_window()
     picked = tmp_path / "picked.png"
     cv2.imwrite(str(picked), np.full((90, 160, 3), 40, np.uint8))
-    monkeypatch.setattr("app.gui.tabs.background_tab.QFileDialog.getOpenFileName", lambda *a, **k: (str(picked), ""))
+    monkeypatch.setattr("bgswap.app.gui.tabs.background_tab.QFileDialog.getOpenFileName", lambda *a, **k: (str(picked), ""))
     click_item(qtbot, w.gallery, "add")
     qtbot.waitUntil(lambda: w.engine.settings.background == str(picked), timeout=10000)
 
@@ -230,7 +230,7 @@ def test_painting_the_preview_keeps_none_alive(qtbot, portrait_frame):
     painting must not let None's count fall, or the app aborts after a minute at 30 fps."""
     import sys
 
-    from app.gui.preview import PreviewWidget
+    from bgswap.app.gui.preview import PreviewWidget
 
     w = PreviewWidget()
     qtbot.addWidget(w)
@@ -251,8 +251,8 @@ def test_signals_emitted_from_threads_keep_true_alive(qtbot):
     """The same builds lose a reference to True per ``Signal.emit``: the engine's frames arrive that way."""
     import sys
 
-    from app.gui.bridge import FrameBridge
-    from app.gui.none_refcount import none_ref_guard
+    from bgswap.app.gui.bridge import FrameBridge
+    from bgswap.app.gui.none_refcount import none_ref_guard
 
     bridge = FrameBridge()
     got = []
@@ -269,6 +269,7 @@ def test_signals_emitted_from_threads_keep_true_alive(qtbot):
     del headroom
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="signals")
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_a_signal_closes_the_window_like_its_close_button(tmp_path, sig):
@@ -277,17 +278,18 @@ def test_a_signal_closes_the_window_like_its_close_button(tmp_path, sig):
     import os
     import signal
     import subprocess
-    import time
+
+    from tests.processes import wait_for_line
 
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     (cfg / "settings.json").write_text(json.dumps({"engine": {"source": "demo", "background": "blur:9"}}))
     env = dict(os.environ, BGSWAP_CONFIG_DIR=str(cfg), QT_QPA_PLATFORM="offscreen")
-    p = subprocess.Popen([sys.executable, "-m", "app.cli"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-m", "bgswap.app.cli"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
-    time.sleep(8)
+    err = wait_for_line(p, "first frame out")
     p.send_signal(getattr(signal, sig))
-    _, err = p.communicate(timeout=30)
+    err += p.communicate(timeout=30)[1]
     assert p.returncode == 128 + getattr(signal, sig), err
     assert "Traceback" not in err
     saved = json.loads((cfg / "settings.json").read_text())

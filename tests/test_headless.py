@@ -11,6 +11,10 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.processes import wait_for_line
+
+pytestmark = pytest.mark.slow        # real processes or training: 'pytest -m "not slow"' skips them
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -94,9 +98,13 @@ def test_sigterm_stops_cleanly_and_finalises_the_file(tmp_path):
     out = tmp_path / "sig.avi"
     p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--no-gui", "--source", "demo", "--output", str(out)],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    err = wait_for_line(p, "first frame out")
+    deadline = time.monotonic() + 30
+    partial = tmp_path / ".sig.partial.avi"
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 200_000):
+        time.sleep(0.1)                                  # some frames are in the file
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=30)
+    err += p.communicate(timeout=30)[1]
     assert p.returncode == 143, err                      # 128 + SIGTERM: stopped, not finished
     assert "wrote" in err and count_frames(out) > 10
     assert "Traceback" not in err
@@ -208,9 +216,10 @@ def test_two_runs_cannot_write_one_file(tmp_path):
 def test_a_file_source_emptied_while_playing_ends_the_run_with_an_error(tmp_path):
     src = tmp_path / "clip.avi"
     assert run("--source", "demo", "--output", str(src), "--frames", "20").returncode == 0
-    p = popen("--source", str(src), "--duration", "60")
+    p = popen("--source", str(src), "--duration", "60", "--stats-every", "1")
     try:
-        time.sleep(4)
+        wait_for_line(p, "first frame out")
+        wait_for_line(p, "fps, out")                      # a second of playing: the clip has looped
         src.write_bytes(b"")                             # the file is gone from under the player
         _, err = p.communicate(timeout=40)
     finally:

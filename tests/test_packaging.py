@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from app import desktop_entry
-from app.video_writer import open_video_writer
-from inference.model_meta import ModelMeta
-from inference.resources import assets_dir, default_model_dir, models_dir
+from bgswap.app import desktop_entry
+from bgswap.app.video_writer import open_video_writer
+from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.resources import assets_dir, default_model_dir, models_dir
 
 
 def test_bundled_data_is_found():
@@ -23,6 +23,7 @@ def test_bundled_data_is_found():
     assert (assets_dir() / "icons" / "bgswap.png").is_file()
 
 
+@pytest.mark.slow
 def test_desktop_entry_installs_and_uninstalls(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     written = desktop_entry.install()
@@ -84,7 +85,7 @@ def test_odd_sizes_and_avi(tmp_path):
 
 
 def test_cli_help_runs_from_another_folder(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "app.cli", "--help"], cwd=tmp_path, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--help"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "--install-desktop-entry" in r.stdout
 
@@ -96,6 +97,45 @@ def test_every_code_package_is_installed():
 
     root = Path(__file__).resolve().parent.parent
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {str(d.relative_to(root)).replace("/", ".") for top in ("app", "inference", "training")
+    found = {"bgswap." + str(d.relative_to(root)).replace("/", ".") for top in ("app", "inference")
              for d in [root / top, *(root / top).rglob("*")] if (d / "__init__.py").is_file()}
     assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+@pytest.mark.slow
+def test_wheel_installs_one_top_level_package(tmp_path):
+    """The wheel, installed into a fresh venv, adds exactly one importable name: bgswap (no app,
+    inference or training), with the model, assets and the service page as package data."""
+    import os
+    import zipfile
+    from pathlib import Path
+
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"          # setuptools writes build/ into the tree it builds: not into the checkout
+    shutil.copytree(root, src, ignore=shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "runs",
+                                                             "__pycache__", "*.mp4"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                        str(src)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("bgswap-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        top_level = z.read(next(n for n in names if n.endswith(".dist-info/top_level.txt"))).decode().split()
+    assert top_level == ["bgswap"]
+    assert {n.split("/")[0] for n in names} == {"bgswap", wheel.name.split("-py3")[0] + ".dist-info"}
+    for needed in ("bgswap/app/cli.py", "bgswap/inference/segmenter.py", "bgswap/models/portrait_bisenetv2/meta.json",
+                   "bgswap/assets/demo/astronaut.jpg", "bgswap/app/serve/static/index.html"):
+        assert needed in names, needed
+    assert not any(n.startswith("bgswap/training") for n in names)
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                        text=True).strip())
+    before = set(os.listdir(site))
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=300)
+    added = {n for n in set(os.listdir(site)) - before if not n.endswith(".dist-info")}
+    assert added == {"bgswap"}

@@ -34,3 +34,20 @@ def test_constraints_pin_every_dependency():
     deps = {re.match(r"[A-Za-z0-9_.-]+", spec).group(0) for spec in specs}
     missing = {d.lower().replace("_", "-") for d in deps} - pins
     assert not missing, f"not in constraints.txt: {missing} (run tools/update_constraints.sh)"
+
+
+def test_library_example_runs(tmp_path, monkeypatch):
+    """The README's library example, as written, on the demo photo."""
+    import cv2
+
+    block = re.search(r"```python\n(import cv2\nfrom bgswap\.inference import .*?)```",
+                      (ROOT / "README.md").read_text(), re.S).group(1)
+    photo = cv2.imread(str(ROOT / "assets" / "demo" / "astronaut.jpg"))
+    cv2.imwrite(str(tmp_path / "me.jpg"), photo)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    out = cv2.imread(str(tmp_path / "out.jpg"))
+    assert out.shape == photo.shape
+    # the face is kept as it was; the wall behind the shuttle (top right) is replaced by the blur
+    assert abs(out[70:140, 190:260].astype(int) - photo[70:140, 190:260]).mean() < 3
+    assert abs(out[:150, 470:].astype(int) - photo[:150, 470:]).mean() > 3

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inference.refine import (MaskRefiner, RefineSettings, TemporalFilter, guided_upsample, keep_largest_region,
+from bgswap.inference.refine import (MaskRefiner, RefineSettings, TemporalFilter, guided_upsample, keep_largest_region,
                               soft_threshold)
 
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inference import ModelError, ModelMeta, Segmenter
-from inference.backends import BackendOptions, create_backend
+from bgswap.inference import ModelError, ModelMeta, Segmenter
+from bgswap.inference.backends import BackendOptions, create_backend
 
 
 def test_alpha_shape_range_and_dtype(segmenter, portrait_frame):
@@ -26,8 +26,10 @@ def test_lowres_output_follows_metadata_and_input_size(model_dir, portrait_frame
     assert seg.predict_lowres(portrait_frame).shape == tuple(meta.input_size)
     small = Segmenter(model_dir, backend="onnxruntime", compute="cpu", input_size=160)
     assert small.predict_lowres(portrait_frame).shape == (160, 160)
-    with pytest.raises(ValueError, match="multiples of 32"):
+    with pytest.raises(ValueError, match="multiple of 32 between 64 and 1024"):
         Segmenter(model_dir, input_size=100)
+    with pytest.raises(ValueError, match="multiple of 32 between 64 and 1024"):
+        Segmenter(model_dir, input_size=2048)
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "paddle"])
@@ -50,7 +52,7 @@ def test_preprocess_is_the_metadata_normalisation_in_nchw(model_dir, portrait_fr
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     shutil.copy(model_dir / "model.onnx", tmp_path / "model.onnx")
     seg = Segmenter(tmp_path, backend="onnxruntime", precision="fp32")
-    x = seg.preprocess(portrait_frame)
+    x = seg.preprocess([portrait_frame])
     h, w = seg.input_size
     small = cv2.resize(portrait_frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
     if order == "RGB":

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from app.settings import (EngineSettings, Settings, SettingsError, SettingsStore, check_settings, from_dict,
+from bgswap.app.settings import (EngineSettings, Settings, SettingsError, SettingsStore, check_settings, from_dict,
                           load_config_file, to_dict)
-from app.settings.cli_options import OPTIONS, add_options, apply_options
-from app.settings.convert import get_path
+from bgswap.app.settings.cli_options import OPTIONS, add_options, apply_options
+from bgswap.app.settings.convert import get_path
 
 
 @pytest.mark.parametrize("d, field", [
@@ -203,10 +203,10 @@ def test_engine_settings_validate_names_the_field():
 
 def test_gui_mode_rejects_a_bad_option_before_anything_is_saved(tmp_path):
     env = {"BGSWAP_CONFIG_DIR": str(tmp_path), "QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "app.cli", "--background", "color:nope"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--background", "color:nope"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and "--background color:nope" in r.stderr
     assert not (tmp_path / "settings.json").exists()
-    r = subprocess.run([sys.executable, "-m", "app.cli", "--output", "x.mp4"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--output", "x.mp4"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 2 and "add --no-gui" in r.stderr

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.sinks import FileSink, SinkUnavailable, VirtualCameraSink
+from bgswap.app.sinks import FileSink, SinkUnavailable, VirtualCameraSink
 
 
 def test_virtual_camera_receives_bgr_frames_at_a_steady_rate(recording_backend):
@@ -102,7 +102,7 @@ class FailingWriter:
 def test_a_full_disk_fails_the_recording_and_keeps_nothing(tmp_path, monkeypatch):
     out = tmp_path / "full.mp4"
     out.write_bytes(b"an earlier recording")          # replaced only by a complete new one (--overwrite)
-    monkeypatch.setattr("app.sinks.open_video_writer", lambda path, w, h, fps: FailingWriter(path, 7))
+    monkeypatch.setattr("bgswap.app.sinks.open_video_writer", lambda path, w, h, fps: FailingWriter(path, 7))
     sink = record(out, 20)
     assert sink.failed and "No space left on device" in sink.error and "after 7 frames" in sink.error
     assert out.read_bytes() == b"an earlier recording"
@@ -112,7 +112,7 @@ def test_a_full_disk_fails_the_recording_and_keeps_nothing(tmp_path, monkeypatch
 def test_a_writer_that_loses_frames_silently_is_caught(tmp_path, monkeypatch):
     """OpenCV's writer prints 'Failed to write frame' on a full disk and carries on: the frame count
     read back from the file catches it."""
-    from app import video_writer
+    from bgswap.app import video_writer
 
     real = video_writer.OpenCVWriter.write
     calls = {"n": 0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from app.slots import LatestSlot
+from bgswap.app.slots import LatestSlot
 
 
 def test_the_newest_item_wins_and_replaced_ones_count_as_dropped():

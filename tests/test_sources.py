@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.sources import CameraSource, CaptureRequest, DemoSource, SourceError, StillSource, VideoFileSource, open_source
+from bgswap.app.sources import CameraSource, CaptureRequest, DemoSource, SourceError, StillSource, VideoFileSource, open_source
 
 from .conftest import write_video
 
@@ -68,7 +68,7 @@ def test_missing_camera_names_the_fix():
 
 
 def test_virtual_camera_devices_are_not_offered_as_cameras(monkeypatch):
-    import app.sources as sources
+    import bgswap.app.sources as sources
 
     names = {"/dev/video0": "Integrated Webcam", "/dev/video2": "Dummy video device (0x0000)",
              "/dev/video4": "BgSwap Camera"}

@@ -10,6 +10,8 @@ from training.config import load_config
 
 from .training_data import CONFIGS, make_dataset
 
+pytestmark = pytest.mark.slow        # real processes or training: 'pytest -m "not slow"' skips them
+
 
 def test_train_resume_export_evaluate(tmp_path):
     pytest.importorskip("paddle")
@@ -48,9 +50,9 @@ def test_train_resume_export_evaluate(tmp_path):
     assert 0 <= r["person_iou"] <= 1 and 0 <= r["boundary_f"] <= 1 and r["model_ms_mean"] > 0
     assert r["precision"] == "fp32"                    # exported without a calibration list
 
-    from inference import Segmenter
-    from inference.model_meta import ModelMeta
-    from inference.model_meta import INT8_FILE
+    from bgswap.inference import Segmenter
+    from bgswap.inference.model_meta import ModelMeta
+    from bgswap.inference.model_meta import INT8_FILE
     from training.export.quantize import quantize_int8
 
     q = quantize_int8(out, root / "train.txt", images=3, check_images=2)
@@ -152,7 +154,7 @@ def test_lovasz_hinge_is_the_jaccard_loss_at_hard_errors_and_drops_as_masks_impr
 
 
 def test_boundary_f_score():
-    from training.evaluate import boundary_f
+    from training.metrics import boundary_f
 
     gt = np.zeros((50, 50), bool)
     gt[10:40, 10:40] = True

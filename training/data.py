@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inference.model_meta import ModelMeta
+from bgswap.inference.model_meta import ModelMeta
 
 log = logging.getLogger(__name__)
 

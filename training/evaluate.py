@@ -8,8 +8,11 @@ image, overall and per file-name prefix (``eg_``, ``ccp_`` ...).
 
 ``--mask model`` (default) scores the network's own output, upsampled bilinearly;
 ``--mask app`` scores the matte the app composites: the same output refined by
-``inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
+``bgswap.inference.refine.MaskRefiner`` with the app's default settings (edge-aware guided
 upsampling on the photo), without temporal smoothing, since the photos are unrelated.
+
+``--peer NAME`` scores a teacher instead of the model through the same checks (``mediapipe``, ``meet``,
+``pphumanseg``, ``rvm`` or ``mean:a,b,...``, the mean of their probabilities; ``training.teacher_labels``).
 
 ``--rooms ../shared/data/rooms/list.txt`` adds the two room checks of ``training.scenes``: the share
 of held-out empty rooms called person and how many show a phantom, and person IoU of the list's
@@ -21,108 +24,30 @@ import argparse
 import json
 import logging
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from inference.backends import PRECISIONS
-from training.scenes import PHANTOM_SHARE
+from bgswap.inference.backends import PRECISIONS
+from bgswap.inference.model_meta import DEFAULT_THREADS
+from training.metrics import PHANTOM_SHARE, GroupedScores
 
 log = logging.getLogger("training.evaluate")
 
 MASKS = ("model", "app")
 
 
-def boundary(mask: np.ndarray) -> np.ndarray:
-    m = mask.astype(np.uint8)
-    return (m - cv2.erode(m, np.ones((3, 3), np.uint8))).astype(bool)
-
-
-def boundary_f(pred: np.ndarray, gt: np.ndarray, tol: int = 3) -> float:
-    """F-score of the predicted outline against the true one, within ``tol`` pixels."""
-    bp, bg = boundary(pred), boundary(gt)
-    if not bp.any() and not bg.any():
-        return 1.0
-    if not bp.any() or not bg.any():
-        return 0.0
-    k = np.ones((2 * tol + 1, 2 * tol + 1), np.uint8)
-    near_g = cv2.dilate(bg.astype(np.uint8), k).astype(bool)
-    near_p = cv2.dilate(bp.astype(np.uint8), k).astype(bool)
-    precision = (bp & near_g).sum() / bp.sum()
-    recall = (bg & near_p).sum() / bg.sum()
-    return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
-
-
-def group_of(name: str) -> str:
-    """The source prefix of a sample name: ``eg_00012.jpg`` -> ``eg_``."""
-    return name.split("_")[0] + "_"
-
-
-@dataclass(frozen=True)
-class ImageScore:
-    """One image's pixel counts per class (background, person) and its boundary F-score."""
-
-    inter: np.ndarray
-    union: np.ndarray
-    boundary_f: float
-
-    @property
-    def person_iou(self) -> float:
-        return float(self.inter[1] / self.union[1]) if self.union[1] else 1.0
-
-
-def measure(pred: np.ndarray, gt: np.ndarray) -> ImageScore:
-    """Score one boolean person mask against its ground truth."""
-    pairs = ((~pred, ~gt), (pred, gt))
-    return ImageScore(np.array([np.logical_and(p, g).sum() for p, g in pairs], np.float64),
-                      np.array([np.logical_or(p, g).sum() for p, g in pairs], np.float64),
-                      boundary_f(pred, gt))
-
-
-@dataclass
-class Scores:
-    ious: list = field(default_factory=list)
-    bfs: list = field(default_factory=list)
-    inter: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    union: np.ndarray = field(default_factory=lambda: np.zeros(2))
-
-    def add(self, score: ImageScore) -> None:
-        self.inter += score.inter
-        self.union += score.union
-        self.ious.append(score.person_iou)
-        self.bfs.append(score.boundary_f)
-
-    def summary(self) -> dict:
-        return {"images": len(self.ious), "person_iou": float(np.mean(self.ious)),
-                "miou": float((self.inter / np.maximum(self.union, 1)).mean()),
-                "boundary_f": float(np.mean(self.bfs))}
-
-
-@dataclass
-class GroupedScores:
-    """Scores over a whole set and per file-name prefix; each image is measured once."""
-
-    overall: Scores = field(default_factory=Scores)
-    groups: dict = field(default_factory=lambda: defaultdict(Scores))
-
-    def add(self, name: str, pred: np.ndarray, gt: np.ndarray) -> None:
-        score = measure(pred, gt)
-        self.overall.add(score)
-        self.groups[group_of(name)].add(score)
-
-
 def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_size: int | None = None,
-             backend: str = "onnxruntime", threads: int = 2, limit: int | None = None,
-             precision: str = "auto", mask: str = "model", rooms: str | Path | None = None) -> dict:
-    from inference import Segmenter
-    from inference.refine import MaskRefiner, RefineSettings
-    from training.data import load_pair, read_file_list
+             backend: str = "onnxruntime", threads: int = DEFAULT_THREADS, limit: int | None = None,
+             precision: str = "auto", mask: str = "model", rooms: str | Path | None = None,
+             peer: str | None = None) -> dict:
+    from bgswap.inference import Segmenter
+    from bgswap.inference.refine import MaskRefiner, RefineSettings
 
     if mask not in MASKS:
         raise ValueError(f"mask must be one of {MASKS}, not {mask!r}")
+    if peer is not None:
+        return _evaluate_peer(list_path, peer, limit, rooms)
     seg = Segmenter(model_dir, backend=backend, compute="cpu", input_size=input_size, threads=threads,
                     precision=precision)
     refiner = MaskRefiner(RefineSettings(temporal=0.0)) if mask == "app" else None
@@ -131,24 +56,51 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
         """The scored alpha: the model's output upsampled, or the app's refined matte."""
         return seg(img) if refiner is None else refiner(seg.predict_lowres(img), img)
 
-    pairs = read_file_list(list_path)[:limit]
-    scores = GroupedScores()
-    model_ms = []
     seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
-    for ip, mp in pairs:
+    out, model_ms, scores = _checks(list_path, matte, lambda: seg.last_ms, limit, rooms)
+    out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
+               input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
+               threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged,
+               groups={k: v.summary() for k, v in sorted(scores.groups.items())})
+    return out
+
+
+def _checks(list_path, matte, last_ms, limit, rooms) -> tuple[dict, list, GroupedScores]:
+    """Score ``matte`` (BGR photo -> person probability at its size) on the list and, with ``rooms``,
+    on the room checks; returns the figures, each call's milliseconds (``last_ms()``) and the scores."""
+    from training.data import load_pair, read_file_list
+
+    scores, model_ms = GroupedScores(), []
+    for ip, mp in read_file_list(list_path)[:limit]:
         img, gt = load_pair(ip, mp)
         alpha = matte(img)
-        model_ms.append(seg.last_ms)
+        model_ms.append(last_ms())
         scores.add(ip.name, alpha > 0.5, gt.astype(bool))
     out = scores.overall.summary()
     if rooms is not None:
         from training.scenes import load_room_checks, room_figures
 
         out.update(room_figures(lambda imgs: [matte(i) for i in imgs], *load_room_checks(rooms, list_path)).as_dict())
+    return out, model_ms, scores
+
+
+def _evaluate_peer(list_path, peer: str, limit, rooms) -> dict:
+    """The same checks on a teacher (or a mean of teachers) instead of the model."""
+    from training.teacher_labels import build_teacher
+
+    teacher = build_teacher(peer)
+    took = [0.0]
+
+    def matte(img: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        p = teacher(img)
+        took[0] = (time.perf_counter() - t) * 1000
+        return p
+
+    out, model_ms, scores = _checks(list_path, matte, lambda: took[0], limit, rooms)
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
-               input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
-               threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged,
-               groups={k: v.summary() for k, v in sorted(scores.groups.items())})
+               input_size=["-", "-"], backend=f"peer {peer}", precision="fp32", threads=2, mask="model",
+               mirror_averaged=False, groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
 
 
@@ -158,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--input-size", type=int, default=None)
     ap.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "paddle"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="auto = what the app runs (int8 on the CPU when the model ships it)")
     ap.add_argument("--mask", default="model", choices=MASKS,
@@ -166,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--rooms", help="room list (../shared/data/rooms/list.txt): also score the held-out empty rooms "
                                     "and the --list people pasted into them")
+    ap.add_argument("--peer", help="score a teacher instead: mediapipe, meet, pphumanseg, rvm or mean:a,b,...")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -173,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"file list {args.list} not found")
     t = time.time()
     r = evaluate(args.list, args.model_dir, args.input_size, args.backend, args.threads, args.limit, args.precision,
-                 args.mask, args.rooms)
+                 args.mask, args.rooms, args.peer)
     print(f"{'set':8} {'images':>6} {'personIoU':>9} {'mIoU':>7} {'boundF':>7}")
     for name, g in [("all", r), *r["groups"].items()]:
         print(f"{name:8} {g['images']:6d} {g['person_iou']:9.4f} {g['miou']:7.4f} {g['boundary_f']:7.4f}")

@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from training.data import load_pair, read_file_list, read_image_list
+from training.metrics import PHANTOM_SHARE, group_of, person_iou
 
 log = logging.getLogger(__name__)
 
 HOLDOUT_MODULUS = 10          # one photo in ten is held out of training
-PHANTOM_SHARE = 0.005         # an empty room "has a phantom" when more than this share of it is called person
 
 
 def is_held_out(name: str) -> bool:
@@ -176,14 +176,13 @@ def paste_person(canvas: np.ndarray, label: np.ndarray, img: np.ndarray, mask: n
 
 
 def pasted_scene(room: np.ndarray, people: list[tuple[np.ndarray, np.ndarray]], rng: np.random.Generator,
-                 size: tuple[int, int], far_p: float = 0.15, colour_match: tuple[float, float] = (0.2, 0.7),
-                 room_label: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 size: tuple[int, int], far_p: float = 0.15, colour_match: tuple[float, float] = (0.2, 0.7)
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` (w, h) view of ``room`` with ``people`` (image, 0/1 mask) pasted in, back to front;
-    returns the BGR scene and the person alpha (float32 0-1). ``room_label`` (uint8 0-255, the room's
-    teacher labels) is the target under the pasted people; without it the room is all background."""
-    canvas, label = random_view(room, rng, size, min_area=0.4, alpha=room_label)
+    returns the BGR scene and the person alpha (float32 0-1)."""
+    canvas, _ = random_view(room, rng, size, min_area=0.4)
     canvas = canvas.copy()
-    label = np.zeros(canvas.shape[:2], np.float32) if label is None else label.astype(np.float32) / 255.0
+    label = np.zeros(canvas.shape[:2], np.float32)
     for k, (img, mask) in enumerate(people):       # everyone but the last (front) person is mostly far
         far = rng.random() < (0.7 if k < len(people) - 1 else far_p)
         paste_person(canvas, label, img, mask, rng, far=far, colour_match=rng.uniform(*colour_match))
@@ -231,14 +230,10 @@ def room_figures(predict, rooms: PhotoSet, pasted: list[tuple[str, np.ndarray, n
         for s in range(0, len(imgs), batch):
             yield from predict(imgs[s:s + batch])
 
-    from training.evaluate import group_of
-
     shares = np.array([float((p > 0.5).mean()) for p in probabilities(rooms.images)])
     ious, groups = [], {}
     for (name, _, gt), prob in zip(pasted, probabilities([img for _, img, _ in pasted])):
-        pred = prob > 0.5
-        union = np.logical_or(pred, gt).sum()
-        ious.append(float(np.logical_and(pred, gt).sum() / union) if union else 1.0)
+        ious.append(person_iou(prob > 0.5, gt))
         groups.setdefault(group_of(name), []).append(ious[-1])
     return RoomFigures(float(shares.mean()), float((shares > PHANTOM_SHARE).mean()), float(np.mean(ious)),
                        len(shares), len(ious), {k: float(np.mean(v)) for k, v in sorted(groups.items())})
@@ -263,6 +258,16 @@ def load_room_checks(rooms_list: str | Path, val_list: str | Path, long_side: in
 # ---------------------------------------------------------------------------------------------- training
 
 
+def empty_rooms(rooms: PhotoSet, max_person: float) -> PhotoSet:
+    """The rooms of ``rooms`` (with teacher labels) where the teachers call at most ``max_person`` of the
+    pixels person (probability >= 0.5)."""
+    keep = [i for i, a in enumerate(rooms.alphas) if float((a >= 128).mean()) <= max_person]
+    log.info("%d of %d training rooms are empty by the teachers' mean (<= %.1f %% person); the rest are left out",
+             len(keep), len(rooms), 100 * max_person)
+    return PhotoSet([rooms.names[i] for i in keep], [rooms.images[i] for i in keep],
+                    [rooms.alphas[i] for i in keep])
+
+
 @dataclass
 class SceneConfig:
     """The room-scene rows of every training batch (the ``scenes`` block of a training config)."""
@@ -271,7 +276,9 @@ class SceneConfig:
     people_rooms_list: str = ""
     teacher_labels: str = "~/.cache/bgswap-train/teachers"
     teachers: tuple[str, ...] = ("mediapipe", "meet", "pphumanseg", "rvm")   # their mean is the soft target
-    room_labels: bool = True        # rooms are taught the teachers' mean (a few "empty" rooms hold a person)
+    room_max_person: float | None = 0.005   # training rooms where the teachers' mean calls more than this share
+                                    # person are left out: some hold a person, the rest are close-ups
+                                    # (a toilet, a pie) the teachers mistake; None keeps every room
     pasted: int = 3                 # rows per batch: portrait people pasted into training rooms
     room: int = 1                   # rows per batch: a training room with nobody in it (all background)
     teacher: int = 2                # rows per batch: a people-in-room photo with the teacher's alpha as target
@@ -293,7 +300,9 @@ class SceneMix:
         rooms = Path(cfg.rooms_list).expanduser()
         self.rooms = load_photo_set(rooms, held_out=False, long_side=cfg.long_side,
                                     labels=load_labels(rooms, cfg.teacher_labels, cfg.teachers)
-                                    if cfg.room_labels else None)
+                                    if cfg.room_max_person is not None else None)
+        if cfg.room_max_person is not None:
+            self.rooms = empty_rooms(self.rooms, cfg.room_max_person)
         self.people_rooms = None
         if cfg.teacher:
             if not cfg.people_rooms_list:
@@ -313,22 +322,17 @@ class SceneMix:
         i = int(self.rng.integers(len(self.people)))
         return self.people.images[i], self.people.masks[i]
 
-    def _room_label(self, i: int) -> np.ndarray | None:
-        return self.rooms.alphas[i] if self.rooms.alphas is not None else None
-
     def sample(self, kind: str, size: int, augmenter) -> tuple[np.ndarray, np.ndarray]:
         """One square ``size`` scene of ``kind`` and its person target (float32 0-1), with ``augmenter``'s
         mirror and camera-like changes (a ``training.data.Augmenter``)."""
         r = self.rng
         if kind == "pasted":
-            i = int(r.integers(len(self.rooms)))
+            room = self.rooms.images[int(r.integers(len(self.rooms)))]
             people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
-            img, target = pasted_scene(self.rooms.images[i], people, r, (size, size), far_p=self.cfg.far_p,
-                                       room_label=self._room_label(i))
+            img, target = pasted_scene(room, people, r, (size, size), far_p=self.cfg.far_p)
         elif kind == "room":
-            i = int(r.integers(len(self.rooms)))
-            img, a = random_view(self.rooms.images[i], r, (size, size), 0.3, self._room_label(i))
-            target = np.zeros((size, size), np.float32) if a is None else a.astype(np.float32) / 255.0
+            img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, (size, size), 0.3)
+            target = np.zeros((size, size), np.float32)
         elif kind == "teacher":
             i = int(r.integers(len(self.people_rooms)))
             img, a = random_view(self.people_rooms.images[i], r, (size, size), 0.5, self.people_rooms.alphas[i])

@@ -193,7 +193,7 @@ def person_share(labels: list[np.ndarray]) -> np.ndarray:
 def score(teacher: Teacher, list_path: str | Path) -> dict:
     """A teacher's figures on a labelled ``image mask`` list, as ``training.evaluate`` prints them."""
     from training.data import load_pair, read_file_list
-    from training.evaluate import GroupedScores
+    from training.metrics import GroupedScores
 
     scores = GroupedScores()
     for ip, mp in read_file_list(list_path):

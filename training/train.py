@@ -1,16 +1,16 @@
-"""Resumable BiSeNetV2 portrait training on the CPU.
+"""Resumable BiSeNetV2 portrait training on the CPU (or a GPU when Paddle sees one).
 
-    python -m training.train --config training/configs/portrait_bisenetv2.yml
+    python -m training.train --config training/configs/portrait_bisenetv4.yml     # start, or resume
+    python -m training.train --config ... --max-minutes 60                          # stop (and save) after an hour
 
-Run it again with the same config to resume from ``<run_dir>/last.pdckpt`` (or, on a
-fresh clone, from the checkpoint committed at ``resume_from`` when a run had to be
-carried into a later session). A new run starts from ``init_weights`` when the config
-names them (e.g. a network with its ``edge_head``, ``edge_head: true``, to fine-tune both).
+Train: a config names its data, run folder (``run_dir``), stages and, for a fine-tune, the
+``init_weights`` it starts from. Resume: run the same command again; it carries on from
+``<run_dir>/last.pdckpt`` (saved every ``save_every`` iterations and on Ctrl+C / SIGTERM), or from
+a checkpoint file the config names as ``resume_from`` when the run folder has none. Export:
+``python -m training.export --weights <run_dir>/best.pdparams --out DIR`` (see the README's Model section).
 With a ``scenes`` block (``training.scenes.SceneConfig``) part of every batch is room scenes,
-and every check also scores the held-out rooms.
-Writes ``last.pdckpt`` (model, optimizer, iteration, best score) every
-``save_every`` iterations and on SIGINT/SIGTERM, ``best.pdparams`` (weights with
-the best ``selection_score``) and ``train.log`` / ``val.jsonl`` in the run folder.
+and every check also scores the held-out rooms. The run folder gets ``best.pdparams`` (weights
+with the best ``selection_score``), ``train.log`` and ``val.jsonl``.
 """
 from __future__ import annotations
 

@@ -150,7 +150,7 @@ def validate_head(model, views: Views, data, batch: int = 25) -> dict:
     (within ~0.0002 of it)."""
     import paddle
 
-    from training.evaluate import GroupedScores
+    from training.metrics import GroupedScores
 
     model.edge_head.eval()
     scores = GroupedScores()

@@ -27,7 +27,7 @@ def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
     import paddle
 
     from training.data import to_chw_rgb
-    from training.evaluate import GroupedScores
+    from training.metrics import GroupedScores
     from training.model import PersonProbability
 
     model.eval()

@@ -9,8 +9,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
-from inference.background_spec import BackgroundError, BackgroundSpec
-from inference.media import media_kind
+from bgswap.inference.background_spec import BackgroundError, BackgroundSpec
+from bgswap.inference.media import media_kind
 
 from .bridge import Task
 from .preview import bgr_to_qimage
@@ -22,7 +22,7 @@ THUMB = QSize(112, 63)
 
 def read_thumbnail(path: str) -> np.ndarray | None:
     """First frame / image, cover-fitted to the thumbnail size (runs off the GUI thread)."""
-    from inference.compose import cover_fit
+    from bgswap.inference.compose import cover_fit
 
     p = Path(path)
     img = None

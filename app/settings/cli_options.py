@@ -8,7 +8,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
+from bgswap.inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
+from bgswap.inference.background_spec import SYNTAX
 
 from .convert import set_path
 from .presets import PRESET_NAMES, preset_values
@@ -58,7 +59,7 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("--source", ("engine.source",), "demo | camera index (0) | /dev/videoN | image or video file"),
-    Option("--background", ("engine.background",), "image | video | blur[:1-100] | color:#RRGGBB | green | none"),
+    Option("--background", ("engine.background",), SYNTAX),
     Option("--resolution", ("engine.width", "engine.height"), "capture and output size, e.g. 1280x720",
            type=resolution),
     Option("--fps", ("engine.fps",), "capture and output rate", type=number),

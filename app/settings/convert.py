@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from inference.refine import RefineSettings
+from bgswap.inference.refine import RefineSettings
 
 from .schema import SECTIONS, EngineSettings, OutputSettings, Settings, SettingsError, field_problem
 

@@ -14,10 +14,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
-from inference.background_spec import BackgroundError, BackgroundSpec, parse_color
-from inference.refine import RefineSettings
-from inference.resources import backgrounds_dir
+from bgswap.inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
+from bgswap.inference.background_spec import BackgroundError, BackgroundSpec, parse_color
+from bgswap.inference.refine import RefineSettings
+from bgswap.inference.resources import backgrounds_dir
+from bgswap.inference.model_meta import DEFAULT_THREADS, input_size_problem
 
 from .presets import PRESET_NAMES
 
@@ -45,9 +46,7 @@ def _color_problem(value: str) -> str | None:
 
 
 def _input_size_problem(value: int | None) -> str | None:
-    if value is not None and (value % 32 or not 64 <= value <= 1024):
-        return f"input size {value} must be a multiple of 32 between 64 and 1024"
-    return None
+    return None if value is None else input_size_problem(value)
 
 
 def _not_empty(value: str) -> str | None:
@@ -79,7 +78,7 @@ class EngineSettings:
     compute: str = rule("auto", choices=COMPUTE_TARGETS)        # where the model runs
     tensorrt: bool = rule(False)                               # TensorRT fp16 for Paddle on a CUDA GPU
     input_size: int | None = rule(None, check=_input_size_problem)   # None: the size the model was trained for
-    threads: int = rule(1, range=(1, 64))                      # model threads (one measures best next to a call)
+    threads: int = rule(DEFAULT_THREADS, range=(1, 64))        # model threads
     precision: str = rule("auto", choices=PRECISIONS)          # auto: int8 on the CPU when the model has it
     preset: str = rule("balanced", choices=PRESET_NAMES)       # what the knobs below were last set from
     mask_rate: float = rule(15.0, range=(0, 240))              # model runs per second at most; 0 = every frame

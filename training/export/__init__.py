@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.model_meta import INT8_FILE, ONNX_FILE, PADDLE_FILES, ModelMeta
+from bgswap.inference.model_meta import INT8_FILE, ONNX_FILE, PADDLE_FILES, ModelMeta
 from training.export.depthwise_repeat import rewrite_depthwise
 from training.export.mirror_onnx import add_mirror_average
 from training.export.quantize import quantize_int8
@@ -65,7 +65,7 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
                  ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
     net = PersonProbability(model)
     net.eval()
-    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
+    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", ModelMeta.input_name)]
     out_dir = out_dir.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         plain = _jit_save(net, Path(tmp) / "plain", spec)
@@ -101,7 +101,7 @@ def _jit_save(net, prefix: Path, spec) -> tuple[Path, Path]:
 
 def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> float:
     """Largest absolute difference between Paddle Inference and ONNX Runtime probabilities."""
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
 
     if frames is None:
         rng = np.random.default_rng(0)

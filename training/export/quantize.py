@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.model_meta import INT8_FILE, ONNX_FILE, ModelMeta
+from bgswap.inference.model_meta import INT8_FILE, ONNX_FILE, ModelMeta
 
 log = logging.getLogger("training.export.quantize")
 
@@ -44,9 +44,9 @@ def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: i
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
     from training.data import load_pair, read_file_list
-    from training.evaluate import measure
+    from training.metrics import measure
 
     model_dir = Path(model_dir)
     pairs = read_file_list(calibration_list)
@@ -59,7 +59,7 @@ def quantize_int8(model_dir: str | Path, calibration_list: str | Path, images: i
 
     fp32 = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="fp32")
     input_name = fp32.backend.input_name
-    batches = [{input_name: fp32.preprocess(load_pair(ip, mp)[0])} for ip, mp in cal_pairs]
+    batches = [{input_name: fp32.preprocess([load_pair(ip, mp)[0]])} for ip, mp in cal_pairs]
 
     class Reader(CalibrationDataReader):
         def __init__(self):

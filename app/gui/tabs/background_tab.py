@@ -8,10 +8,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from inference.background_spec import BLUR_RANGE, BackgroundSpec
-from inference.compose import parse_background
-from inference.media import MEDIA_EXTS
-from inference.resources import bundled_backgrounds
+from bgswap.inference.background_spec import BLUR_RANGE, BackgroundSpec
+from bgswap.inference.compose import parse_background
+from bgswap.inference.media import MEDIA_EXTS
+from bgswap.inference.resources import bundled_backgrounds
 
 from ..background_picker import BackgroundGallery
 from ..context import WindowContext

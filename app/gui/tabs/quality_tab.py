@@ -6,12 +6,14 @@ from typing import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPushButton, QSlider, QWidget
 
-from inference.refine import RefineSettings
+from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.refine import RefineSettings
+from bgswap.inference.resources import default_model_dir
 
 from ...settings.presets import PRESET_HELP, PRESET_LABELS, PRESET_NAMES, preset_values
 from ..context import WindowContext
 
-INPUT_SIZES = [160, 192, 224, 256, 320]
+INPUT_SIZES = [160, 192, 224, 256, 320]   # offered beside the model's own size (meta.json)
 
 
 class QualityTab(QWidget):
@@ -30,11 +32,11 @@ class QualityTab(QWidget):
         self.preset_box.activated.connect(lambda _i: self.choose_preset(self.preset_box.currentData()))
         f.addRow("Performance", self.preset_box)
         self.size_box = QComboBox()
-        for size in INPUT_SIZES:
-            self.size_box.addItem(f"{size} ({'faster' if size < 256 else 'default' if size == 256 else 'sharper'})",
-                                  size)
-        si = self.size_box.findData(s.input_size or 256)
-        self.size_box.setCurrentIndex(si if si >= 0 else INPUT_SIZES.index(256))
+        self.model_size = ModelMeta.load(s.model_dir or default_model_dir()).input_size[1]   # meta.json's
+        for size in sorted({*INPUT_SIZES, self.model_size}):
+            note = "faster" if size < self.model_size else "default" if size == self.model_size else "sharper"
+            self.size_box.addItem(f"{size} ({note})", size)
+        self._show_input_size()
         self.size_box.activated.connect(self._input_size_chosen)
         f.addRow("Model input size", self.size_box)
         self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: ctx.engine_update(edge_radius=v))
@@ -84,13 +86,18 @@ class QualityTab(QWidget):
         self.largest.setChecked(d.largest_person_only)
         self.colour_edges.setChecked(d.colour_edges)
 
+    def _show_input_size(self) -> None:
+        """Select the engine's input size (None: the model's own) in the size box."""
+        self.size_box.setCurrentIndex(max(0, self.size_box.findData(self.ctx.engine.settings.input_size
+                                                                    or self.model_size)))
+
     def choose_preset(self, name: str) -> None:
         """Apply a preset's knobs (a new model is built off the GUI thread), then show them."""
         changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(name).items()}
 
         def applied(_):
             s = self.ctx.engine.settings
-            self.size_box.setCurrentIndex(max(0, self.size_box.findData(s.input_size or 256)))
+            self._show_input_size()
             self.colour_edges.blockSignals(True)
             self.colour_edges.setChecked(s.refine.colour_edges)
             self.colour_edges.blockSignals(False)
