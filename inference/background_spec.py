@@ -9,9 +9,11 @@ from pathlib import Path
 from .media import media_kind
 
 KINDS = ("none", "blur", "color", "green", "file")
+MADE_KINDS = ("none", "blur", "color", "colour", "green")   # the words a background made without a file starts with
 DEFAULT_BLUR = 15
 BLUR_RANGE = (1, 100)
-SYNTAX = "none, blur[:1-100], color:#RRGGBB, green, or an image or video file"
+MADE_SYNTAX = "blur[:1-100], color:#RRGGBB, green or none"      # the backgrounds made without a file
+SYNTAX = f"an image or video file, {MADE_SYNTAX}"
 
 
 class BackgroundError(ValueError):
@@ -60,7 +62,11 @@ class BackgroundSpec:
             b, g, r = parse_color(s.split(":", 1)[1])
             return cls("color", f"#{r:02X}{g:02X}{b:02X}")
         path = Path(s).expanduser()
-        if media_kind(path) is None and not path.exists():
+        try:
+            exists = path.exists()
+        except OSError:                 # a name too long for the file system, and the like
+            exists = False
+        if media_kind(path) is None and not exists:
             raise BackgroundError(f"background {text!r} is not one of {SYNTAX}")
         return cls("file", s)
 

@@ -4,6 +4,8 @@ threads; the model runs behind a ``Runner`` (in this process, or Redis workers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import hmac
 import logging
 import time
@@ -13,19 +15,21 @@ from typing import Annotated
 import cv2
 import numpy as np
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from inference.background_spec import BackgroundError, BackgroundSpec
-from inference.compose import Compositor, ImageBackground, parse_background
-from inference.media import media_kind
-from inference.model_meta import ModelMeta
-from inference.refine import MaskRefiner, RefineSettings
-from inference.resources import bundled_backgrounds, default_model_dir
+from bgswap.inference.background_spec import MADE_KINDS, MADE_SYNTAX, BackgroundError, BackgroundSpec
+from bgswap.inference.compose import Compositor, ImageBackground, parse_background
+from bgswap.inference.media import media_kind
+from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.refine import MaskRefiner, RefineSettings, to_uint8
+from bgswap.inference.resources import bundled_backgrounds, default_model_dir
 
-from .batching import QueueFull, Runner
+from .batching import QueueFull, Runner, RunnerUnavailable
 from .config import ServeConfig
-from .images import ImageRejected, decode_upload, encode
+from .images import ImageRejected, decode_upload, encode, probe_upload
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -55,20 +59,49 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         runner.on_batch = metrics.on_batch
 
     def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if config.api_key and not (x_api_key and hmac.compare_digest(x_api_key, config.api_key)):
+        # header values arrive as latin-1 text: compare the raw bytes with the key's UTF-8
+        if config.api_key and not (x_api_key and hmac.compare_digest(x_api_key.encode("latin-1", "replace"),
+                                                                     config.api_key.encode("utf-8"))):
             raise ApiError(401, "missing or wrong X-API-Key header")
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):       # 404, 405 ...
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):          # a bad query parameter
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return JSONResponse({"error": problems or "invalid request"}, status_code=422)
+
+    async def read_body(request: Request, limit: int) -> bytes:
+        """The request body, counted as it streams in: 413 past ``limit`` bytes, 408 when no byte comes
+        for ``read_timeout_s`` (a slow client, or a Content-Length larger than the body)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"the request is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
+        body = bytearray()
+        chunks = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), timeout=config.read_timeout_s)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise ApiError(408, f"the request body stopped arriving for {config.read_timeout_s:g} s") from None
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, f"the request is over the limit of {limit / 1e6:.1f} MB")
+        return bytes(body)
+
     async def read_upload(request: Request, field: str) -> tuple[bytes, dict]:
         """The image bytes (multipart ``field`` or the raw body) and the other form fields."""
         ctype = request.headers.get("content-type", "")
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > config.max_bytes * 2 + 65536:
-            raise ApiError(413, f"the request is {declared / 1e6:.1f} MB; the limit is {config.max_bytes / 1e6:.1f} MB")
         if ctype.startswith("multipart/form-data"):
+            request._body = await read_body(request, config.max_bytes * 2 + 65536)   # image + background
             try:
                 form = await request.form(max_files=2, max_fields=10, max_part_size=config.max_bytes + 1)
             except Exception as exc:
@@ -79,14 +112,21 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             data = await upload.read(config.max_bytes + 1)
             fields = {k: v for k, v in form.items() if k != field}
             return data, fields
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > config.max_bytes:
-                raise ApiError(413, f"the image is over the limit of {config.max_bytes / 1e6:.1f} MB")
-        return bytes(body), {}
+        return await read_body(request, config.max_bytes), {}
+
+    budget = MemoryBudget(config.max_inflight_mp)
+
+    def probe(data: bytes, what: str) -> tuple[int, int]:
+        """The upload's width and height, from its header (400/413/415 for a bad or too large one)."""
+        try:
+            _fmt, w, h = probe_upload(data, config.max_bytes, config.max_megapixels, what)
+        except ImageRejected as exc:
+            metrics.errors.labels(f"bad_{what.replace(' ', '_')}").inc()
+            raise ApiError(exc.status, exc.message) from None
+        return w, h
 
     async def alpha_for(img: np.ndarray) -> np.ndarray:
+        """The refined person alpha (float32) at ``img``'s size, or at most REFINE_MAX_MP of it."""
         small = await run_in_threadpool(cv2.resize, img, (in_w, in_h), interpolation=cv2.INTER_AREA)
         deadline = time.monotonic() + config.deadline_s
         try:
@@ -94,14 +134,20 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         except QueueFull:
             metrics.errors.labels("queue_full").inc()
             raise ApiError(503, "the service is busy: retry in a moment", {"Retry-After": "1"}) from None
+        except RunnerUnavailable as exc:
+            metrics.errors.labels("broker").inc()
+            log.warning("%s", exc)
+            raise ApiError(503, "the model is unreachable (its broker is down): retry in a moment",
+                           {"Retry-After": "2"}) from None
         except asyncio.TimeoutError:
             metrics.errors.labels("deadline").inc()
             raise ApiError(504, f"no answer from the model within {config.deadline_s:g} s") from None
         return await run_in_threadpool(_refine, prob, img)
 
-    async def decode(data: bytes, what: str) -> np.ndarray:
+    async def decode(data: bytes, what: str, reduce_to_mp: float | None = None) -> np.ndarray:
         try:
-            return await run_in_threadpool(decode_upload, data, config.max_bytes, config.max_megapixels, what)
+            return await run_in_threadpool(decode_upload, data, config.max_bytes, config.max_megapixels, what,
+                                           reduce_to_mp)
         except ImageRejected as exc:
             metrics.errors.labels(f"bad_{what.replace(' ', '_')}").inc()
             raise ApiError(exc.status, exc.message) from None
@@ -126,11 +172,13 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         """The person's alpha matte as a grey PNG, or (``?format=rgba``) the person cut out on transparency.
         Send a JPEG, PNG, WebP or BMP as the multipart field ``image`` or as the raw body."""
         data, _ = await read_upload(request, "image")
-        img = await decode(data, "image")
-        alpha = await alpha_for(img)
-        a8 = np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8)
-        out = a8 if format == "png" else np.dstack([img, a8])
-        return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png")
+        w, h = probe(data, "image")
+        with budget.hold(w * h / 1e6):
+            # a grey matte needs the photo at the matte's working size only: a large JPEG decodes reduced
+            img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None)
+            a8 = await run_in_threadpool(_full_size, to_uint8(await alpha_for(img)), (w, h))
+            out = a8 if format == "png" else np.dstack([img, a8])
+            return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png")
 
     @app.post("/v1/composite", dependencies=[Depends(require_key)],
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
@@ -142,17 +190,23 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         data, fields = await read_upload(request, "image")
         spec = background or fields.get("background") or "blur"
         bg_upload = fields.get("background_file")
-        img = await decode(data, "image")
-        if bg_upload is not None and not isinstance(bg_upload, str):
-            bg_img = await decode(await bg_upload.read(config.max_bytes + 1), "background image")
-            bg = ImageBackground(image=bg_img, label="upload", fit=(img.shape[1], img.shape[0]))
-        else:
-            bg = resolve_background(str(spec), backgrounds, (img.shape[1], img.shape[0]))
-        alpha = await alpha_for(img)
-        out = await run_in_threadpool(Compositor(), img, alpha, bg)
-        fmt = format or ("png" if "image/png" in request.headers.get("accept", "") else "jpeg")
-        fmt = "png" if fmt == "png" else "jpeg"
-        return Response(await run_in_threadpool(encode, out, fmt), media_type=f"image/{fmt}")
+        bg_data = await bg_upload.read(config.max_bytes + 1) if bg_upload is not None and not isinstance(
+            bg_upload, str) else None
+        w, h = probe(data, "image")
+        bw, bh = probe(bg_data, "background image") if bg_data is not None else (0, 0)
+        with budget.hold((w * h * 2 + bw * bh) / 1e6):          # a composite holds about twice a matte
+            img = await decode(data, "image")
+            size = (img.shape[1], img.shape[0])
+            if bg_data is not None:
+                bg = ImageBackground(image=await decode(bg_data, "background image"), label="upload", fit=size)
+            else:
+                bg = resolve_background(str(spec), backgrounds, size)
+            alpha = await run_in_threadpool(_full_size, await alpha_for(img), size)
+            out = await run_in_threadpool(Compositor(), img, alpha, bg)
+            del alpha, img
+            fmt = format or ("png" if "image/png" in request.headers.get("accept", "") else "jpeg")
+            fmt = "png" if fmt == "png" else "jpeg"
+            return Response(await run_in_threadpool(encode, out, fmt), media_type=f"image/{fmt}")
 
     @app.get("/v1/backgrounds")
     async def list_backgrounds() -> dict:
@@ -190,18 +244,63 @@ def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]
     """A bundled name, blur or colour; ApiError 400 for anything else (no paths from clients)."""
     if spec in bundled:
         return parse_background(str(bundled[spec]), fit=fit)
-    try:
-        bs = BackgroundSpec.parse(spec)
-    except BackgroundError:
-        bs = None
+    bs = None
+    if spec.split(":", 1)[0].strip().lower() in MADE_KINDS:      # never a path from a client: no file look-up
+        try:
+            bs = BackgroundSpec.parse(spec)
+        except BackgroundError:
+            pass
     if bs is None or bs.kind == "file":
-        raise ApiError(400, f"background {spec!r} is not a bundled name ({', '.join(bundled)}), "
-                            "blur[:1-100] or color:#RRGGBB")
+        raise ApiError(400, f"background {spec!r} is not a bundled name ({', '.join(bundled)}), {MADE_SYNTAX}")
     return parse_background(bs)
 
 
 _REFINE = RefineSettings(temporal=0.0)
+REFINE_MAX_MP = 4.0            # edges are refined on at most this many megapixels; the alpha is scaled up after
 
 
 def _refine(prob_u8: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """The refined alpha at ``img``'s size, or at REFINE_MAX_MP of it for a larger photo."""
+    h, w = img.shape[:2]
+    if w * h > REFINE_MAX_MP * 1e6:
+        s = (REFINE_MAX_MP * 1e6 / (w * h)) ** 0.5
+        img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     return MaskRefiner(_REFINE)(prob_u8.astype(np.float32) * (1 / 255.0), img)
+
+
+def _full_size(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return alpha if (alpha.shape[1], alpha.shape[0]) == size else cv2.resize(alpha, size,
+                                                                              interpolation=cv2.INTER_LINEAR)
+
+
+class MemoryBudget:
+    """Megapixels of photos in work at once (decoded, refined, composited): a request that would pass
+    the budget gets 503 with Retry-After, unless nothing else is in work. Memory is handed back to
+    the system when the last request leaves."""
+
+    def __init__(self, megapixels: float):
+        self.limit, self.used, self.requests = megapixels, 0.0, 0
+
+    @contextlib.contextmanager
+    def hold(self, mp: float):
+        if self.requests and self.used + mp > self.limit:
+            raise ApiError(503, f"the service is busy with large photos ({self.used:.0f} of {self.limit:g} megapixels "
+                                "in work): retry in a moment", {"Retry-After": "2"})
+        self.used += mp
+        self.requests += 1
+        try:
+            yield
+        finally:
+            self.used -= mp
+            self.requests -= 1
+            if self.requests == 0:
+                self.used = 0.0
+                release_memory()
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise, after a burst of large photos)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

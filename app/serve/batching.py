@@ -13,11 +13,17 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from bgswap.inference.refine import to_uint8
+
 log = logging.getLogger(__name__)
 
 
 class QueueFull(Exception):
     """Too many requests are waiting: the client should retry later (503)."""
+
+
+class RunnerUnavailable(Exception):
+    """The model cannot be reached (the broker is down): the client should retry later (503)."""
 
 
 class Runner(Protocol):
@@ -41,10 +47,6 @@ def collect_batch(get: Callable[[float | None], object], max_batch: int, max_wai
             break
         batch.append(item)
     return batch
-
-
-def to_uint8(prob: np.ndarray) -> np.ndarray:
-    return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass

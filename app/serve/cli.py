@@ -9,11 +9,13 @@ import sys
 from .config import ServeConfig
 
 log = logging.getLogger("bgswap.serve")
+DEFAULTS = ServeConfig()        # every option's default comes from here
+MB = 1024 * 1024
 
 
 def make_predict_batch(config: ServeConfig):
     """The model for this process: ONNX Runtime (int8 on the CPU) or Paddle on a GPU, as the app picks."""
-    from inference import Segmenter
+    from bgswap.inference import Segmenter
 
     seg = Segmenter(config.model_dir, threads=config.threads)
     log.info("model %s v%s on %s", seg.meta.name, seg.meta.version, seg.backend_name)
@@ -24,7 +26,7 @@ def build_runner(config: ServeConfig):
     if config.broker:
         from .redis_broker import RedisRunner
 
-        return RedisRunner(config.broker, config.max_queue)
+        return RedisRunner(config.broker, config.max_queue, config.deadline_s)
     from .batching import LocalBatcher
 
     return LocalBatcher(make_predict_batch(config), config.max_batch, config.max_wait_ms, config.max_queue)
@@ -32,32 +34,44 @@ def build_runner(config: ServeConfig):
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", help="model folder (default: the bundled model)")
-    p.add_argument("--threads", type=int, default=2, help="model threads")
-    p.add_argument("--max-batch", type=int, default=8, help="images per model call at most")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    p.add_argument("--threads", type=int, default=DEFAULTS.threads, help="model threads (default: %(default)s)")
+    p.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch,
+                   help="images per model call at most (default: %(default)s)")
+    p.add_argument("--max-wait-ms", type=float, default=DEFAULTS.max_wait_ms,
+                   help="how long a batch waits to fill (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
 def serve_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bgswap serve", description="Background replacement as an HTTP service.")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default=DEFAULTS.host, help="address to bind (default: %(default)s, loopback only)")
+    p.add_argument("--port", type=int, default=DEFAULTS.port, help="(default: %(default)s)")
     p.add_argument("--broker", help="redis://HOST:PORT: queue jobs for 'bgswap worker' processes "
                                     "(default: run the model in this process)")
     p.add_argument("--api-key", default=os.environ.get("BGSWAP_API_KEY"),
                    help="required X-API-Key header value (needed when --host is not loopback; or BGSWAP_API_KEY)")
-    p.add_argument("--max-megapixels", type=float, default=40.0)
-    p.add_argument("--max-mb", type=float, default=20.0, help="largest upload in MB")
-    p.add_argument("--max-queue", type=int, default=64, help="waiting requests before 503")
-    p.add_argument("--deadline", type=float, default=10.0, help="seconds before a request gets 504")
+    p.add_argument("--max-megapixels", type=float, default=DEFAULTS.max_megapixels,
+                   help="largest image in megapixels (default: %(default)s)")
+    p.add_argument("--max-mb", type=float, default=DEFAULTS.max_bytes / MB,
+                   help="largest upload in MB (default: %(default)s)")
+    p.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue,
+                   help="waiting requests before 503 (default: %(default)s)")
+    p.add_argument("--max-inflight-mp", type=float, default=DEFAULTS.max_inflight_mp,
+                   help="megapixels of photos in work at once, a composite counting twice; past it: 503 "
+                        "(default: %(default)s)")
+    p.add_argument("--read-timeout", type=float, default=DEFAULTS.read_timeout_s,
+                   help="seconds a request body may stall before 408 (default: %(default)s)")
+    p.add_argument("--deadline", type=float, default=DEFAULTS.deadline_s,
+                   help="seconds before a request gets 504 (default: %(default)s)")
     add_common(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServeConfig(host=args.host, port=args.port, broker=args.broker, api_key=args.api_key,
-                         max_bytes=int(args.max_mb * 1024 * 1024), max_megapixels=args.max_megapixels,
+                         max_bytes=int(args.max_mb * MB), max_megapixels=args.max_megapixels,
                          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                         deadline_s=args.deadline, threads=args.threads, model_dir=args.model_dir)
+                         deadline_s=args.deadline, threads=args.threads, model_dir=args.model_dir,
+                         max_inflight_mp=args.max_inflight_mp, read_timeout_s=args.read_timeout)
     try:
         config.check()
     except ValueError as exc:

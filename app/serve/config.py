@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
+
+from bgswap.inference.model_meta import DEFAULT_THREADS
 
 
 @dataclass
@@ -17,17 +20,23 @@ class ServeConfig:
     max_wait_ms: float = 5.0              # how long the first request waits for others to join its batch
     max_queue: int = 64                   # waiting requests beyond this get 503 + Retry-After
     deadline_s: float = 10.0              # a request not answered by then gets 504
-    threads: int = 2                      # model threads
+    read_timeout_s: float = 10.0          # a request body that stops arriving this long gets 408
+    max_inflight_mp: float = 120.0        # megapixels of photos in work at once (a composite counts twice):
+                                          # a request past it gets 503 + Retry-After
+    threads: int = DEFAULT_THREADS        # model threads
     model_dir: str | None = None
 
     @property
     def loopback(self) -> bool:
-        if self.host in ("localhost", ""):
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
+        """Whether every address the server binds is a loopback one ("" binds them all: not loopback)."""
+        if not self.host.strip():
             return False
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError:
+            return False
+        addrs = {info[4][0] for info in infos}
+        return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
 
     def check(self) -> None:
         """ValueError with the fix when the settings are unsafe or impossible."""
@@ -36,3 +45,5 @@ class ServeConfig:
                              "(--api-key or BGSWAP_API_KEY); clients then send it as the X-API-Key header")
         if self.max_batch < 1 or self.max_queue < 1 or self.deadline_s <= 0 or self.max_wait_ms < 0:
             raise ValueError("max batch and queue must be at least 1, the deadline positive, the wait >= 0")
+        if self.read_timeout_s <= 0 or self.max_inflight_mp <= 0:
+            raise ValueError("the read timeout and the in-flight megapixels must be positive")

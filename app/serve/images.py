@@ -19,15 +19,16 @@ class ImageRejected(Exception):
         self.message = message
 
 
-def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str = "image") -> np.ndarray:
-    """Bytes of a JPEG, PNG, WebP or BMP -> BGR uint8; ImageRejected otherwise."""
+def probe_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str = "image") -> tuple[str, int, int]:
+    """The format, width and height of an upload, read from its header only; ImageRejected when it is
+    empty, too large, not an image or not a supported one."""
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None       # the header is all Pillow reads here; the limit below is ours
     if not data:
         raise ImageRejected(400, f"the {what} is empty")
     if len(data) > max_bytes:
-        raise ImageRejected(413, f"the {what} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB")
+        raise ImageRejected(413, f"the {what} is over the limit of {max_bytes / 1e6:.1f} MB")
     try:
         with Image.open(io.BytesIO(data)) as im:       # reads the header only
             fmt, (w, h) = im.format, im.size
@@ -39,8 +40,25 @@ def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str 
         raise ImageRejected(415, f"{fmt} {what}s are not supported: send JPEG, PNG, WebP or BMP")
     if w * h > max_megapixels * 1e6:
         raise ImageRejected(413, f"the {what} is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is {max_megapixels:g} MP")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.shape[:2] != (h, w) or _truncated(fmt, data):
+    return fmt, w, h
+
+
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str = "image",
+                  reduce_to_mp: float | None = None) -> np.ndarray:
+    """Bytes of a JPEG, PNG, WebP or BMP -> BGR uint8; ImageRejected otherwise. With ``reduce_to_mp`` a
+    larger JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg scales while decoding: the full
+    picture never reaches memory) to at most that many megapixels where it can."""
+    fmt, w, h = probe_upload(data, max_bytes, max_megapixels, what)
+    factor = 1
+    if reduce_to_mp is not None and fmt == "JPEG":
+        while factor < 8 and w * h / (factor * factor) > reduce_to_mp * 1e6:
+            factor *= 2
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] if factor > 1 else cv2.IMREAD_COLOR)
+    expected = (-(-h // factor), -(-w // factor))
+    if img is None or img.shape[:2] != expected or _truncated(fmt, data):
         raise ImageRejected(400, f"the {what} is damaged or truncated")
     return img
 

@@ -3,6 +3,12 @@ any machine) read them in batches through a consumer group, reply on a per-job l
 acknowledge. A worker that dies mid-batch loses nothing: jobs pending longer than ``claim_ms`` are
 claimed by another worker (XAUTOCLAIM); jobs past their deadline are dropped, their clients have
 had a 504.
+
+Redis may restart under them: a worker that loses the broker retries with a backoff (0.5 s doubling
+to 5 s) and recreates the stream and group when a restart without persistence lost them (NOGROUP);
+the API answers 503 while the broker is unreachable and its pooled connections reconnect by
+themselves. Each worker's heartbeat is a timestamp in one sorted set; ``healthz`` counts the fresh
+ones, so a worker that died stops counting within ``HEARTBEAT_S``.
 """
 from __future__ import annotations
 
@@ -15,16 +21,19 @@ import uuid
 
 import numpy as np
 
-from .batching import QueueFull, collect_batch, to_uint8
+from bgswap.inference.refine import to_uint8
+
+from .batching import QueueFull, RunnerUnavailable, collect_batch
 
 log = logging.getLogger(__name__)
 
 STREAM, GROUP = "bgswap:jobs", "bgswap-workers"
 REPLY = "bgswap:reply:"
 BATCHES = "bgswap:batch-sizes"      # hash: batch size -> count, for /metrics
-ALIVE = "bgswap:worker:"            # one key per running worker, refreshed every loop, expiring after ALIVE_S
-ALIVE_S = 10
+HEARTBEATS = "bgswap:workers"       # sorted set: worker name -> time of its last loop
+HEARTBEAT_S = 3.0                   # a worker silent for longer is not counted as running
 REPLY_TTL_S = 60
+BACKOFF_S = (0.5, 5.0)
 
 
 def ensure_group(r) -> None:
@@ -37,19 +46,44 @@ def ensure_group(r) -> None:
             raise
 
 
+def _retrying(aio: bool, timeout: float):
+    """Connection options: reconnect and retry a command a few times when a pooled connection went
+    stale (a Redis restart), and read timeouts longer than any command waits (``timeout``)."""
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError
+
+    if aio:
+        from redis.asyncio.retry import Retry
+    else:
+        from redis.retry import Retry
+    return {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2), "retry_on_error": [ConnectionError],
+            "socket_timeout": timeout, "socket_connect_timeout": 2, "health_check_interval": 5}
+
+
 class RedisRunner:
     """The API side: XADD a job, wait for its reply (BLPOP) until the deadline."""
 
-    def __init__(self, url: str, max_queue: int):
+    def __init__(self, url: str, max_queue: int, deadline_s: float = 10.0):
         import redis
         import redis.asyncio as aredis
 
         self.url, self.max_queue = url, max_queue
-        self._sync = redis.Redis.from_url(url, socket_timeout=2)
-        self._r = aredis.Redis.from_url(url)
-        ensure_group(self._sync)
+        self._sync = redis.Redis.from_url(url, **_retrying(False, 2.0))
+        self._r = aredis.Redis.from_url(url, **_retrying(True, deadline_s + 5.0))
+        try:
+            ensure_group(self._sync)
+        except redis.ConnectionError as exc:     # serve anyway: 503 until the broker is up
+            log.warning("broker %s unreachable (%s): answering 503 until it is up", url, exc)
 
     async def infer(self, small: np.ndarray, deadline: float) -> np.ndarray:
+        import redis
+
+        try:
+            return await self._infer(small, deadline)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
+            raise RunnerUnavailable(f"broker unreachable: {exc}") from None
+
+    async def _infer(self, small: np.ndarray, deadline: float) -> np.ndarray:
         if await self._r.xlen(STREAM) >= self.max_queue:
             raise QueueFull()
         job = uuid.uuid4().hex
@@ -76,7 +110,10 @@ class RedisRunner:
             self._sync.ping()
         except Exception as exc:
             return False, f"broker {self.url} unreachable: {exc}"
-        workers = sum(1 for _ in self._sync.scan_iter(ALIVE + "*"))
+        try:
+            workers = int(self._sync.zcount(HEARTBEATS, time.time() - HEARTBEAT_S, "+inf"))
+        except Exception as exc:
+            return False, f"broker {self.url} unreachable: {exc}"
         return workers > 0, f"broker reachable, {workers} worker(s) running" + (
             "" if workers else ": start one with 'bgswap worker --broker ...'")
 
@@ -92,14 +129,15 @@ class RedisRunner:
 
 def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float = 5.0, claim_ms: int = 3000,
                stop=None) -> None:
-    """Serve jobs until ``stop`` (an Event) is set; a failing job gets an error reply, never kills the loop."""
+    """Serve jobs until ``stop`` (an Event) is set; a failing job gets an error reply, never kills the loop,
+    and a lost broker is retried with a backoff until it is back."""
     import redis
 
-    r = redis.Redis.from_url(url, socket_timeout=10)
-    ensure_group(r)
+    r = redis.Redis.from_url(url, **_retrying(False, 10.0))
     name = f"{socket.gethostname()}-{os.getpid()}"
     log.info("worker %s reading %s on %s (batches of up to %d)", name, STREAM, url, max_batch)
     pending: list = []
+    backoff, down_since = BACKOFF_S[0], None
 
     def get(timeout: float | None):
         if pending:
@@ -112,22 +150,54 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
             pending.extend(entries)
         return pending.pop(0) if pending else None
 
+    def pause(seconds: float) -> bool:
+        """Wait ``seconds``; True when ``stop`` was set meanwhile."""
+        if stop is None:
+            time.sleep(seconds)
+            return False
+        return stop.wait(seconds)
+
+    group_ready = False
     while stop is None or not stop.is_set():
         try:
-            r.set(ALIVE + name, "1", ex=ALIVE_S)
+            if not group_ready:
+                ensure_group(r)
+                group_ready = True
+            r.zadd(HEARTBEATS, {name: time.time()})
             claimed = r.xautoclaim(STREAM, GROUP, name, min_idle_time=claim_ms, start_id="0-0", count=max_batch)
             for entry in claimed[1]:
                 if entry[1]:
                     log.warning("claimed job %s from a worker that stopped", entry[0])
                     pending.append(entry)
             batch = collect_batch(get, max_batch, max_wait_ms / 1000)
-        except redis.ConnectionError as exc:
-            log.error("broker unreachable (%s): retrying in 2 s", exc)
-            time.sleep(2)
-            continue
-        if batch:
-            _serve_batch(r, batch, predict_batch)
-    r.delete(ALIVE + name)
+            if batch:
+                _serve_batch(r, batch, predict_batch)
+            if down_since is not None:
+                log.info("broker back after %.1f s", time.monotonic() - down_since)
+            backoff, down_since = BACKOFF_S[0], None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            pending.clear()             # unacknowledged: another read (or XAUTOCLAIM) gets them again
+            if down_since is None:
+                down_since = time.monotonic()
+                log.error("broker unreachable (%s): retrying", exc)
+            if pause(backoff):
+                break
+            backoff = min(backoff * 2, BACKOFF_S[1])
+        except redis.ResponseError as exc:
+            pending.clear()
+            if "NOGROUP" in str(exc):
+                log.warning("the job stream or its group is gone (a broker restart without persistence): "
+                            "recreating it")
+                group_ready = False
+                continue
+            log.error("broker error (%s): retrying", exc)
+            if pause(backoff):
+                break
+            backoff = min(backoff * 2, BACKOFF_S[1])
+    try:
+        r.zrem(HEARTBEATS, name)
+    except redis.RedisError:
+        pass
 
 
 def _serve_batch(r, batch: list, predict_batch) -> None:
