@@ -82,7 +82,7 @@ def _run(settings: Settings, signals: SignalCatcher, reload: Callable[[], Settin
             log.error("%s", problem)
             return EXIT_BAD_INPUT
     engine = Engine(settings.engine)
-    recording = FileSink(o.output, max_frames=o.frames) if o.output else None
+    recording = FileSink(o.output, max_frames=o.frames, overwrite=o.overwrite) if o.output else None
     try:
         code = _start_and_run(engine, settings, signals, reload, recording)
     finally:

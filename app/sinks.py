@@ -5,9 +5,12 @@ the virtual camera and the file writer run their own threads.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import platform
 import queue
+import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Protocol
@@ -158,14 +161,22 @@ class OutputLocked(SinkUnavailable):
 class FileSink:
     """Writes frames to a video file from its own thread.
 
-    Frames go to a hidden partial file beside ``path``; ``close`` finalises it, checks that it holds
-    every frame written, and only then renames it to ``path``. A write error or a short file ends
-    with ``error`` set, the partial file removed and ``path`` untouched. A lock file
-    (``.NAME.lock``) keeps a second process from writing the same output.
+    Frames go to a hidden partial file beside ``path``, made new with a random name (never a name that
+    may already exist, such as a planted link); ``close`` finalises it, checks that it holds every
+    frame written, and only then moves it to ``path``: replacing what is there only with
+    ``overwrite``, else under the next free name. A write error, a file that stops growing (a full
+    disk that the writer does not report), a short file or a failed move ends with ``error`` set, the
+    partial file removed and ``path`` untouched. A lock file (``.NAME.lock``, opened without
+    following links) keeps a second process from writing the same output.
     """
 
-    def __init__(self, path: str | Path, max_queue: int = 64, max_frames: int | None = None):
+    GROWTH_CHECK_FRAMES = 30        # the partial file's size is checked this often
+    STALLED_CHECKS = 3              # ... and a file that has not grown over this many checks failed
+
+    def __init__(self, path: str | Path, max_queue: int = 64, max_frames: int | None = None,
+                 overwrite: bool = False):
         self.path = Path(path)
+        self.overwrite = overwrite
         self.max_frames = max_frames          # frames after this many are not written
         self._accepted = 0
         self.name = f"file {self.path.name}"
@@ -178,15 +189,22 @@ class FileSink:
         self.dropped = 0
         self.error: str | None = None          # set when the recording failed; the file is not kept
         self._size: tuple[int, int] | None = None
-        self.partial_path = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.partial_path: Path | None = None
+        self.saved_path: Path | None = None     # where the recording is (``path``, or the next free name)
 
     def start(self, width: int, height: int, fps: float) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
         self._take_lock()
         try:
+            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
+                                        dir=self.path.parent)      # O_CREAT | O_EXCL, mode 0600
+            os.close(fd)
+            self.partial_path = Path(name)
             self._writer = open_video_writer(self.partial_path, width, height, fps)
         except (OSError, ValueError) as exc:
+            if self.partial_path is not None:
+                self.partial_path.unlink(missing_ok=True)
             self._release_lock()
             raise SinkUnavailable(f"cannot write video file {self.path}: {exc} "
                                   "(use a .mp4 or .avi name in a writable folder)") from exc
@@ -200,10 +218,15 @@ class FileSink:
             import fcntl
         except ImportError:       # Windows: the partial file's rename still keeps the output whole
             return
-        try:
-            f = open(lock_path, "a")
+        try:        # never through a link: a planted one would make us create or lock another file
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SinkUnavailable(f"{lock_path} is a symbolic link, not bgswap's lock: remove it "
+                                      "or choose another --output folder") from exc
             raise SinkUnavailable(f"cannot write in {self.path.parent}: {exc.strerror}") from exc
+        f = os.fdopen(fd, "r+")
+        self._lock_path = lock_path
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -213,8 +236,7 @@ class FileSink:
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
-            lock_path = Path(self._lock_file.name)
-            lock_path.unlink(missing_ok=True)
+            self._lock_path.unlink(missing_ok=True)
             self._lock_file.close()
             self._lock_file = None
 
@@ -232,6 +254,7 @@ class FileSink:
             self.dropped += 1
 
     def _run(self) -> None:
+        last_size, stalled = -1, 0
         while True:
             frame = self._q.get()
             if frame is None:
@@ -243,10 +266,26 @@ class FileSink:
             try:
                 self._writer.write(frame)
             except Exception as exc:          # disk full, file system gone
-                self.error = f"writing {self.path} failed after {self.frames_written} frames: {exc}"
-                log.error("%s", self.error)
+                self._fail(f"writing {self.path} failed after {self.frames_written} frames: {exc}")
                 continue
             self.frames_written += 1
+            if self.frames_written % self.GROWTH_CHECK_FRAMES == 0:      # OpenCV's writer fails silently
+                size = self._partial_size()
+                stalled = stalled + 1 if size <= last_size else 0
+                last_size = max(last_size, size)
+                if stalled >= self.STALLED_CHECKS:
+                    self._fail(f"writing {self.path} failed after {self.frames_written} frames: the file stopped "
+                               "growing (is the disk full?)")
+
+    def _partial_size(self) -> int:
+        try:
+            return self.partial_path.stat().st_size
+        except OSError:
+            return -1
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        log.error("%s", message)
 
     def close(self) -> None:
         """Finalise: the file is at ``path`` holding every written frame, or not there at all."""
@@ -268,16 +307,47 @@ class FileSink:
                               "read back (is the disk full?)")
         try:
             if self.error is None and self.frames_written:
-                self.partial_path.replace(self.path)
-                log.info("wrote %d frames (%s) to %s", self.frames_written, writer.codec, self.path)
+                try:
+                    self.saved_path = self._move_into_place()
+                except OSError as exc:
+                    self.error = f"saving {self.path} failed: {exc.strerror or exc}"
+            if self.error is None and self.frames_written:
+                log.info("wrote %d frames (%s) to %s", self.frames_written, writer.codec, self.saved_path)
             else:
-                self.partial_path.unlink(missing_ok=True)
+                if self.partial_path is not None:
+                    self.partial_path.unlink(missing_ok=True)
                 if self.error:
                     log.error("%s; nothing was kept", self.error)
                 else:                   # a run that made no frame leaves no empty file behind
                     log.info("no frames were made: %s not written", self.path)
         finally:
             self._release_lock()
+
+
+    def _move_into_place(self) -> Path:
+        """Move the finished partial file to ``path``: with ``overwrite`` replacing what is there, else
+        never replacing a file that appeared meanwhile (it goes to ``NAME (2).EXT`` and so on instead)."""
+        if self.overwrite:
+            os.replace(self.partial_path, self.path)
+            return self.path
+        for n in range(1, 1000):
+            target = self.path if n == 1 else self.path.with_name(f"{self.path.stem} ({n}){self.path.suffix}")
+            try:
+                os.link(self.partial_path, target)          # fails when target exists: nothing is replaced
+            except FileExistsError:
+                continue
+            except OSError as exc:                          # a file system without hard links
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                if os.path.lexists(target):
+                    continue
+                os.replace(self.partial_path, target)
+                return target
+            self.partial_path.unlink()
+            if n > 1:
+                log.warning("%s appeared during the run and is kept; the recording is %s", self.path, target)
+            return target
+        raise OSError(errno.EEXIST, f"no free name beside {self.path}")
 
 
 def count_video_frames(path: Path) -> int:

@@ -48,13 +48,40 @@ def cover_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(resized[y:y + height, x:x + width])
 
 
+MAX_IMAGE_MP = 50.0          # a background over this many megapixels (8K is 33) is decoded reduced or refused
+_REDUCED = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
+
+
+def image_size(path: Path) -> tuple[str, int, int] | None:
+    """(format, width, height) from the file's header alone, or None when Pillow cannot tell."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None             # Pillow's own bomb check would hide the size; ours follows
+    try:
+        with Image.open(path) as im:          # reads the header only
+            return im.format or "", im.size[0], im.size[1]
+    except Exception:
+        return None
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as BGR uint8 (any path, alpha flattened); BackgroundError when unreadable."""
+    """Read an image as BGR uint8 (any path, alpha flattened); BackgroundError when unreadable. A JPEG
+    over MAX_IMAGE_MP is decoded at 1/2, 1/4 or 1/8 of its size; another format that large is refused
+    before it is decoded (a small PNG can hold gigabytes of pixels)."""
     path = Path(path)
     if not path.is_file():
         raise BackgroundError(f"background file {path} does not exist")
+    flags = cv2.IMREAD_UNCHANGED
+    head = image_size(path)
+    if head is not None and head[1] * head[2] > MAX_IMAGE_MP * 1e6:
+        fmt, w, h = head
+        fits = [flag for k, flag in _REDUCED if w * h / (k * k) <= MAX_IMAGE_MP * 1e6]
+        if fmt != "JPEG" or not fits:
+            raise BackgroundError(f"background {path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is "
+                                  f"{MAX_IMAGE_MP:g}: scale it down (a 4K picture, 3840x2160, is plenty)")
+        flags = fits[0]
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise BackgroundError(f"background {path} is not a readable image (supported: "
                               f"{', '.join(sorted(IMAGE_EXTS))})")

@@ -308,3 +308,36 @@ def test_a_damaged_settings_file_opens_the_window_with_a_banner(qtbot, tmp_path,
     assert (tmp_path / "settings.json.bad").exists()
     assert w.engine.settings.source == "demo" and w.engine.settings.mirror is False
     w.close()
+
+
+def test_thousands_of_user_backgrounds_load_without_a_thread_each(qtbot, tmp_path):
+    """3,000 saved backgrounds: the gallery fills at once, finds an entry without scanning, and reads
+    the thumbnails one at a time (a thread per file used to hang the window)."""
+    import os
+    import threading
+
+    import cv2
+    import numpy as np
+
+    from PySide6.QtWidgets import QApplication
+
+    from bgswap.app.gui.background_picker import BackgroundGallery
+    from bgswap.app.gui.none_refcount import keep_refs_alive
+
+    guard = keep_refs_alive(QApplication.instance())      # as the window does (PySide6 6.12's lost references)
+    first = tmp_path / "bg0.jpg"
+    cv2.imwrite(str(first), np.full((90, 160, 3), 200, np.uint8))
+    paths = [str(first)]
+    for i in range(1, 3000):
+        os.link(first, tmp_path / f"bg{i}.jpg")
+        paths.append(str(tmp_path / f"bg{i}.jpg"))
+    threads_before = threading.active_count()
+    g = BackgroundGallery()
+    qtbot.addWidget(g)
+    g.populate([], paths)
+    assert g.count() == 3 + 3000 + 1 and g.item(g.count() - 1).data(Qt.ItemDataRole.UserRole + 1) == "add"
+    assert threading.active_count() <= threads_before + 1
+    assert g.item_for_spec(paths[2999]) is g.item(3 + 2999)
+    qtbot.waitUntil(lambda: not g._thumbs and not g._reading, timeout=120_000)
+    assert g.item(3 + 2999).icon().pixmap(16, 16).toImage().pixelColor(8, 8).red() > 150     # the thumbnail
+    guard.top_up()

@@ -100,8 +100,7 @@ def test_sigterm_stops_cleanly_and_finalises_the_file(tmp_path):
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err = wait_for_line(p, "first frame out")
     deadline = time.monotonic() + 30
-    partial = tmp_path / ".sig.partial.avi"
-    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 200_000):
+    while time.monotonic() < deadline and sum(p.stat().st_size for p in tmp_path.glob(".sig.*.partial.avi")) < 600_000:
         time.sleep(0.1)                                  # some frames are in the file
     p.send_signal(signal.SIGTERM)
     err += p.communicate(timeout=30)[1]
@@ -226,3 +225,57 @@ def test_a_file_source_emptied_while_playing_ends_the_run_with_an_error(tmp_path
         p.kill()
     assert p.returncode == 5, err
     assert "clip.avi stopped giving frames" in err
+
+
+# ---- a hostile output folder ---------------------------------------------------------------------
+def test_planted_links_in_the_output_folder_are_never_followed(tmp_path):
+    """Someone else plants the old predictable partial name and the lock name as links to a victim:
+    the partial file is a fresh random name, and the lock is opened without following links."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / ".rec.partial.mp4").symlink_to(victim)
+    r = run("--source", "demo", "--output", str(shared / "rec.mp4"), "--frames", "5")
+    assert r.returncode == 0, r.stderr
+    assert victim.read_bytes() == b"precious" and count_frames(shared / "rec.mp4") == 5
+    created = tmp_path / "created-by-the-lock"
+    (shared / ".rec2.mp4.lock").symlink_to(created)
+    r = run("--source", "demo", "--output", str(shared / "rec2.mp4"), "--frames", "5")
+    assert r.returncode == 2 and "symbolic link" in r.stderr, r.stderr
+    assert not created.exists() and not (shared / "rec2.mp4").exists()
+
+
+def test_a_file_that_appears_during_the_run_is_kept(tmp_path):
+    out = tmp_path / "out.mp4"
+    p = popen("--source", "demo", "--output", str(out), "--duration", "3")
+    wait_for_line(p, "first frame out")
+    out.write_bytes(b"the user's own file")
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out.read_bytes() == b"the user's own file"
+    assert count_frames(tmp_path / "out (2).mp4") > 10 and "appeared during the run" in err
+
+
+def test_a_failed_final_move_exits_4_and_leaves_nothing(tmp_path):
+    (tmp_path / "dir.mp4").mkdir()
+    r = run("--source", "demo", "--frames", "10", "--output", str(tmp_path / "dir.mp4"), "--overwrite")
+    assert r.returncode == 4, r.stderr
+    assert "saving" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4"] and not any((tmp_path / "dir.mp4").iterdir())
+
+
+def test_a_full_disk_stops_an_avi_recording_at_once(tmp_path):
+    """OpenCV's writer does not raise on a full disk: the file that stops growing ends the run."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        t = time.monotonic()
+        r = run("--source", "demo", "--output", str(disk / "full.avi"), "--duration", "60", timeout=90)
+        assert r.returncode == 4, r.stderr[-2000:]
+        assert time.monotonic() - t < 30 and "disk full" in r.stderr
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)])

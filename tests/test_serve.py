@@ -555,3 +555,41 @@ def test_no_worker_is_a_504_at_the_deadline_and_no_broker_a_503(redis_url):
     finally:
         api.send_signal(signal.SIGINT)
         api.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_slowloris_connections_are_closed():
+    """50 clients that trickle header bytes for ever are cut off after --read-timeout; a keep-alive
+    client making several requests is served throughout."""
+    port = free_port()
+    p = start(["serve", "--port", str(port), "--read-timeout", "2"], port)
+    socks = []
+    try:
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+        t = time.monotonic()
+        open_ = len(socks)
+        while open_ and time.monotonic() - t < 15:
+            time.sleep(0.5)
+            open_ = 0
+            for s in socks:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")           # a header line now and then, never the blank line
+                    s.settimeout(0.01)
+                    if s.recv(1) == b"":
+                        continue                          # closed by the server
+                except (BlockingIOError, socket.timeout):
+                    pass
+                except OSError:
+                    continue
+                open_ += 1
+        assert open_ == 0 and time.monotonic() - t < 10, open_
+        with httpx.Client() as c:                         # one connection, several requests
+            assert [c.get(f"http://127.0.0.1:{port}/healthz").status_code for _ in range(3)] == [200] * 3
+    finally:
+        for s in socks:
+            s.close()
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=20)

@@ -210,3 +210,101 @@ def test_gui_mode_rejects_a_bad_option_before_anything_is_saved(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--output", "x.mp4"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 2 and "add --no-gui" in r.stderr
+
+
+# ---- hostile settings files -------------------------------------------------------------------------
+def _cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--no-gui", *argv], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_hostile_config_files_exit_2_naming_the_problem(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 1000 + "]" * 1000)
+    typo = tmp_path / "typo.json"
+    typo.write_text('{"engine": {"backgrund": "blur"}}')
+    cases = [(deep, "nested too deeply"), (typo, "unknown setting engine.backgrund (did you mean engine.background?)"),
+             ("/dev/zero", "not a regular file")]
+    for path, message in cases:
+        r = _cli("--config", str(path), "--frames", "1", "--source", "demo")
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, (path, r.stderr[-500:])
+
+
+def test_the_gui_file_survives_fifos_deep_nesting_and_huge_files(tmp_path):
+    import os
+
+    for name, make in (("fifo", lambda p: os.mkfifo(p)), ("deep", lambda p: p.write_text("[" * 5000 + "]" * 5000)),
+                       ("huge", lambda p: p.write_bytes(b" " * (2 * 1024 * 1024)))):
+        folder = tmp_path / name
+        folder.mkdir()
+        make(folder / "settings.json")
+        store = SettingsStore(folder / "settings.json")
+        settings = store.load()                           # returns: never blocks, never raises
+        assert to_dict(settings) == to_dict(Settings()) and store.problems, name
+
+
+def test_unknown_keys_and_a_symlinked_file_are_kept_on_save(tmp_path):
+    real = tmp_path / "dotfiles" / "bgswap.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"engine": {"fps": 24, "future_knob": 3}, "gui": {"theme": "dark"}, "extra": [1]}))
+    link = tmp_path / "cfg" / "settings.json"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    store = SettingsStore(link)
+    s = store.load()
+    assert s.engine.fps == 24
+    s.engine.fps = 15
+    assert store.save(s)
+    assert link.is_symlink()
+    saved = json.loads(real.read_text())
+    assert saved["engine"]["fps"] == 15 and saved["engine"]["future_knob"] == 3
+    assert saved["gui"]["theme"] == "dark" and saved["extra"] == [1]
+
+
+def test_a_read_only_settings_folder_still_starts(tmp_path):
+    import os
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps({"engine": {"fps": 20}}))
+    if os.geteuid() == 0:           # root writes anywhere: make the folder a read-only mount
+        if subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode:
+            pytest.skip("cannot make a read-only mount here")
+    else:
+        folder.chmod(0o555)
+    try:
+        store = SettingsStore(folder / "settings.json")
+        s = store.load()
+        assert s.engine.fps == 20 and any("will not be saved" in p for p in store.problems)
+        s.engine.fps = 25
+        with pytest.raises(SettingsError, match="cannot be saved"):
+            store.save(s)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(folder)])
+        else:
+            folder.chmod(0o755)
+
+
+def test_a_huge_background_is_refused_before_it_is_decoded(tmp_path):
+    """A PNG whose header says 30000x30000 (900 megapixels): refused from the header alone."""
+    import struct
+    import zlib
+
+    from bgswap.inference.compose import BackgroundError, read_image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = tmp_path / "huge.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    with pytest.raises(BackgroundError, match="30000x30000 .900 megapixels.; the limit is 50"):
+        read_image(png)
+    import cv2
+    import numpy as np
+
+    big = tmp_path / "big.jpg"          # a JPEG that large is decoded reduced instead
+    cv2.imwrite(str(big), np.full((6000, 9000, 3), 120, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    assert read_image(big).shape == (3000, 4500, 3)

@@ -1,6 +1,7 @@
 """Background gallery: None, Blur, Colour, bundled and user-added images/videos, and "Add..."."""
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -83,10 +84,15 @@ class BackgroundGallery(QListWidget):
         self.itemClicked.connect(self._clicked)
         self.blur_strength = 15
         self.color = "#2E8B57"
+        self._by_identity: dict[str, QListWidgetItem] = {}    # file identity -> its item: no scans
+        self._thumbs: deque[tuple[str, QListWidgetItem]] = deque()   # read one at a time, in order
+        self._reading = False
 
     # ---- contents -----------------------------------------------------------------------------
     def populate(self, bundled: list[Path], user: list[str]) -> None:
         self.clear()
+        self._by_identity.clear()
+        self._thumbs.clear()
         self._add_special("None", "none", swatch(QColor(60, 60, 60), "No effect"))
         self._add_special("Blur", "blur", swatch(QColor(110, 130, 150), "Blur"))
         self._add_special("Colour", "color", swatch(QColor(self.color), "Colour..."))
@@ -104,7 +110,7 @@ class BackgroundGallery(QListWidget):
         return item
 
     def add_file(self, path: str, user: bool = True) -> QListWidgetItem:
-        """Add (or find) a file item; its thumbnail is read in the background."""
+        """Add (or find) a file item; its thumbnail is read in the background, one file at a time."""
         existing = self.item_for_spec(path)
         if existing is not None:
             return existing
@@ -112,13 +118,34 @@ class BackgroundGallery(QListWidget):
         item.setData(ROLE_KIND, "user" if user else "file")
         item.setData(ROLE_SPEC, path)
         item.setToolTip(path)
-        add_row = self._row_of_kind("add")
-        if add_row is None:
-            self.addItem(item)
+        last = self.item(self.count() - 1) if self.count() else None
+        if last is not None and last.data(ROLE_KIND) == "add":        # the Add tile stays last
+            self.insertItem(self.count() - 1, item)
         else:
-            self.insertItem(add_row, item)
-        Task(lambda: read_thumbnail(path), lambda img, it=item: self._set_thumb(it, img)).start()
+            self.addItem(item)
+        try:
+            self._by_identity[BackgroundSpec.parse(path).identity] = item
+        except BackgroundError:
+            pass
+        self._thumbs.append((path, item))
+        self._read_next_thumbnail()
         return item
+
+    def _read_next_thumbnail(self) -> None:
+        if self._reading or not self._thumbs:
+            return
+        path, item = self._thumbs.popleft()
+        self._reading = True
+
+        def shown(img, it=item) -> None:
+            self._reading = False
+            self._set_thumb(it, img)
+            self._read_next_thumbnail()
+
+        def failed(_exc, it=item) -> None:
+            shown(None, it)
+
+        Task(lambda: read_thumbnail(path), shown, failed).start()
 
     def _set_thumb(self, item: QListWidgetItem, img) -> None:
         try:
@@ -149,7 +176,9 @@ class BackgroundGallery(QListWidget):
             target = BackgroundSpec.parse(spec).identity
         except BackgroundError:
             return None
-        for i in range(self.count()):
+        if target in self._by_identity:
+            return self._by_identity[target]
+        for i in range(min(self.count(), 4)):          # None, Blur, Colour: the specials come first
             if self._identity(self.item(i)) == target:
                 return self.item(i)
         return None

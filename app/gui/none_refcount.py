@@ -64,7 +64,7 @@ class NoneRefGuard:
         if self.active:
             from PySide6 import __version__ as pyside_version
 
-            log.warning("PySide6 %s on Python %d.%d loses references to None/True/False per call; compensating",
+            log.debug("PySide6 %s on Python %d.%d loses references to None/True/False per call; compensating",
                         pyside_version, *sys.version_info[:2])
 
     def top_up(self) -> None:

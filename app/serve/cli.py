@@ -60,7 +60,8 @@ def serve_main(argv: list[str]) -> int:
                    help="megapixels of photos in work at once, a composite counting twice; past it: 503 "
                         "(default: %(default)s)")
     p.add_argument("--read-timeout", type=float, default=DEFAULTS.read_timeout_s,
-                   help="seconds a request body may stall before 408 (default: %(default)s)")
+                   help="seconds a client has for its request headers (then the connection is closed) "
+                        "and a request body may stall (then 408) (default: %(default)s)")
     p.add_argument("--deadline", type=float, default=DEFAULTS.deadline_s,
                    help="seconds before a request gets 504 (default: %(default)s)")
     add_common(p)
@@ -87,7 +88,10 @@ def serve_main(argv: list[str]) -> int:
         return 2
     app = create_app(config, runner)
     log.info("serving on http://%s:%d (page at /, API docs at /docs)", config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    from .slow_clients import header_timeout_protocol
+
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
+                http=header_timeout_protocol(config.read_timeout_s))
     runner.close()
     return 0
 

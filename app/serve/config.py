@@ -20,7 +20,7 @@ class ServeConfig:
     max_wait_ms: float = 5.0              # how long the first request waits for others to join its batch
     max_queue: int = 64                   # waiting requests beyond this get 503 + Retry-After
     deadline_s: float = 10.0              # a request not answered by then gets 504
-    read_timeout_s: float = 10.0          # a request body that stops arriving this long gets 408
+    read_timeout_s: float = 10.0          # request headers not in by then: closed; a body stalled this long: 408
     max_inflight_mp: float = 120.0        # megapixels of photos in work at once (a composite counts twice):
                                           # a request past it gets 503 + Retry-After
     threads: int = DEFAULT_THREADS        # model threads

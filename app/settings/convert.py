@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import logging
 from typing import Any
 
@@ -59,7 +60,7 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str, strict: bool, problems
     for key, value in values.items():
         path = f"{prefix}.{key}"
         if key not in names:
-            log.warning("ignoring unknown setting %s", path)
+            _unknown(path, [f"{prefix}.{n}" for n in names], strict)
             continue
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
@@ -84,6 +85,19 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str, strict: bool, problems
             problems.append(message)
 
 
+LEGACY_KEYS = frozenset(_ENGINE_FIELDS) | frozenset(_MOVED)     # top-level keys read into their section
+
+
+def _unknown(path: str, known: list[str], strict: bool) -> None:
+    """A key no setting has: an error in a ``--config`` file (strict), a warning in the GUI's file
+    (whose unknown keys are kept on save, for a newer version that knows them)."""
+    close = difflib.get_close_matches(path, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    if strict:
+        raise SettingsError(f"unknown setting {path}{hint}")
+    log.warning("ignoring unknown setting %s%s", path, hint)
+
+
 def from_dict(d: Any, base: Settings | None = None, strict: bool = True) -> tuple[Settings, list[str]]:
     """``base`` (or defaults) with ``d``'s values applied. Strict: the first bad value raises
     SettingsError. Lenient: bad values keep the base's and are returned as problems."""
@@ -94,7 +108,7 @@ def from_dict(d: Any, base: Settings | None = None, strict: bool = True) -> tupl
     for section, values in _sectioned(d).items():
         if section == "_unknown":
             for key in values:
-                log.warning("ignoring unknown setting %s", key)
+                _unknown(key, [*SECTIONS, *_ENGINE_FIELDS], strict)
             continue
         _apply(getattr(settings, section), values, section, strict, problems)
     return settings, problems

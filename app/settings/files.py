@@ -15,16 +15,18 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .convert import from_dict, get_path, to_dict
+from .convert import LEGACY_KEYS, from_dict, get_path, to_dict
 from .schema import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "settings.json"
+MAX_BYTES = 1024 * 1024         # a settings file is a few kB: anything over this is not one
 _MISSING = object()
 
 
@@ -43,14 +45,26 @@ def config_path() -> Path:
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON in ``path``: SettingsError for anything but a regular file of at most MAX_BYTES holding
+    JSON (a FIFO or a device would block or never end; nesting past Python's limit is damage too)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise SettingsError(f"settings file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"settings file {path} is not valid JSON ({exc})") from None
     except OSError as exc:
         raise SettingsError(f"settings file {path} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise SettingsError(f"settings file {path} is not a regular file")
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise SettingsError(f"settings file {path} is over {MAX_BYTES // 1024} kB: not a settings file")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"settings file {path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SettingsError(f"settings file {path} is nested too deeply to be settings") from None
 
 
 def load_config_file(path: str | Path, base: Settings | None = None) -> Settings:
@@ -94,7 +108,8 @@ def _locked(path: Path) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "r+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -103,7 +118,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write to a unique temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
+    """Write to a unique temporary file beside ``path``, flush it to disk, then rename it over ``path``
+    (over the file a symlinked ``path`` points to: the link stays a link)."""
+    if path.is_symlink():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -130,6 +148,23 @@ class SettingsStore:
     def backup_path(self) -> Path:
         return self.path.with_name(self.path.name + ".bad")
 
+    def _unknown_on_disk(self) -> dict[str, Any]:
+        """The file's settings that this version does not know (flat), to be written back as they were."""
+        try:
+            raw = _read_json(self.path)
+        except SettingsError:
+            return {}
+        if not isinstance(raw, dict):
+            return {}
+        known = flatten(to_dict(Settings()))
+        sections = {p.split(".")[0] for p in known}
+
+        def unknown(path: str) -> bool:      # not a setting, nor an old top-level form of one
+            top = path.split(".")[0]
+            return path not in known and (top in sections or top not in LEGACY_KEYS)
+
+        return {p: v for p, v in flatten(raw).items() if unknown(p)}
+
     def _read_lenient(self) -> tuple[Settings, list[str], bool]:
         """(settings, problems, exists): never raises for a damaged file."""
         if not self.path.exists():
@@ -143,14 +178,25 @@ class SettingsStore:
     def load(self) -> Settings:
         """Saved settings (defaults where missing or bad). Problems are logged, kept in ``problems``
         for the window to show, and the damaged file is copied to ``settings.json.bad``."""
-        with _locked(self.path):
-            settings, self.problems, _ = self._read_lenient()
-            if self.problems:
-                with contextlib.suppress(OSError):
-                    shutil.copyfile(self.path, self.backup_path)
-                log.warning("settings file %s: %s; using defaults for those, the file as it was is kept as %s",
-                            self.path, "; ".join(self.problems), self.backup_path)
+        try:
+            with _locked(self.path):
+                settings = self._load_unlocked()
+        except OSError as exc:       # a read-only or missing config folder: run, but say it
+            settings = self._load_unlocked()
+            self.problems.append(f"the settings folder {self.path.parent} cannot be written ({exc.strerror}): "
+                                 "changes will not be saved")
+            log.warning("%s", self.problems[-1])
+            return settings
         self._baseline = {} if self.problems else flatten(to_dict(settings))    # {}: write it all back, repaired
+        return settings
+
+    def _load_unlocked(self) -> Settings:
+        settings, self.problems, _ = self._read_lenient()
+        if self.problems and self.path.is_file():
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.path, self.backup_path)
+            log.warning("settings file %s: %s; using defaults for those, the file as it was is kept as %s",
+                        self.path, "; ".join(self.problems), self.backup_path)
         return settings
 
     def save(self, settings: Settings, session_only: dict[str, Any] | None = None) -> bool:
@@ -166,15 +212,18 @@ class SettingsStore:
             if path in mine and get_path(settings, path) == value:
                 mine.pop(path)
         changed = {p: v for p, v in mine.items() if self._baseline.get(p, _MISSING) != v}
-        with _locked(self.path):
-            on_disk, _, _ = self._read_lenient()
-            merged = flatten(to_dict(on_disk))
-            before = dict(merged)
-            merged.update(changed)
-            if merged == before and self.path.exists() and not self.problems:
-                self._baseline = mine
-                return False
-            write_json_atomically(self.path, unflatten(merged))
+        try:
+            with _locked(self.path):
+                on_disk, _, _ = self._read_lenient()
+                merged = {**self._unknown_on_disk(), **flatten(to_dict(on_disk))}    # keys of a newer version stay
+                before = dict(merged)
+                merged.update(changed)
+                if merged == before and self.path.exists() and not self.problems:
+                    self._baseline = mine
+                    return False
+                write_json_atomically(self.path, unflatten(merged))
+        except OSError as exc:
+            raise SettingsError(f"settings cannot be saved in {self.path.parent}: {exc.strerror or exc}") from None
         self.problems = []
         self._baseline = mine        # this window's view: what others change later is theirs to keep
         return True
