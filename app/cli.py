@@ -23,16 +23,23 @@ def _display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """Mistakes are one line naming the problem (the usage is 15 lines: ``--help`` shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (bgswap --help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bgswap", description="Real-time webcam background replacement. "
+    p = OneLineErrors(prog="bgswap", description="Real-time webcam background replacement. "
                                 "'bgswap serve --help' and 'bgswap worker --help': the HTTP service.")
     p.add_argument("--no-gui", action="store_true", help="run headless (kiosks, servers)")
     add_options(p)
-    p.add_argument("--config", help="JSON settings file (command-line options win); for the window, for this run only")
+    p.add_argument("--config", metavar="FILE", help="JSON settings file (command-line options win); for the window, for this run only")
     p.add_argument("--install-desktop-entry", action="store_true",
                    help="add BgSwap to the Linux application menu (~/.local/share/applications) and exit")
     p.add_argument("--uninstall-desktop-entry", action="store_true", help="remove that menu entry and exit")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail too")
     return p
 
 

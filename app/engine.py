@@ -27,6 +27,7 @@ from bgswap.inference.refine import MaskRefiner, RefineSettings
 from .capture import Capture, Frame
 from .mask_schedule import MaskSchedule
 from .settings import EngineSettings
+from .settings.presets import preset_of
 from .slots import LatestSlot
 from .sinks import Sink
 from .sources import CaptureRequest, Source, open_source
@@ -196,6 +197,8 @@ class Engine:
         if self.segmenter is not None and self._segmenter_key(new) != self._segmenter_key(self.settings):
             self.segmenter = self._make_segmenter(new)
             self.stats.backend = self.segmenter.backend_name
+        if "preset" not in changes:         # knobs set one by one: name the preset they match, or custom
+            new.preset = preset_of(new)
         for f in dataclasses.fields(new):
             setattr(self.settings, f.name, getattr(new, f.name))
         self.refiner.settings = self.settings.refine

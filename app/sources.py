@@ -1,6 +1,7 @@
 """Frame sources: cameras, video files, still images and the built-in demo clip."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import math
@@ -8,7 +9,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -36,6 +37,18 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@contextlib.contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log limited to errors while probing devices (its warnings repeat on every retry)."""
+    lg = cv2.utils.logging
+    old = lg.getLogLevel()
+    lg.setLogLevel(lg.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        lg.setLogLevel(old)
+
+
 @dataclass
 class CaptureRequest:
     width: int = 640
@@ -58,7 +71,8 @@ class CameraSource:
 
     def open(self) -> None:
         api = cv2.CAP_V4L2 if platform.system() == "Linux" else cv2.CAP_ANY
-        cap = cv2.VideoCapture(self.device, api)
+        with opencv_quiet():          # a missing camera is reported once by the engine, not per retry
+            cap = cv2.VideoCapture(self.device, api)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"{self.name} could not be opened: check that it is connected and not in use "
@@ -305,11 +319,12 @@ def list_cameras() -> list[str]:
     if platform.system() == "Linux":
         return [d for d in _v4l2_devices() if not _is_loopback(d)]
     found = []
-    for i in range(4):
-        cap = cv2.VideoCapture(i)
-        if cap.isOpened():
-            found.append(str(i))
-        cap.release()
+    with opencv_quiet():
+        for i in range(4):
+            cap = cv2.VideoCapture(i)
+            if cap.isOpened():
+                found.append(str(i))
+            cap.release()
     return found
 
 

@@ -7,6 +7,15 @@ one model call per request), ``redis-1`` and ``redis-2`` (API + 1 or 2 ``bgswap 
 processes through a local redis-server), and ``overload`` (embedded with a queue of 4: shows 503s).
 Prints throughput, latency p50/p95/p99, errors by status and the batch-size histogram; then the
 model's time per image at batch 1 and 8 (what batching buys on this machine).
+
+    python benchmarks/bench_serve.py --fault        # Redis restarted twice and a worker killed under load
+    python benchmarks/bench_serve.py --big          # 16 concurrent 40-megapixel uploads: peak memory
+
+``--fault``: 2,000 mattes at concurrency 32 through Redis and two workers; Redis is stopped for 3 s
+(losing its data) at 5 s and 25 s, and one worker is killed at 15 s. Prints the answers by status
+and, for each restart, how long after Redis came back the first 200 arrived.
+``--big``: 16 composites of a 40-megapixel JPEG at once to the embedded service; prints the
+answers by status and the API process's peak resident memory (VmHWM).
 """
 from __future__ import annotations
 
@@ -121,6 +130,113 @@ def run_config(name: str, n: int, concurrency: int, redis_url: str | None) -> No
           f"ok {ok}/{n}  errors {errors or 0}  batches {hist}", flush=True)
 
 
+def _start_redis(exe: str, port: int) -> subprocess.Popen:
+    import redis
+
+    p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                         stdout=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            redis.Redis(port=port).ping()
+            return p
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def fault_run(n: int = 2000, concurrency: int = 32) -> None:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        print("redis-server is not installed: no fault run")
+        return
+    rport, port = free_port(), free_port()
+    holder = {"redis": _start_redis(exe, rport)}
+    broker, url = f"redis://127.0.0.1:{rport}", f"http://127.0.0.1:{port}"
+    workers = [start(["worker", "--broker", broker, "--threads", "1"]) for _ in range(2)]
+    api = start(["serve", "--port", str(port), "--broker", broker])
+    answers: list[tuple[float, int]] = []
+    back_at: list[float] = []
+    try:
+        wait_healthy(url, 2)
+        body = PHOTO.read_bytes()
+
+        async def run() -> None:
+            sem = asyncio.Semaphore(concurrency)
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+                async def one():
+                    async with sem:
+                        try:
+                            r = await client.post(f"{url}/v1/matte", content=body)
+                            answers.append((time.monotonic(), r.status_code))
+                        except httpx.HTTPError as exc:
+                            answers.append((time.monotonic(), type(exc).__name__))
+
+                async def faults():
+                    for at, what in ((5, "redis"), (15, "worker"), (25, "redis")):
+                        await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+                        if what == "worker":
+                            workers[0].kill()
+                            continue
+                        holder["redis"].terminate()
+                        await asyncio.to_thread(holder["redis"].wait)
+                        await asyncio.sleep(3)
+                        holder["redis"] = await asyncio.to_thread(_start_redis, exe, rport)
+                        back_at.append(time.monotonic())
+
+                t0 = time.monotonic()
+                await asyncio.gather(faults(), *(one() for _ in range(n)))
+        asyncio.run(run())
+    finally:
+        for p in (api, *workers):
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in (api, *workers):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        holder["redis"].terminate()
+    codes = Counter(c for _, c in answers)
+    print(f"fault run: {n} mattes at concurrency {concurrency}, Redis restarted twice, a worker killed: "
+          f"answers {dict(sorted(codes.items(), key=str))}")
+    for i, t in enumerate(back_at, 1):
+        first = min((a for a, c in answers if c == 200 and a >= t), default=None)
+        print(f"  restart {i}: first 200 {first - t:.1f} s after Redis was back" if first else
+              f"  restart {i}: no 200 after Redis was back")
+
+
+def big_run(uploads: int = 16, megapixels: float = 40.0) -> None:
+    import cv2
+
+    w = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+    h = int(megapixels * 1e6 // w)
+    big = cv2.resize(cv2.imread(str(PHOTO)), (w, h), interpolation=cv2.INTER_LINEAR)
+    body = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = start(["serve", "--port", str(port), "--deadline", "120"])
+    try:
+        wait_healthy(url)
+
+        async def run() -> Counter:
+            async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=uploads)) as client:
+                rs = await asyncio.gather(*(client.post(f"{url}/v1/composite?background=blur", content=body)
+                                            for _ in range(uploads)))
+            return Counter(r.status_code for r in rs)
+        t = time.perf_counter()
+        codes = asyncio.run(run())
+        wall = time.perf_counter() - t
+        status = Path(f"/proc/{api.pid}/status").read_text()
+        peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+        now = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+    finally:
+        api.send_signal(signal.SIGINT)
+        api.wait(timeout=30)
+    print(f"big uploads: {uploads} composites of a {w}x{h} JPEG ({len(body) / 1e6:.1f} MB) at once: "
+          f"answers {dict(codes)} in {wall:.1f} s; API peak RSS {peak:.0f} MB, {now:.0f} MB after")
+
+
 def model_batch_times() -> None:
     from bgswap.inference import Segmenter
 
@@ -143,7 +259,15 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--only", default="embedded,baseline,redis-1,redis-2,overload")
+    ap.add_argument("--fault", action="store_true", help="only the fault run (Redis restarts, a worker killed)")
+    ap.add_argument("--big", action="store_true", help="only the 16 x 40-megapixel memory run")
     args = ap.parse_args()
+    if args.fault or args.big:
+        if args.fault:
+            fault_run(2000 if args.requests == 500 else args.requests, args.concurrency)
+        if args.big:
+            big_run()
+        return 0
     names = args.only.split(",")
     redis_proc, redis_url = None, None
     if any(n.startswith("redis") for n in names):

@@ -341,3 +341,71 @@ def test_thousands_of_user_backgrounds_load_without_a_thread_each(qtbot, tmp_pat
     qtbot.waitUntil(lambda: not g._thumbs and not g._reading, timeout=120_000)
     assert g.item(3 + 2999).icon().pixmap(16, 16).toImage().pixelColor(8, 8).red() > 150     # the thumbnail
     guard.top_up()
+
+
+def test_restore_defaults_restores_every_field_and_the_preset_label_follows_the_knobs(make_window, qtbot):
+    """After Battery saver, Restore defaults gives back Balanced's knobs and label (not a mix); a knob
+    changed by hand makes the label Custom, and the saved file says so."""
+    import json
+
+    w = make_window()
+    q = w.quality_tab
+    s = w.engine.settings
+    q.choose_preset("battery")
+    qtbot.waitUntil(lambda: s.input_size == 192 and q.preset_box.currentData() == "battery", timeout=30000)
+    q.threshold_slider.setValue(70)
+    assert s.preset == "battery"                       # the threshold is not a preset knob
+    q.restore_defaults()
+    d = EngineSettings()
+    qtbot.waitUntil(lambda: s.input_size == d.input_size and s.refine.threshold == d.refine.threshold
+                    and q.preset_box.currentData() == "balanced", timeout=30000)      # applied and shown
+    assert (s.preset, s.threads, s.mask_rate, s.passes, s.refine.colour_edges) == \
+        (d.preset, d.threads, d.mask_rate, d.passes, d.refine.colour_edges)
+    assert q.preset_box.currentData() == "balanced" and q.threshold_slider.value() == round(d.refine.threshold * 100)
+    assert q.size_box.currentData() == q.model_size
+    q.colour_edges.setChecked(False)                   # Balanced's knobs with one changed: Custom
+    assert s.preset == "custom" and q.preset_box.currentText() == "Custom"
+    w.close()
+    saved = json.loads(w.store.path.read_text())["engine"]
+    assert saved["preset"] == "custom" and saved["refine"]["colour_edges"] is False
+    q.colour_edges.setChecked(True)
+    assert s.preset == "balanced" and q.preset_box.findData("custom") < 0
+
+
+def test_every_control_can_be_read_at_1024x600(make_window, qtbot, tmp_path):
+    """The camera box shows its whole label, every slider shows its value (blur up to 100, as on the
+    command line), the threshold explains itself, and the gallery opens with None and Blur in view
+    even when the chosen background is far down the list."""
+    import shutil
+
+    from bgswap.app.gui.background_picker import ROLE_KIND
+    from bgswap.inference.resources import bundled_backgrounds
+
+    user = []
+    for i in range(40):
+        p = tmp_path / f"mine{i}.jpg"
+        shutil.copy(bundled_backgrounds()[0], p)
+        user.append(str(p))
+    settings = Settings(engine=EngineSettings(source="demo", background=user[-1]),
+                        outputs=OutputSettings(vcam_backend="recording"))
+    settings.gui.user_backgrounds = user
+    w = make_window(settings)
+    w.resize(1024, 600)
+    for tab in (w.background_tab, w.camera_tab, w.quality_tab):
+        w.tabs.setCurrentWidget(tab)
+        qtbot.wait(50)
+        if tab is w.background_tab:
+            g = tab.gallery
+            none = next(g.item(i) for i in range(g.count()) if g.item(i).data(ROLE_KIND) == "none")
+            assert g.viewport().rect().contains(g.visualItemRect(none)), "None is scrolled out of view"
+            assert tab.blur_slider.maximum() == 100 and tab.blur_slider.value_label.text() == str(
+                tab.blur_slider.value())
+        if tab is w.camera_tab:
+            box = tab.source_box
+            text = box.itemText(box.findData("demo"))
+            assert box.width() >= box.fontMetrics().horizontalAdvance(text) + 16, (box.width(), text)
+    q = w.quality_tab
+    q.threshold_slider.setValue(63)
+    assert q.threshold_slider.value_label.text() == "0.63" and q.threshold_slider.toolTip()
+    for slider in (q.edge_slider, q.temporal_slider, q.feather_slider):
+        assert slider.value_label.text() and slider.toolTip()

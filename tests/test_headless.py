@@ -279,3 +279,11 @@ def test_a_full_disk_stops_an_avi_recording_at_once(tmp_path):
         assert list(disk.iterdir()) == []
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_a_missing_camera_is_reported_once_without_opencvs_warnings():
+    r = run("--source", "7", "--duration", "4")
+    assert r.returncode == 0, r.stderr
+    assert "[ WARN" not in r.stderr, r.stderr
+    assert r.stderr.count("camera 7 could not be opened") == 1
+    assert "PySide6" not in r.stderr                      # no start-up noise either

@@ -308,3 +308,14 @@ def test_a_huge_background_is_refused_before_it_is_decoded(tmp_path):
     big = tmp_path / "big.jpg"          # a JPEG that large is decoded reduced instead
     cv2.imwrite(str(big), np.full((6000, 9000, 3), 120, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
     assert read_image(big).shape == (3000, 4500, 3)
+
+
+def test_help_names_values_as_a_person_reads_them_and_mistakes_are_one_line():
+    r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "OPT_" not in r.stdout
+    assert "--source demo|N|/dev/videoN|FILE" in r.stdout and "--background SPEC" in r.stdout
+    assert "log debugging detail" in r.stdout                           # -v says what it does
+    for argv in (["--background", "color:#zzz", "--no-gui"], ["--fps", "abc"]):
+        r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", *argv], capture_output=True, text=True, timeout=60)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("bgswap: error: "), r.stderr

@@ -100,7 +100,8 @@ class BackgroundGallery(QListWidget):
             self.add_file(str(p), user=False)
         for p in user:
             self.add_file(p, user=True)
-        self._add_special("Add image or video...", "add", swatch(QColor(40, 40, 40), "+ Add..."))
+        self._add_special("Add...", "add", swatch(QColor(40, 40, 40), "+ Add...")).setToolTip(
+            "Add an image or a video (or drop files onto the window)")
 
     def _add_special(self, label: str, kind: str, icon: QIcon) -> QListWidgetItem:
         item = QListWidgetItem(icon, label)

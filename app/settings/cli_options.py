@@ -47,6 +47,7 @@ class Option:
     const: Any = None                       # flags without a value store this
     choices: tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()
+    metavar: str | None = None              # how --help names the value (default: from the type)
 
     @property
     def dest(self) -> str:
@@ -58,40 +59,40 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--source", ("engine.source",), "demo | camera index (0) | /dev/videoN | image or video file"),
-    Option("--background", ("engine.background",), SYNTAX),
+    Option("--source", ("engine.source",), "demo | camera index (0) | /dev/videoN | image or video file", metavar="demo|N|/dev/videoN|FILE"),
+    Option("--background", ("engine.background",), SYNTAX, metavar="SPEC"),
     Option("--resolution", ("engine.width", "engine.height"), "capture and output size, e.g. 1280x720",
-           type=resolution),
-    Option("--fps", ("engine.fps",), "capture and output rate", type=number),
+           type=resolution, metavar="WxH"),
+    Option("--fps", ("engine.fps",), "capture and output rate", type=number, metavar="FPS"),
     Option("--mirror", ("engine.mirror",), "flip the image horizontally", const=True),
     Option("--sync", ("engine.async_segmentation",), "segment every frame before compositing it", const=False),
-    Option("--model-dir", ("engine.model_dir",), "folder with model.onnx / model.json + meta.json"),
+    Option("--model-dir", ("engine.model_dir",), "folder with model.onnx / model.json + meta.json", metavar="DIR"),
     Option("--backend", ("engine.backend",), "inference runtime", choices=BACKENDS),
     Option("--compute", ("engine.compute",), "where the model runs", choices=COMPUTE_TARGETS),
     Option("--tensorrt", ("engine.tensorrt",), "TensorRT fp16 on a CUDA GPU (Paddle backend)", const=True),
     Option("--input-size", ("engine.input_size",), "model input size (multiple of 32; smaller is faster)",
-           type=whole_number),
-    Option("--threads", ("engine.threads",), "model threads", type=whole_number),
+           type=whole_number, metavar="PX"),
+    Option("--threads", ("engine.threads",), "model threads", type=whole_number, metavar="N"),
     Option("--precision", ("engine.precision",),
            "model precision: auto (int8 on the CPU when the model ships it), fp32 or int8", choices=PRECISIONS),
     Option("--preset", ("engine.preset",), "battery | balanced (default) | quality: the model's rate, threads, "
            "passes and size in one choice (options below still win)", choices=PRESET_NAMES),
-    Option("--mask-rate", ("engine.mask_rate",), "model runs per second at most (0 = every frame)", type=number),
-    Option("--passes", ("engine.passes",), "1, or 2 to average in the mirror image", type=whole_number),
-    Option("--threshold", ("engine.refine.threshold",), "probability that counts as person (0-1)", type=number),
-    Option("--feather", ("engine.refine.feather",), "edge softness (0-0.5)", type=number),
-    Option("--temporal", ("engine.refine.temporal",), "temporal smoothing, 0 = off (0-0.99)", type=number),
+    Option("--mask-rate", ("engine.mask_rate",), "model runs per second at most (0 = every frame)", type=number, metavar="PER_S"),
+    Option("--passes", ("engine.passes",), "1, or 2 to average in the mirror image", type=whole_number, metavar="1|2"),
+    Option("--threshold", ("engine.refine.threshold",), "probability that counts as person (0-1)", type=number, metavar="0-1"),
+    Option("--feather", ("engine.refine.feather",), "edge softness (0-0.5)", type=number, metavar="0-0.5"),
+    Option("--temporal", ("engine.refine.temporal",), "temporal smoothing, 0 = off (0-0.99)", type=number, metavar="0-0.99"),
     Option("--largest-person", ("engine.refine.largest_person_only",), "keep only the largest person", const=True),
     Option("--virtual-cam", ("outputs.virtual_camera",), "publish to a virtual camera", const=True),
     Option("--vcam-device", ("outputs.vcam_device",), "virtual camera device, e.g. /dev/video2",
-           aliases=("--device",)),
-    Option("--vcam-backend", ("outputs.vcam_backend",), "pyvirtualcam backend name (default: any that works)"),
-    Option("--output", ("outputs.output",), "also write the result to this video file (.mp4/.avi)"),
+           aliases=("--device",), metavar="/dev/videoN"),
+    Option("--vcam-backend", ("outputs.vcam_backend",), "pyvirtualcam backend name (default: any that works)", metavar="NAME"),
+    Option("--output", ("outputs.output",), "also write the result to this video file (.mp4/.avi)", metavar="FILE"),
     Option("--overwrite", ("outputs.overwrite",), "replace an existing --output file", const=True),
     Option("--frames", ("outputs.frames",), "stop after this many output frames (the file gets exactly these)",
-           type=whole_number),
-    Option("--duration", ("outputs.duration",), "stop after this many seconds", type=number),
-    Option("--stats-every", ("outputs.stats_every",), "seconds between stats lines (headless)", type=number),
+           type=whole_number, metavar="N"),
+    Option("--duration", ("outputs.duration",), "stop after this many seconds", type=number, metavar="SECONDS"),
+    Option("--stats-every", ("outputs.stats_every",), "seconds between stats lines (headless)", type=number, metavar="SECONDS"),
 )
 
 
@@ -113,6 +114,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                 kwargs["type"] = opt.type
             if opt.choices:
                 kwargs["choices"] = opt.choices
+            kwargs["metavar"] = opt.metavar or ("{" + ",".join(opt.choices) + "}" if opt.choices else "VALUE")
         parser.add_argument(opt.flag, *opt.aliases, **kwargs)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 PRESET_NAMES = ("battery", "balanced", "quality")
-PRESET_LABELS = {"battery": "Battery saver", "balanced": "Balanced", "quality": "Best quality"}
+CUSTOM = "custom"             # the knobs were changed one by one and match no preset
+PRESET_LABELS = {"battery": "Battery saver", "balanced": "Balanced", "quality": "Best quality", CUSTOM: "Custom"}
 PRESET_HELP = {
     "battery": "about a third less CPU than Balanced: masks 8 times a second at 192 px, brightness-guided edges",
     "balanced": "masks up to 15 times a second (fewer while you sit still), one model thread",
@@ -25,6 +26,20 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quality": {"engine.threads": 2, "engine.mask_rate": 0.0, "engine.passes": 2, "engine.input_size": None,
                 "engine.refine.colour_edges": True},
 }
+
+
+def preset_of(engine_settings: Any) -> str:
+    """The preset whose knobs ``engine_settings`` (an EngineSettings) holds, or CUSTOM."""
+    def value(path: str) -> Any:
+        obj = engine_settings
+        for part in path.split(".")[1:]:
+            obj = getattr(obj, part)
+        return obj
+
+    for name in PRESET_NAMES:
+        if all(value(path) == v for path, v in PRESETS[name].items()):
+            return name
+    return CUSTOM
 
 
 def preset_values(name: str) -> dict[str, Any]:

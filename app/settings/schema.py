@@ -20,7 +20,7 @@ from bgswap.inference.refine import RefineSettings
 from bgswap.inference.resources import backgrounds_dir
 from bgswap.inference.model_meta import DEFAULT_THREADS, input_size_problem
 
-from .presets import PRESET_NAMES
+from .presets import CUSTOM, PRESET_NAMES
 
 DEFAULT_BACKGROUND = str(backgrounds_dir() / "evening_bokeh.jpg")
 
@@ -80,7 +80,7 @@ class EngineSettings:
     input_size: int | None = rule(None, check=_input_size_problem)   # None: the size the model was trained for
     threads: int = rule(DEFAULT_THREADS, range=(1, 64))        # model threads
     precision: str = rule("auto", choices=PRECISIONS)          # auto: int8 on the CPU when the model has it
-    preset: str = rule("balanced", choices=PRESET_NAMES)       # what the knobs below were last set from
+    preset: str = rule("balanced", choices=(*PRESET_NAMES, CUSTOM))   # the preset the knobs below match
     mask_rate: float = rule(15.0, range=(0, 240))              # model runs per second at most; 0 = every frame
     passes: int = rule(1, range=(1, 2))                        # 2: the mirror image too, averaged
     realtime: bool = rule(True, persist=False)                 # pace files and the demo at their frame rate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
@@ -15,6 +15,7 @@ from bgswap.inference.resources import bundled_backgrounds
 
 from ..background_picker import BackgroundGallery
 from ..context import WindowContext
+from ..value_slider import with_value
 
 FILE_FILTER = "Images and videos (" + " ".join(f"*{e}" for e in sorted(MEDIA_EXTS)) + ")"
 
@@ -35,15 +36,19 @@ class BackgroundTab(QWidget):
         self.gallery.files_dropped.connect(self.add_files)
         v.addWidget(self.gallery, 1)
         form = QFormLayout()
-        self.blur_slider = QSlider(Qt.Orientation.Horizontal, minimum=BLUR_RANGE[0], maximum=60,
+        self.blur_slider = QSlider(Qt.Orientation.Horizontal, minimum=BLUR_RANGE[0], maximum=BLUR_RANGE[1],
                                    value=self.gallery.blur_strength)
+        self.blur_slider.setToolTip(f"How strongly Blur blurs the room ({BLUR_RANGE[0]}-{BLUR_RANGE[1]}, as blur:N "
+                                    "on the command line)")
         self.blur_slider.valueChanged.connect(self._blur_changed)
-        form.addRow("Blur strength", self.blur_slider)
+        form.addRow("Blur strength", with_value(self.blur_slider, str))
         v.addLayout(form)
         hint = QLabel("Drop images or videos here to add them. B / Shift+B: next / previous background")
         hint.setWordWrap(True)
         v.addWidget(hint)
         self.gallery.mark(ctx.engine.settings.background)
+        self.gallery.scrollToTop()       # None, Blur and Colour in view, not scrolled to the chosen picture
+        QTimer.singleShot(0, self.gallery.scrollToTop)
 
     def choose(self, spec: str) -> None:
         """Load ``spec`` off the GUI thread; on failure the current background stays."""

@@ -21,6 +21,7 @@ class CameraTab(QWidget):
         s = ctx.engine.settings
         f = QFormLayout(self)
         self.source_box = QComboBox()
+        self.source_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)   # no cut-off labels
         self.source_box.addItem("Demo clip (no camera needed)", "demo")
         for dev in list_cameras():
             self.source_box.addItem(f"Camera {dev}", dev)

@@ -10,8 +10,10 @@ from bgswap.inference.model_meta import ModelMeta
 from bgswap.inference.refine import RefineSettings
 from bgswap.inference.resources import default_model_dir
 
-from ...settings.presets import PRESET_HELP, PRESET_LABELS, PRESET_NAMES, preset_values
+from ...settings import EngineSettings
+from ...settings.presets import CUSTOM, PRESET_HELP, PRESET_LABELS, PRESET_NAMES, preset_values
 from ..context import WindowContext
+from ..value_slider import with_value
 
 INPUT_SIZES = [160, 192, 224, 256, 320]   # offered beside the model's own size (meta.json)
 
@@ -27,7 +29,7 @@ class QualityTab(QWidget):
         for name in PRESET_NAMES:
             self.preset_box.addItem(PRESET_LABELS[name], name)
             self.preset_box.setItemData(self.preset_box.count() - 1, PRESET_HELP[name], Qt.ItemDataRole.ToolTipRole)
-        self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(s.preset)))
+        self._show_preset()
         self.preset_box.setToolTip("How much CPU the app may use: the model's rate, threads and size in one choice")
         self.preset_box.activated.connect(lambda _i: self.choose_preset(self.preset_box.currentData()))
         f.addRow("Performance", self.preset_box)
@@ -39,19 +41,25 @@ class QualityTab(QWidget):
         self._show_input_size()
         self.size_box.activated.connect(self._input_size_chosen)
         f.addRow("Model input size", self.size_box)
-        self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: ctx.engine_update(edge_radius=v))
-        f.addRow("Edge smoothing", self.edge_slider)
+        self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: self._update(edge_radius=v))
+        self.edge_slider.setToolTip("How far (in model pixels) the mask follows the picture's edges; 0 = off")
+        f.addRow("Edge smoothing", with_value(self.edge_slider, lambda v: f"{v} px"))
         self.colour_edges = self._checkbox("Follow colour edges", "colour_edges", r.colour_edges,
                                            "Sharper edges; off follows brightness only, 2-5 ms faster per frame")
         f.addRow(self.colour_edges)
         self.temporal_slider = self._slider(0, 95, round(r.temporal * 100),
-                                            lambda v: ctx.engine_update(temporal=v / 100))
-        f.addRow("Temporal smoothing", self.temporal_slider)
+                                            lambda v: self._update(temporal=v / 100))
+        self.temporal_slider.setToolTip("How much of the last mask each new one keeps: steadier, but slower "
+                                        "to follow a movement; 0 = off")
+        f.addRow("Temporal smoothing", with_value(self.temporal_slider, lambda v: f"{v} %"))
         self.threshold_slider = self._slider(10, 90, round(r.threshold * 100),
-                                             lambda v: ctx.engine_update(threshold=v / 100))
-        f.addRow("Threshold", self.threshold_slider)
-        self.feather_slider = self._slider(0, 50, round(r.feather * 100), lambda v: ctx.engine_update(feather=v / 100))
-        f.addRow("Edge softness", self.feather_slider)
+                                             lambda v: self._update(threshold=v / 100))
+        self.threshold_slider.setToolTip("How sure the model must be that a pixel is you: higher drops more of "
+                                         "the room (and of your edges), lower keeps more of both")
+        f.addRow("Threshold", with_value(self.threshold_slider, lambda v: f"{v / 100:.2f}"))
+        self.feather_slider = self._slider(0, 50, round(r.feather * 100), lambda v: self._update(feather=v / 100))
+        self.feather_slider.setToolTip("How gradually you blend into the background at your outline; 0 = a hard cut")
+        f.addRow("Edge softness", with_value(self.feather_slider, lambda v: f"{v / 100:.2f}"))
         self.largest = self._checkbox("Only the largest person", "largest_person_only", r.largest_person_only)
         f.addRow(self.largest)
         self.async_box = self._checkbox(
@@ -68,8 +76,39 @@ class QualityTab(QWidget):
         box = QCheckBox(label)
         box.setToolTip(tooltip)
         box.setChecked(checked)
-        box.toggled.connect(lambda on: self.ctx.engine_update(**{setting: on}))
+        box.toggled.connect(lambda on: self._update(**{setting: on}))
         return box
+
+    def _update(self, **changes) -> None:
+        """One knob changed: apply it, then show which preset the knobs now match (or Custom)."""
+        if self.ctx.engine_update(**changes):
+            self._show_preset()
+
+    def _show_preset(self) -> None:
+        name = self.ctx.engine.settings.preset
+        i = self.preset_box.findData(name)
+        if i < 0 and name == CUSTOM:
+            self.preset_box.addItem(PRESET_LABELS[CUSTOM], CUSTOM)
+            i = self.preset_box.count() - 1
+        custom = self.preset_box.findData(CUSTOM)
+        if name != CUSTOM and custom >= 0:               # Custom is listed only while it is the state
+            self.preset_box.removeItem(custom)
+            i = self.preset_box.findData(name)
+        self.preset_box.setCurrentIndex(max(0, i))
+
+    def _show_settings(self) -> None:
+        """Every control from the engine's settings, without sending anything back."""
+        s = self.ctx.engine.settings
+        r = s.refine
+        for widget, value in ((self.edge_slider, r.edge_radius), (self.temporal_slider, round(r.temporal * 100)),
+                              (self.threshold_slider, round(r.threshold * 100)),
+                              (self.feather_slider, round(r.feather * 100)), (self.largest, r.largest_person_only),
+                              (self.colour_edges, r.colour_edges), (self.async_box, s.async_segmentation)):
+            widget.blockSignals(True)
+            widget.setValue(value) if isinstance(widget, QSlider) else widget.setChecked(value)
+            widget.blockSignals(False)
+        self._show_input_size()
+        self._show_preset()
 
     @staticmethod
     def _slider(lo: int, hi: int, value: int, on_change: Callable[[int], None]) -> QSlider:
@@ -78,13 +117,16 @@ class QualityTab(QWidget):
         return s
 
     def restore_defaults(self) -> None:
-        d = RefineSettings()
-        for slider, value in ((self.edge_slider, d.edge_radius), (self.temporal_slider, round(d.temporal * 100)),
-                              (self.threshold_slider, round(d.threshold * 100)),
-                              (self.feather_slider, round(d.feather * 100))):
-            slider.setValue(value)
-        self.largest.setChecked(d.largest_person_only)
-        self.colour_edges.setChecked(d.colour_edges)
+        """Every field of this tab back to the schema's defaults (the default preset's knobs included)."""
+        d = EngineSettings()
+        changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(d.preset).items()}
+        changes.update(vars(RefineSettings()), async_segmentation=d.async_segmentation)
+
+        def applied(_):
+            self._show_settings()
+            self.ctx.settings_changed()
+
+        self.ctx.run_task(lambda: self.ctx.engine.update(**changes), applied)
 
     def _show_input_size(self) -> None:
         """Select the engine's input size (None: the model's own) in the size box."""
@@ -93,14 +135,12 @@ class QualityTab(QWidget):
 
     def choose_preset(self, name: str) -> None:
         """Apply a preset's knobs (a new model is built off the GUI thread), then show them."""
+        if name == CUSTOM:                  # already the state: there is nothing to apply
+            return
         changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(name).items()}
 
         def applied(_):
-            s = self.ctx.engine.settings
-            self._show_input_size()
-            self.colour_edges.blockSignals(True)
-            self.colour_edges.setChecked(s.refine.colour_edges)
-            self.colour_edges.blockSignals(False)
+            self._show_settings()
             self.ctx.show_message("info", f"Performance: {PRESET_LABELS[name]} ({PRESET_HELP[name]})", 5000)
             self.ctx.settings_changed()
 
@@ -108,4 +148,8 @@ class QualityTab(QWidget):
 
     def _input_size_chosen(self, _index: int) -> None:
         size = self.size_box.currentData()
-        self.ctx.run_task(lambda: self.ctx.engine.update(input_size=size), lambda _: self.ctx.settings_changed())
+        def applied(_):
+            self._show_preset()
+            self.ctx.settings_changed()
+
+        self.ctx.run_task(lambda: self.ctx.engine.update(input_size=size), applied)
