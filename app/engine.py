@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from bgswap.inference.refine import MaskRefiner, RefineSettings
 
 from .capture import Capture, Frame
 from .mask_schedule import MaskSchedule
+from .memory import release_memory
 from .settings import EngineSettings
 from .settings.presets import preset_of
 from .slots import LatestSlot
@@ -195,8 +197,11 @@ class Engine:
                 raise ValueError(f"setting {key!r} cannot be changed while running")
         new.validate()
         if self.segmenter is not None and self._segmenter_key(new) != self._segmenter_key(self.settings):
-            self.segmenter = self._make_segmenter(new)
+            old, self.segmenter = self.segmenter, self._make_segmenter(new)
             self.stats.backend = self.segmenter.backend_name
+            del old                         # the old session's memory goes back to the system, not the heap
+            gc.collect()
+            release_memory()
         if "preset" not in changes:         # knobs set one by one: name the preset they match, or custom
             new.preset = preset_of(new)
         for f in dataclasses.fields(new):

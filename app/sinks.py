@@ -67,6 +67,19 @@ def virtual_camera_fix() -> str:
     return "no virtual camera backend is known for this system"
 
 
+def virtual_camera_problem(backend: str | None = None) -> str | None:
+    """Why no virtual camera can be opened now, with the fix, found cheaply (no device is opened);
+    None when one may be. On Linux: the v4l2loopback module or a loopback device; elsewhere only
+    opening the camera tells, so None."""
+    if platform.system() != "Linux" or backend not in (None, "v4l2loopback"):
+        return None
+    from .sources import list_virtual_cameras
+
+    if Path("/sys/module/v4l2loopback").exists() or list_virtual_cameras():
+        return None
+    return f"no virtual camera device: the v4l2loopback kernel module is not loaded. Fix: {virtual_camera_fix()}"
+
+
 class VirtualCameraSink:
     """Publishes frames to a virtual camera at a steady rate from its own sender thread.
 

@@ -1,14 +1,18 @@
 """The virtual-camera control in the toolbar: on/off button, device choice, status, and its states
-(off -> starting -> on | unavailable), opening the device off the GUI thread."""
+(off -> starting -> on | unavailable), opening the device off the GUI thread. Whether a device
+exists is probed at start and every few seconds, so "unavailable" shows before anyone clicks and
+goes away by itself once the kernel module is loaded."""
 from __future__ import annotations
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QToolBar
 
-from ..sinks import SinkUnavailable, VirtualCameraSink, virtual_camera_fix
+from ..sinks import SinkUnavailable, VirtualCameraSink, virtual_camera_fix, virtual_camera_problem
 from ..sources import list_virtual_cameras
 from .context import WindowContext
 
 STATE_COLOURS = {"on": "#1e7b34", "unavailable": "#9a2a2a"}
+PROBE_MS = 5000             # how often the device is looked for while the camera is off
 
 
 class VirtualCameraControl:
@@ -16,6 +20,7 @@ class VirtualCameraControl:
         self.ctx = ctx
         self.sink: VirtualCameraSink | None = None
         self.state = "off"
+        self._probed = False            # the unavailable state came from the probe, not a failed start
         out = ctx.settings.outputs
         self.button = QPushButton("Virtual camera: off")
         self.button.setCheckable(True)
@@ -38,6 +43,31 @@ class VirtualCameraControl:
         self.label = QLabel("  off")
         self.label.setWordWrap(True)
         bar.addWidget(self.label)
+        self.probe()
+        self.timer = QTimer(self.button, interval=PROBE_MS, timeout=self.probe)
+        self.timer.start()
+
+    def probe(self) -> None:
+        """Show whether a virtual camera device exists (cheap: no device is opened) while it is off."""
+        if self.state != "off" and not (self.state == "unavailable" and self._probed):
+            return                     # on, starting, or a failed start whose reason stays shown
+        reason = virtual_camera_problem(self.ctx.settings.outputs.vcam_backend)
+        if reason:
+            if self.state != "unavailable":
+                self._set_state("unavailable", "unavailable: no device (hover for the fix)")
+                self._probed = True
+                self.label.setToolTip(reason)
+                self.button.setToolTip(reason)
+            return
+        if self.state == "unavailable":
+            self._probed = False
+            self._set_state("off", "off: a device is ready")
+            self.label.setToolTip("")
+            self.button.setToolTip("Publish the result as a camera for Zoom, Teams, browsers (V)")
+        known = {self.device_box.itemData(i) for i in range(self.device_box.count())}
+        for dev in list_virtual_cameras():          # a module loaded meanwhile brings new devices
+            if dev not in known:
+                self.device_box.addItem(dev, dev)
 
     def engine_started(self) -> None:
         """Turn on what the settings ask for once frames flow."""
@@ -50,6 +80,7 @@ class VirtualCameraControl:
             out.virtual_camera = True       # applied by engine_started
             return
         if on and self.sink is None:
+            self._probed = False
             self._set_state("starting", "starting...")
             sink = VirtualCameraSink(self.device_box.currentData(), out.vcam_backend)
 
@@ -86,7 +117,7 @@ class VirtualCameraControl:
     def _set_state(self, state: str, text: str) -> None:
         self.state = state
         self.label.setText(f"  {text}")
-        self.button.setText(f"Virtual camera: {'on' if state == 'on' else 'off'}")
+        self.button.setText(f"Virtual camera: {state if state in ('on', 'unavailable') else 'off'}")
         color = STATE_COLOURS.get(state, "")
         self.button.setStyleSheet(f"background:{color};color:white" if color else "")
 

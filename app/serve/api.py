@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import hmac
 import logging
 import time
@@ -27,6 +26,7 @@ from bgswap.inference.model_meta import ModelMeta
 from bgswap.inference.refine import MaskRefiner, RefineSettings, to_uint8
 from bgswap.inference.resources import bundled_backgrounds, default_model_dir
 
+from ..memory import release_memory
 from .batching import QueueFull, Runner, RunnerUnavailable
 from .config import ServeConfig
 from .images import ImageRejected, decode_upload, encode, probe_upload
@@ -297,10 +297,3 @@ class MemoryBudget:
                 self.used = 0.0
                 release_memory()
 
-
-def release_memory() -> None:
-    """Give freed heap memory back to the system (glibc keeps it otherwise, after a burst of large photos)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
