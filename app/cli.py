@@ -36,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gui", action="store_true", help="run headless (kiosks, servers)")
     add_options(p)
     p.add_argument("--config", metavar="FILE", help="JSON settings file (command-line options win); for the window, for this run only")
+    p.add_argument("--tray", action="store_true",
+                   help="start in the system tray: its icon's menu switches the camera and background, and opens "
+                        "the window")
     p.add_argument("--install-desktop-entry", action="store_true",
                    help="add BgSwap to the Linux application menu (~/.local/share/applications) and exit")
-    p.add_argument("--uninstall-desktop-entry", action="store_true", help="remove that menu entry and exit")
+    p.add_argument("--autostart", action="store_true",
+                   help="with --install-desktop-entry: also start BgSwap in the tray at login")
+    p.add_argument("--uninstall-desktop-entry", action="store_true",
+                   help="remove the menu entry (and the login entry) and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="log debugging detail too")
     return p
 
@@ -83,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_desktop_entry or args.uninstall_desktop_entry:
         from . import desktop_entry
 
-        files = desktop_entry.install() if args.install_desktop_entry else desktop_entry.uninstall()
+        files = (desktop_entry.install(autostart=args.autostart) if args.install_desktop_entry
+                 else desktop_entry.uninstall())
         for path in files:
             print(("installed " if args.install_desktop_entry else "removed ") + str(path))
         return 0
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .gui.main_window import run_gui
 
-    return run_gui(settings, store, session)
+    return run_gui(settings, store, session, in_tray=args.tray)
 
 
 def _headless(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -1,8 +1,11 @@
-"""The Linux application-menu entry: ``bgswap --install-desktop-entry`` / ``--uninstall-desktop-entry``.
+"""The Linux application-menu entry: ``bgswap --install-desktop-entry [--autostart]`` /
+``--uninstall-desktop-entry``.
 
 Writes a freedesktop ``.desktop`` file to ``~/.local/share/applications`` and the icon to
 ``~/.local/share/icons/hicolor/256x256/apps`` (``$XDG_DATA_HOME`` when set); the entry starts this
-same Python's ``bgswap``, so it keeps working inside a virtual environment.
+same Python's ``bgswap``, so it keeps working inside a virtual environment. ``--autostart`` adds an
+XDG autostart entry (``~/.config/autostart``, ``$XDG_CONFIG_HOME`` when set) that starts it in the
+tray at login.
 """
 from __future__ import annotations
 
@@ -25,12 +28,19 @@ def entry_path() -> Path:
     return data_home() / "applications" / f"{APP_ID}.desktop"
 
 
+def autostart_path() -> Path:
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config / "autostart" / f"{APP_ID}.desktop"
+
+
 def icon_path() -> Path:
     return data_home() / "icons" / "hicolor" / "256x256" / "apps" / f"{APP_ID}.png"
 
 
-def desktop_entry_text() -> str:
-    command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "bgswap.app.cli"))
+def desktop_entry_text(tray: bool = False) -> str:
+    """The entry; ``tray``: it starts the app in the tray (the login entry)."""
+    command = " ".join(shlex.quote(part) for part in (sys.executable, "-m", "bgswap.app.cli",
+                                                      *(["--tray"] if tray else [])))
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",
@@ -43,25 +53,32 @@ def desktop_entry_text() -> str:
         "Categories=AudioVideo;Video;",
         "Keywords=webcam;background;virtual camera;blur;",
         "StartupWMClass=BgSwap",
+        *(["X-GNOME-Autostart-enabled=true"] if tray else []),
         "",
     ])
 
 
-def install() -> list[Path]:
-    """Write the entry and its icon; returns the files written."""
+def install(autostart: bool = False) -> list[Path]:
+    """Write the entry and its icon (and, with ``autostart``, the login entry); returns the files written."""
     entry, icon = entry_path(), icon_path()
     entry.parent.mkdir(parents=True, exist_ok=True)
     icon.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(assets_dir() / "icons" / f"{APP_ID}.png", icon)
     entry.write_text(desktop_entry_text())
     entry.chmod(0o755)
-    return [entry, icon]
+    written = [entry, icon]
+    if autostart:
+        login = autostart_path()
+        login.parent.mkdir(parents=True, exist_ok=True)
+        login.write_text(desktop_entry_text(tray=True))
+        written.append(login)
+    return written
 
 
 def uninstall() -> list[Path]:
     """Remove the entry and its icon; returns the files removed."""
     removed = []
-    for path in (entry_path(), icon_path()):
+    for path in (entry_path(), icon_path(), autostart_path()):
         if path.exists():
             path.unlink()
             removed.append(path)

@@ -463,3 +463,50 @@ def test_switching_presets_fifty_times_holds_memory(make_window, qtbot):
     for i in range(50):
         switch(names[i % 3])
     assert rss_mb() <= start * 1.10, (start, rss_mb())
+
+
+def test_the_tray_menu_drives_the_app_and_closing_keeps_the_camera_running(qtbot, tmp_path, monkeypatch,
+                                                                          still_path, recording_backend):
+    """The tray's menu switches the background, the virtual camera and pause; closing the window with
+    the camera on hides it (the camera keeps sending) and says so once; Quit ends everything."""
+    import json
+
+    monkeypatch.setenv("BGSWAP_CONFIG_DIR", str(tmp_path / "config"))
+    settings = Settings(engine=EngineSettings(source=str(still_path), background="blur"),
+                        outputs=OutputSettings(vcam_backend="recording"))
+    w = MainWindow(settings, tray=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.preview.frames_shown >= 3, timeout=30000)
+    tray = w.tray
+    tray.refresh()
+    names = [a.text() for a in tray.backgrounds.actions()]
+    assert names[:2] == ["None", "Blur"] and "aurora" in names and "Add..." not in names
+    next(a for a in tray.backgrounds.actions() if a.text() == "aurora").trigger()
+    qtbot.waitUntil(lambda: w.engine.settings.background.endswith("aurora.jpg"), timeout=30000)
+    tray.vcam_action.trigger()
+    qtbot.waitUntil(lambda: w.vcam.state == "on", timeout=30000)
+    cam = recording_backend.instances[-1]
+    tray.pause_action.trigger()
+    assert w.engine.paused
+    tray.pause_action.trigger()
+    w.close()                                          # the window's close button, during a call
+    assert not w.isVisible() and w.engine.running and w.vcam.state == "on"
+    sent = len(cam.frames)
+    qtbot.waitUntil(lambda: len(cam.frames) > sent + 5, timeout=30000)   # still publishing
+    assert json.loads((tmp_path / "config" / "settings.json").read_text())["gui"]["tray_hint_shown"] is True
+    tray.refresh()
+    assert tray.show_action.text() == "Show window"
+    tray.show_action.trigger()
+    assert w.isVisible()
+    tray.quit_action.trigger()
+    assert not w.engine.running and cam.closed
+
+
+def test_without_a_tray_closing_the_window_ends_the_app(make_window, qtbot):
+    w = make_window()
+    assert w.tray is None                               # offscreen Qt has no tray
+    w.vcam.button.setChecked(True)
+    qtbot.waitUntil(lambda: w.vcam.state == "on", timeout=30000)
+    w.close()
+    assert not w.engine.running

@@ -39,6 +39,12 @@ def test_desktop_entry_installs_and_uninstalls(tmp_path, monkeypatch):
     assert r.returncode == 0 and "--no-gui" in r.stdout
     assert set(desktop_entry.uninstall()) == set(written)
     assert not entry.exists()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))      # --autostart: in the tray at login
+    written = desktop_entry.install(autostart=True)
+    login = tmp_path / "config" / "autostart" / "bgswap.desktop"
+    assert login in written and "--tray" in login.read_text().split("Exec=", 1)[1].splitlines()[0]
+    assert "--tray" not in entry.read_text()
+    assert login in desktop_entry.uninstall() and not login.exists()
 
 
 def _frames(n=12, w=96, h=72):

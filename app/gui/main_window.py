@@ -25,6 +25,7 @@ from .bridge import FrameBridge, Task
 from .context import WindowContext
 from .none_refcount import keep_refs_alive
 from .preview import PreviewWidget
+from .tray import Tray, tray_available
 from .tabs.background_tab import BackgroundTab
 from .tabs.camera_tab import CameraTab
 from .tabs.quality_tab import QualityTab
@@ -35,9 +36,10 @@ log = logging.getLogger(__name__)
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, store: SettingsStore | None = None,
-                 session_only: dict[str, Any] | None = None, autostart: bool = True):
+                 session_only: dict[str, Any] | None = None, autostart: bool = True, tray: bool | None = None):
         """``settings``: what to start with (default: the store's); ``session_only``: fields set for this
-        run (command-line options), not saved while they keep that value."""
+        run (command-line options), not saved while they keep that value; ``tray``: show a tray icon
+        (default: where the desktop has a tray)."""
         super().__init__()
         self.store = store or SettingsStore()
         self.settings = settings if settings is not None else self.store.load()
@@ -53,8 +55,12 @@ class MainWindow(QMainWindow):
         self.tasks: list[Task] = []
         self.last_message = ""
         self.preview_sink = CallbackSink(self.bridge.push, "preview")
+        self._quitting = False
         self._build_ui()
         self._build_shortcuts()
+        self.tray = Tray(self) if (tray_available() if tray is None else tray) else None
+        if self.tray is not None:
+            self.tray.show()
         self._stats_timer = QTimer(self, interval=500, timeout=self._update_stats)
         self._stats_timer.start()
         self._save_timer = QTimer(self, interval=3000, singleShot=True, timeout=self.save_settings)
@@ -229,7 +235,21 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.show_message("warning", f"Settings could not be saved: {exc}")
 
+    def quit(self) -> None:
+        """Close for good (the tray's Quit): settings saved, threads stopped, the app ends."""
+        self._quitting = True
+        self.close()
+
     def closeEvent(self, event) -> None:
+        if self.tray is not None and not self._quitting and self.vcam.state == "on":
+            event.ignore()                   # a call is using the virtual camera: keep it running
+            self.hide()
+            if not self.settings.gui.tray_hint_shown:
+                self.settings.gui.tray_hint_shown = True
+                self.tray.notify("BgSwap is still running in the tray, with the virtual camera on. "
+                                 "Quit from the tray icon's menu.")
+                self.save_settings()
+            return
         self._stats_timer.stop()
         self._save_timer.stop()
         self.save_settings()
@@ -237,19 +257,28 @@ class MainWindow(QMainWindow):
         self.vcam.closed()
         for t in self.tasks:
             t.thread.join(timeout=3)
+        if self.tray is not None:
+            self.tray.icon.hide()
+            QTimer.singleShot(0, QApplication.quit)     # the app does not end with its last window any more
         event.accept()
 
 
 def run_gui(settings: Settings | None = None, store: SettingsStore | None = None,
-            session_only: dict[str, Any] | None = None) -> int:
-    """Open the window with ``settings`` (default: the saved ones) and run Qt's loop."""
+            session_only: dict[str, Any] | None = None, in_tray: bool = False) -> int:
+    """Open the window with ``settings`` (default: the saved ones) and run Qt's loop; ``in_tray``:
+    start with only the tray icon (the window where the desktop has no tray)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("BgSwap")
     keep_refs_alive(app)
     signals = SignalCatcher().install()
     try:
         win = MainWindow(settings, store, session_only)
-        win.show()
+        if win.tray is not None:
+            app.setQuitOnLastWindowClosed(False)       # a hidden window keeps the camera running
+        if in_tray and win.tray is None:
+            log.warning("--tray: this desktop has no system tray; opening the window")
+        if not (in_tray and win.tray is not None):
+            win.show()
         close_on_signal(win, signals)
         code = app.exec()
     finally:
@@ -265,7 +294,7 @@ def close_on_signal(win: MainWindow, signals: SignalCatcher) -> QTimer:
         if signals.stop.is_set():
             timer.stop()
             log.info("signal %d: closing the window", signals.signum)
-            win.close()
+            win.quit()
             QApplication.quit()
 
     timer = QTimer(win, interval=200, timeout=check)

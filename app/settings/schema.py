@@ -115,6 +115,7 @@ class GuiSettings:
     show_stats: bool = rule(True)
     preview_mirror: bool = rule(False)
     geometry: str = rule("")                      # QMainWindow.saveGeometry(), base64
+    tray_hint_shown: bool = rule(False)           # "still running in the tray" has been said once
 
 
 @dataclass
