@@ -54,7 +54,7 @@ class VirtualCameraControl:
         reason = virtual_camera_problem(self.ctx.settings.outputs.vcam_backend)
         if reason:
             if self.state != "unavailable":
-                self._set_state("unavailable", "unavailable: no device (hover for the fix)")
+                self._set_state("unavailable", "no device: hover for the fix")
                 self._probed = True
                 self.label.setToolTip(reason)
                 self.button.setToolTip(reason)

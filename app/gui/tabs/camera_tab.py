@@ -22,7 +22,7 @@ class CameraTab(QWidget):
         f = QFormLayout(self)
         self.source_box = QComboBox()
         self.source_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)   # no cut-off labels
-        self.source_box.addItem("Demo clip (no camera needed)", "demo")
+        self.source_box.addItem("Demo clip (no camera)", "demo")
         for dev in list_cameras():
             self.source_box.addItem(f"Camera {dev}", dev)
         self.source_box.addItem("Video or image file...", "file")
