@@ -196,4 +196,4 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
 def _cuda_hint() -> bool:
     """Cheap check for an NVIDIA driver before paying for ``import paddle``."""
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists() or bool(
-        os.environ.get("CUDA_VISIBLE_COMPUTE_TARGETS"))
+        os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -97,3 +97,16 @@ def test_int8_is_not_used_on_a_cuda_provider_unless_asked(model_dir):
     assert backends._onnx_file(model_dir, "auto", on_gpu=True)[1] == "fp32"
     assert backends._onnx_file(model_dir, "auto", on_gpu=False)[1] == "int8"
     assert backends._onnx_file(model_dir, "int8", on_gpu=True)[1] == "int8"
+
+
+def test_the_cuda_hint_reads_cuda_visible_devices(monkeypatch):
+    """The cheap GPU hint honours the variable CUDA itself reads (not a made-up name)."""
+    from pathlib import Path
+
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda p: False if str(p).startswith(("/proc/driver/nvidia", "/dev/nvidia"))
+                        else real_exists(p))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert not backends._cuda_hint()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert backends._cuda_hint()
