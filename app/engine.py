@@ -23,6 +23,7 @@ import numpy as np
 from bgswap.inference import Segmenter
 from bgswap.inference.background_spec import BackgroundSpec
 from bgswap.inference.compose import Background, BackgroundError, Compositor, parse_background
+from bgswap.inference.framing import AutoFramer
 from bgswap.inference.refine import MaskRefiner, RefineSettings
 
 from .capture import Capture, Frame
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 # model and processing on threads of their own. One OpenCV thread per caller.
 OPENCV_THREADS = 1
 
-LIVE_FIELDS = ("mirror", "async_segmentation", "mask_rate", "preset", "input_size", "threads", "passes")
+LIVE_FIELDS = ("mirror", "async_segmentation", "mask_rate", "preset", "input_size", "threads", "passes", "auto_frame")
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
 
@@ -56,6 +57,8 @@ class Engine:
         self.on_status = on_status
         self.stats = PipelineStats()
         self.compositor = Compositor()
+        self.framer = AutoFramer()
+        self._framed_mask: np.ndarray | None = None      # the mask the framer last saw
         self.refiner = MaskRefiner(self.settings.refine)
         self.schedule = MaskSchedule(self.settings.mask_rate)
         self.segmenter: Segmenter | None = None
@@ -347,6 +350,14 @@ class Engine:
         alpha = self.refiner(prob, frame)
         t2 = time.perf_counter()
         out = self.compositor(frame, alpha, self.background)
+        if self.settings.auto_frame:
+            if prob is not self._framed_mask:
+                self.framer.update(prob)
+                self._framed_mask = prob
+            out = self.framer.apply(out)
+        elif self._framed_mask is not None:
+            self.framer.reset()
+            self._framed_mask = None
         t3 = time.perf_counter()
         self.stats.stage("refine", (t2 - t) * 1000)
         self.stats.stage("composite", (t3 - t2) * 1000)

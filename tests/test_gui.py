@@ -491,6 +491,13 @@ def test_the_tray_menu_drives_the_app_and_closing_keeps_the_camera_running(qtbot
     tray.pause_action.trigger()
     assert w.engine.paused
     tray.pause_action.trigger()
+    tray.frame_action.trigger()                        # auto-framing, from the tray as from the Quality tab
+    assert w.engine.settings.auto_frame and w.quality_tab.auto_frame.isChecked()
+    frames = w.preview.frames_shown
+    qtbot.waitUntil(lambda: w.preview.frames_shown > frames + 3, timeout=30000)     # framed frames flow
+    w.quality_tab.auto_frame.setChecked(False)
+    tray.refresh()
+    assert not w.engine.settings.auto_frame and not tray.frame_action.isChecked()
     w.close()                                          # the window's close button, during a call
     assert not w.isVisible() and w.engine.running and w.vcam.state == "on"
     sent = len(cam.frames)

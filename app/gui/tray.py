@@ -36,6 +36,8 @@ class Tray:
         self.vcam_action.triggered.connect(lambda on: win.vcam.button.setChecked(on))
         self.backgrounds = self.menu.addMenu("Background")
         self.background_group = QActionGroup(self.menu)
+        self.frame_action = QAction("Auto-frame", self.menu, checkable=True)
+        self.frame_action.triggered.connect(lambda on: win.quality_tab.auto_frame.setChecked(on))
         self.pause_action = QAction("Pause", self.menu, checkable=True)
         self.pause_action.triggered.connect(lambda on: win.pause_action.setChecked(on))
         self.show_action = QAction("Show window", self.menu)
@@ -43,7 +45,7 @@ class Tray:
         self.quit_action = QAction("Quit", self.menu)
         self.quit_action.triggered.connect(win.quit)
         self.menu.insertAction(self.backgrounds.menuAction(), self.vcam_action)
-        for action in (self.pause_action, None, self.show_action, self.quit_action):
+        for action in (self.frame_action, self.pause_action, None, self.show_action, self.quit_action):
             self.menu.addSeparator() if action is None else self.menu.addAction(action)
         self.menu.aboutToShow.connect(self.refresh)
         self.icon.setContextMenu(self.menu)
@@ -60,6 +62,7 @@ class Tray:
         self.vcam_action.setText("Virtual camera (unavailable: see the window)" if win.vcam.state == "unavailable"
                                  else "Virtual camera")
         self.pause_action.setChecked(win.pause_action.isChecked())
+        self.frame_action.setChecked(win.engine.settings.auto_frame)
         self.show_action.setText("Hide window" if win.isVisible() else "Show window")
         self.backgrounds.clear()
         for action in self.background_group.actions():

@@ -84,6 +84,7 @@ class EngineSettings:
     mask_rate: float = rule(15.0, range=(0, 240))              # model runs per second at most; 0 = every frame
     passes: int = rule(1, range=(1, 2))                        # 2: the mirror image too, averaged
     realtime: bool = rule(True, persist=False)                 # pace files and the demo at their frame rate
+    auto_frame: bool = rule(False)                             # digital pan and zoom that keeps the person centred
     refine: RefineSettings = rule(default_factory=RefineSettings)
 
     def validate(self) -> "EngineSettings":

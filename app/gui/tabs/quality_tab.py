@@ -67,6 +67,9 @@ class QualityTab(QWidget):
             "When the model is slower than the camera, show every frame with the newest mask "
             "instead of waiting for the model")
         f.addRow(self.async_box)
+        self.auto_frame = self._checkbox("Auto-frame: keep me centred", "auto_frame", s.auto_frame,
+                                         "A digital pan and zoom (1.5x at most) that follows you, like Center Stage")
+        f.addRow(self.auto_frame)
         reset = QPushButton("Restore defaults")
         reset.clicked.connect(self.restore_defaults)
         f.addRow(reset)
@@ -103,7 +106,8 @@ class QualityTab(QWidget):
         for widget, value in ((self.edge_slider, r.edge_radius), (self.temporal_slider, round(r.temporal * 100)),
                               (self.threshold_slider, round(r.threshold * 100)),
                               (self.feather_slider, round(r.feather * 100)), (self.largest, r.largest_person_only),
-                              (self.colour_edges, r.colour_edges), (self.async_box, s.async_segmentation)):
+                              (self.colour_edges, r.colour_edges), (self.async_box, s.async_segmentation),
+                              (self.auto_frame, s.auto_frame)):
             widget.blockSignals(True)
             widget.setValue(value) if isinstance(widget, QSlider) else widget.setChecked(value)
             widget.blockSignals(False)
@@ -120,7 +124,7 @@ class QualityTab(QWidget):
         """Every field of this tab back to the schema's defaults (the default preset's knobs included)."""
         d = EngineSettings()
         changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(d.preset).items()}
-        changes.update(vars(RefineSettings()), async_segmentation=d.async_segmentation)
+        changes.update(vars(RefineSettings()), async_segmentation=d.async_segmentation, auto_frame=d.auto_frame)
 
         def applied(_):
             self._show_settings()

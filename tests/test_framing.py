@@ -1,0 +1,61 @@
+"""Auto-framing on a person who walks from one side of the room to the other and sits down."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from bgswap.inference.framing import AutoFramer
+
+W, H = 1280, 720          # the output
+MW, MH = 256, 144         # the model's mask
+
+
+def person_mask(cx: float, top: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A head and shoulders (cut by the bottom edge) centred at ``cx``, head top at ``top`` (shares)."""
+    m = np.zeros((MH, MW), np.float32)
+    jitter = rng.normal(0, 0.6, 2) if rng is not None else (0.0, 0.0)       # a seated person is never still
+    x, y = cx * MW + jitter[0], top * MH + jitter[1]
+    cv2.circle(m, (int(round(x)), int(round(y + 12))), 12, 1.0, -1)
+    cv2.rectangle(m, (int(round(x - 30)), int(round(y + 22))), (int(round(x + 30)), MH), 1.0, -1)
+    return m
+
+
+def centre_in_output(framer: AutoFramer, person_cx: float) -> float:
+    x0, _, cw, _ = framer.crop.rect(W, H)
+    return (person_cx * W - x0) / cw / 1.0
+
+
+def test_the_crop_follows_a_walk_and_holds_still_when_they_sit():
+    framer = AutoFramer(max_zoom=1.5)
+    rng = np.random.default_rng(0)
+    xs = [0.28] * 30 + list(np.linspace(0.28, 0.72, 60)) + [0.72] * 90     # 30 fps: still, walk 2 s, sit 3 s
+    tops = [0.35] * 30 + [0.35] * 60 + [0.45] * 90                          # sitting lowers the head
+    rects, centres = [], []
+    for i, (x, top) in enumerate(zip(xs, tops)):
+        if i % 2 == 0:                                                      # a new mask every other frame
+            framer.update(person_mask(x, top, rng))
+        framer.step()
+        rects.append(framer.crop.rect(W, H))
+        centres.append(centre_in_output(framer, x))
+    settled = range(90 + 30, len(xs))                                       # 1 s after sitting down
+    off_centre = max(abs(centres[i] - 0.5) for i in settled)
+    assert off_centre < 0.10, off_centre
+    motion = max(max(abs(a - b) for a, b in zip(rects[i], rects[i - 1])) for i in range(90 + 45, len(xs)))
+    assert motion < 1.0, motion                                             # pixels, frame to frame
+    assert all(1.0 <= r for r in (W / rects[i][2] for i in range(len(xs))))
+
+
+def test_it_never_zooms_past_its_limit_and_lets_an_empty_room_be_whole():
+    framer = AutoFramer(max_zoom=1.5)
+    far = np.zeros((MH, MW), np.float32)
+    cv2.rectangle(far, (120, 100), (136, MH), 1.0, -1)                      # a small, far person
+    for _ in range(90):
+        framer.update(far)
+        framer.step()
+    assert abs(framer.crop.zoom - 1.5) < 1e-6
+    for _ in range(90):
+        framer.update(np.zeros((MH, MW), np.float32))
+        framer.step()
+    assert (framer.crop.cx, framer.crop.cy, framer.crop.zoom) == (0.5, 0.5, 1.0)
+    frame = np.random.default_rng(1).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    assert framer.apply(frame) is frame                                     # no crop: the frame as it is
