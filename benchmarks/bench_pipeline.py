@@ -2,6 +2,14 @@
 30 fps; prints numbers.
 
     python benchmarks/bench_pipeline.py [--seconds 10] [--busy-core] [--preset balanced] [--model-dir DIR]
+    python benchmarks/bench_pipeline.py --peer [--source FILE]     # per-frame loops: ours against MediaPipe's
+
+``--peer`` runs, on the same frames (the demo clip, or ``--source FILE``'s first 150), at 640x480 and
+1280x720, one thread, the model on every frame: our per-frame loop (``Segmenter.predict_lowres`` +
+``MaskRefiner`` + ``Compositor``, Balanced's settings) and the loop Linux-Fake-Background-Webcam runs
+on MediaPipe selfie (segment at 256, 7x7 blur, threshold, dilate, ``blendLinear``), with
+``../shared/teachers/mediapipe_selfie_256x256.onnx`` as a benchmark reference only; it prints the
+CPU ms per frame of each and their ratio.
 
 For each preset (default: all three) and for an idle machine and, with ``--busy-core``, one with a
 helper process keeping a core busy for the run: output fps, mask updates per second (and the frames
@@ -165,14 +173,108 @@ def bench_idle(seconds: float, model_dir: str | None = None) -> dict:
     return {"idle": idle, "idle_core_percent": 100 * idle_cpu, "resume_ms": resume_ms}
 
 
+PEER_MODEL = Path(__file__).resolve().parent.parent.parent / "shared" / "teachers" / "mediapipe_selfie_256x256.onnx"
+
+
+def clip_frames(source: str | None, width: int, height: int, n: int = 150) -> list[np.ndarray]:
+    """``n`` frames at ``width`` x ``height``: the demo clip's, or a video file's (covering the size)."""
+    import cv2
+
+    from bgswap.inference.compose import cover_fit
+
+    if source is None:
+        src = DemoSource(CaptureRequest(width, height, 30), realtime=False)
+        src.open()
+        return [src.frame_at(i) for i in range(n)]
+    cap = cv2.VideoCapture(source)
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cover_fit(f, width, height))
+    cap.release()
+    if not frames:
+        raise SystemExit(f"{source}: no frames could be read")
+    return frames
+
+
+def peer_loop(frames: list[np.ndarray], bg: np.ndarray) -> float:
+    """CPU ms per frame of Linux-Fake-Background-Webcam's loop on MediaPipe selfie (one thread)."""
+    import cv2
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(PEER_MODEL), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    kernel = np.ones((5, 5), np.uint8)
+
+    def one(frame: np.ndarray) -> np.ndarray:
+        h, w = frame.shape[:2]
+        x = cv2.cvtColor(cv2.resize(frame, (256, 256), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        m = sess.run(None, {name: (x.astype(np.float32) / 255.0)[None]})[0][0, :, :, 0]
+        m = cv2.blur(m, (7, 7))
+        m = cv2.dilate((m > 0.75).astype(np.uint8), kernel).astype(np.float32)
+        m = cv2.blur(cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR), (7, 7))
+        return cv2.blendLinear(frame, bg, m, 1.0 - m)
+
+    return _cpu_ms_per_frame(one, frames)
+
+
+def our_loop(frames: list[np.ndarray], bg: np.ndarray, model_dir: str | None) -> float:
+    """CPU ms per frame of our loop with Balanced's settings, the model on every frame."""
+    from bgswap.inference.compose import ImageBackground
+
+    s = preset_settings("balanced", model_dir)
+    seg = Segmenter(s.model_dir, input_size=s.input_size, threads=1, passes=s.passes)
+    refiner, comp = MaskRefiner(s.refine), Compositor()
+    background = ImageBackground(image=bg, label="bench", fit=(bg.shape[1], bg.shape[0]))
+    return _cpu_ms_per_frame(lambda f: comp(f, refiner(seg.predict_lowres(f), f), background), frames)
+
+
+def _cpu_ms_per_frame(fn, frames: list[np.ndarray]) -> float:
+    for f in frames[:10]:
+        fn(f)
+    c = time.process_time()
+    for f in frames:
+        fn(f)
+    return 1000 * (time.process_time() - c) / len(frames)
+
+
+def bench_peer(source: str | None, model_dir: str | None) -> None:
+    import cv2
+
+    from bgswap.inference.compose import cover_fit
+    from bgswap.inference.resources import bundled_backgrounds
+
+    if not PEER_MODEL.is_file():
+        print(f"{PEER_MODEL} not found: no peer figures (it is a benchmark reference in ../shared, never shipped)")
+        return
+    cv2.setNumThreads(1)
+    picture = cv2.imread(str(bundled_backgrounds()[0]))
+    print(f"per-frame loops, 1 thread, the model on every frame, {source or 'the demo clip'}, image background:")
+    for w, h in ((640, 480), (1280, 720)):
+        frames = clip_frames(source, w, h)
+        bg = cover_fit(picture, w, h)
+        ours, peer = our_loop(frames, bg, model_dir), peer_loop(frames, bg)
+        print(f"  {w}x{h}: ours {ours:5.1f} CPU ms/frame, MediaPipe pipeline {peer:5.1f}, ratio {ours / peer:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--preset", choices=PRESET_NAMES, help="only this preset (default: all)")
     ap.add_argument("--busy-core", action="store_true", help="also measure with one core kept busy")
     ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. a fresh export)")
+    ap.add_argument("--peer", action="store_true", help="only the per-frame loops: ours against MediaPipe's")
+    ap.add_argument("--source", help="with --peer: a video file instead of the demo clip")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.peer:
+        bench_peer(args.source, args.model_dir)
+        return
     src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)
     src.open()
     frame = src.frame_at(10)
