@@ -282,7 +282,7 @@ class FileSink:
                 self._fail(f"writing {self.path} failed after {self.frames_written} frames: {exc}")
                 continue
             self.frames_written += 1
-            if self.frames_written % self.GROWTH_CHECK_FRAMES == 0:      # OpenCV's writer fails silently
+            if self._writer.silent_failures and self.frames_written % self.GROWTH_CHECK_FRAMES == 0:
                 size = self._partial_size()
                 stalled = stalled + 1 if size <= last_size else 0
                 last_size = max(last_size, size)

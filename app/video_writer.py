@@ -17,6 +17,7 @@ AVI_SUFFIXES = (".avi",)
 
 class VideoWriter(Protocol):
     codec: str
+    silent_failures: bool        # True: a write can fail without raising (the file's growth must be watched)
 
     def write(self, frame_bgr: np.ndarray) -> None: ...
     def close(self) -> None: ...
@@ -26,6 +27,7 @@ class H264Writer:
     """H.264 (yuv420p, x264 'veryfast', CRF 23) in MP4 with the index at the front (plays while loading)."""
 
     codec = "h264"
+    silent_failures = False      # PyAV raises on a full disk; x264 holds frames back, so the file grows in bursts
 
     def __init__(self, path: Path, width: int, height: int, fps: float):
         import av
@@ -58,6 +60,8 @@ class H264Writer:
 
 class OpenCVWriter:
     """OpenCV's writer: Motion-JPEG (``.avi``) or MPEG-4 Part 2 (``.mp4`` fallback)."""
+
+    silent_failures = True       # it prints "Failed to write frame" and carries on
 
     def __init__(self, path: Path, width: int, height: int, fps: float, fourcc: str):
         self.codec = fourcc

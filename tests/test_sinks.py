@@ -85,6 +85,7 @@ class FailingWriter:
     """A writer whose disk fills up after ``ok`` frames (what av raises on ENOSPC)."""
 
     codec = "fake"
+    silent_failures = False
 
     def __init__(self, path, ok):
         self.path, self.ok, self.n = path, ok, 0
@@ -141,3 +142,18 @@ def test_one_output_file_has_one_writer(tmp_path):
     second.start(64, 48, 30)
     second.close()
     assert out.exists()
+
+
+def test_a_long_h264_recording_is_not_mistaken_for_a_full_disk(tmp_path):
+    """x264 holds frames back, so an .mp4 grows in bursts: only writers that fail silently (OpenCV's)
+    have their growth watched. 300 small, nearly still frames: the file grows little between bursts."""
+    path = tmp_path / "long.mp4"
+    sink = FileSink(path)
+    sink.start(96, 72, 30)
+    for v in range(300):
+        while sink._q.qsize() > 8:                       # at the writer's pace: a recording drops nothing
+            time.sleep(0.001)
+        sink.send(np.full((72, 96, 3), 100 + v % 3, np.uint8))
+    sink.close()
+    assert not sink.failed, sink.error
+    assert path.exists() and sink.frames_written == 300
