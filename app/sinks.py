@@ -212,6 +212,9 @@ class FileSink:
         try:
             fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
                                         dir=self.path.parent)      # O_CREAT | O_EXCL, mode 0600
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)          # as any new file: mkstemp's 0600 would hide the recording
             os.close(fd)
             self.partial_path = Path(name)
             self._writer = open_video_writer(self.partial_path, width, height, fps)

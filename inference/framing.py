@@ -82,10 +82,10 @@ class AutoFramer:
     def apply(self, frame: np.ndarray) -> np.ndarray:
         """The frame cropped to the current crop and scaled back to its size (sub-pixel, so a glide is smooth)."""
         crop = self.step()
-        if crop.zoom <= 1.0 + 1e-6 and abs(crop.cx - 0.5) < 1e-6 and abs(crop.cy - 0.5) < 1e-6:
-            return frame
         h, w = frame.shape[:2]
         x0, y0, cw, ch = crop.rect(w, h)
+        if cw >= w - 0.5 and ch >= h - 0.5:          # the whole frame: nothing to do
+            return frame
         s = w / cw
         m = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s]], np.float32)
         return cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

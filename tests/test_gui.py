@@ -363,6 +363,10 @@ def test_restore_defaults_restores_every_field_and_the_preset_label_follows_the_
         (d.preset, d.threads, d.mask_rate, d.passes, d.refine.colour_edges)
     assert q.preset_box.currentData() == "balanced" and q.threshold_slider.value() == round(d.refine.threshold * 100)
     assert q.size_box.currentData() == q.model_size
+    q.size_box.setCurrentIndex(q.size_box.findData(q.model_size))
+    q._input_size_chosen(0)                            # choosing the model's own size is the default, not Custom
+    qtbot.wait(200)
+    assert s.input_size is None and s.preset == "balanced"
     q.colour_edges.setChecked(False)                   # Balanced's knobs with one changed: Custom
     assert s.preset == "custom" and q.preset_box.currentText() == "Custom"
     w.close()

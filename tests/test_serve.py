@@ -519,7 +519,7 @@ def test_the_service_rides_out_redis_restarts():
         health = httpx.get(f"{base}/healthz").json()
         assert health["ok"] and "2 worker(s) running" in health["detail"]
         os.kill(workers[0].pid, signal.SIGKILL)                             # heartbeats, not leftover keys
-        time.sleep(4)
+        time.sleep(6)
         assert "1 worker(s) running" in httpx.get(f"{base}/healthz").json()["detail"]
     finally:
         stop["flag"] = True

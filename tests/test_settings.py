@@ -319,3 +319,20 @@ def test_help_names_values_as_a_person_reads_them_and_mistakes_are_one_line():
         r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", *argv], capture_output=True, text=True, timeout=60)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("bgswap: error: "), r.stderr
+
+
+def test_a_damaged_group_and_a_planted_backup_link_do_not_break_saving(tmp_path):
+    """{"engine": 3} is a damaged group, not a newer version's key: saving repairs it; the backup of the
+    damaged file replaces a link planted at settings.json.bad instead of writing through it."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "settings.json").write_text(json.dumps({"engine": 3, "gui": {"show_stats": False}}))
+    (tmp_path / "settings.json.bad").symlink_to(victim)
+    store = SettingsStore(tmp_path / "settings.json")
+    s = store.load()
+    assert store.problems and victim.read_text() == "precious"
+    assert not (tmp_path / "settings.json.bad").is_symlink() and '"engine": 3' in (tmp_path / "settings.json.bad").read_text()
+    s.engine.fps = 20
+    assert store.save(s)
+    saved = json.loads((tmp_path / "settings.json").read_text())
+    assert saved["engine"]["fps"] == 20 and saved["gui"]["show_stats"] is False

@@ -23,9 +23,11 @@ THUMB = QSize(112, 63)
 
 def read_thumbnail(path: str) -> np.ndarray | None:
     """First frame / image, cover-fitted to the thumbnail size (runs off the GUI thread)."""
-    from bgswap.inference.compose import cover_fit
+    from bgswap.inference.compose import BackgroundError, cover_fit, read_image
 
     p = Path(path)
+    if not p.is_file():                 # a FIFO or a device would block the thumbnail reader
+        return None
     img = None
     if media_kind(p) == "video":
         cap = cv2.VideoCapture(str(p))
@@ -33,8 +35,10 @@ def read_thumbnail(path: str) -> np.ndarray | None:
         cap.release()
         img = img if ok else None
     else:
-        data = np.fromfile(str(p), np.uint8) if p.is_file() else np.zeros(0, np.uint8)
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        try:
+            img = read_image(p)         # with its size limit: a huge picture is never decoded whole
+        except BackgroundError:
+            img = None
     return None if img is None else cover_fit(img, THUMB.width(), THUMB.height())
 
 

@@ -232,7 +232,8 @@ class MainWindow(QMainWindow):
             self.store.save(self.settings, self.session_only)
         except SettingsError as exc:
             self.show_message("error", f"Settings not saved: {exc}")
-        except OSError as exc:
+        except Exception as exc:          # never in the way of closing the window
+            log.exception("saving the settings failed")
             self.show_message("warning", f"Settings could not be saved: {exc}")
 
     def quit(self) -> None:

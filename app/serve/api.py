@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import hmac
 import logging
 import time
@@ -85,13 +86,16 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             raise ApiError(413, f"the request is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
         body = bytearray()
         chunks = request.stream().__aiter__()
+        ends_by = time.monotonic() + config.read_timeout_s * BODY_TIMEOUTS    # a trickle cannot hold on for ever
         while True:
+            wait = min(config.read_timeout_s, ends_by - time.monotonic())
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), timeout=config.read_timeout_s)
+                chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(wait, 0.001))
             except StopAsyncIteration:
                 break
             except asyncio.TimeoutError:
-                raise ApiError(408, f"the request body stopped arriving for {config.read_timeout_s:g} s") from None
+                raise ApiError(408, f"the request body stopped arriving for {config.read_timeout_s:g} s, or took over "
+                                    f"{config.read_timeout_s * BODY_TIMEOUTS:g} s in all") from None
             body += chunk
             if len(body) > limit:
                 raise ApiError(413, f"the request is over the limit of {limit / 1e6:.1f} MB")
@@ -222,14 +226,15 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         """Model and broker state: 200 when requests can be served, else 503."""
-        ok, detail = runner.healthy()
+        ok, detail = await run_in_threadpool(runner.healthy)        # a broker call may wait: not on the loop
+        depth = await run_in_threadpool(runner.depth)
         return JSONResponse({"ok": ok, "model": f"{meta.name} v{meta.version}", "detail": detail,
-                             "queue_depth": runner.depth()}, status_code=200 if ok else 503)
+                             "queue_depth": depth}, status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_text() -> Response:
-        metrics.queue_depth.set(runner.depth())
-        for size, n in getattr(runner, "batch_sizes", lambda: {})().items():
+        metrics.queue_depth.set(await run_in_threadpool(runner.depth))
+        for size, n in (await run_in_threadpool(getattr(runner, "batch_sizes", lambda: {}))).items():
             metrics.worker_batches.labels(str(size)).set(n)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -256,6 +261,7 @@ def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]
 
 
 _REFINE = RefineSettings(temporal=0.0)
+BODY_TIMEOUTS = 6              # a whole body must arrive within this many read timeouts
 REFINE_MAX_MP = 4.0            # edges are refined on at most this many megapixels; the alpha is scaled up after
 
 
@@ -295,5 +301,5 @@ class MemoryBudget:
             self.requests -= 1
             if self.requests == 0:
                 self.used = 0.0
-                release_memory()
+                threading.Thread(target=release_memory, name="trim", daemon=True).start()   # off the event loop
 

@@ -31,9 +31,15 @@ STREAM, GROUP = "bgswap:jobs", "bgswap-workers"
 REPLY = "bgswap:reply:"
 BATCHES = "bgswap:batch-sizes"      # hash: batch size -> count, for /metrics
 HEARTBEATS = "bgswap:workers"       # sorted set: worker name -> time of its last loop
-HEARTBEAT_S = 3.0                   # a worker silent for longer is not counted as running
+HEARTBEAT_S = 5.0                   # a worker silent for longer (by the broker's clock) is not counted as running
 REPLY_TTL_S = 60
 BACKOFF_S = (0.5, 5.0)
+
+
+def _broker_time(r) -> float:
+    """The broker's clock, so heartbeats compare across machines whatever their clocks say."""
+    seconds, micros = r.time()
+    return seconds + micros / 1e6
 
 
 def ensure_group(r) -> None:
@@ -72,7 +78,7 @@ class RedisRunner:
         self._r = aredis.Redis.from_url(url, **_retrying(True, deadline_s + 5.0))
         try:
             ensure_group(self._sync)
-        except redis.ConnectionError as exc:     # serve anyway: 503 until the broker is up
+        except redis.RedisError as exc:          # serve anyway: 503 until the broker is up
             log.warning("broker %s unreachable (%s): answering 503 until it is up", url, exc)
 
     async def infer(self, small: np.ndarray, deadline: float) -> np.ndarray:
@@ -111,7 +117,9 @@ class RedisRunner:
         except Exception as exc:
             return False, f"broker {self.url} unreachable: {exc}"
         try:
-            workers = int(self._sync.zcount(HEARTBEATS, time.time() - HEARTBEAT_S, "+inf"))
+            now = _broker_time(self._sync)
+            self._sync.zremrangebyscore(HEARTBEATS, "-inf", now - 60)      # workers gone for a minute
+            workers = int(self._sync.zcount(HEARTBEATS, now - HEARTBEAT_S, "+inf"))
         except Exception as exc:
             return False, f"broker {self.url} unreachable: {exc}"
         return workers > 0, f"broker reachable, {workers} worker(s) running" + (
@@ -163,7 +171,7 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
             if not group_ready:
                 ensure_group(r)
                 group_ready = True
-            r.zadd(HEARTBEATS, {name: time.time()})
+            r.zadd(HEARTBEATS, {name: _broker_time(r)})
             claimed = r.xautoclaim(STREAM, GROUP, name, min_idle_time=claim_ms, start_id="0-0", count=max_batch)
             for entry in claimed[1]:
                 if entry[1]:

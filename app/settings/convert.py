@@ -105,6 +105,12 @@ def from_dict(d: Any, base: Settings | None = None, strict: bool = True) -> tupl
         raise SettingsError(f"settings must be a JSON object, not {type(d).__name__}")
     settings = copy.deepcopy(base) if base is not None else Settings()
     problems: list[str] = []
+    for section in SECTIONS:
+        if section in d and not isinstance(d[section], dict):
+            message = f"setting {section}: {d[section]!r} is not a group of settings"
+            if strict:
+                raise SettingsError(message)
+            problems.append(message)
     for section, values in _sectioned(d).items():
         if section == "_unknown":
             for key in values:

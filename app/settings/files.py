@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -136,6 +135,20 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+def _copy_safely(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` through a fresh temporary file and a rename: a link planted at ``dst`` is
+    replaced, never written through."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(src.read_bytes()[:MAX_BYTES])
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 class SettingsStore:
     """The GUI's settings file: lenient load with a backup of what was damaged, merged atomic saves."""
 
@@ -159,9 +172,11 @@ class SettingsStore:
         known = flatten(to_dict(Settings()))
         sections = {p.split(".")[0] for p in known}
 
-        def unknown(path: str) -> bool:      # not a setting, nor an old top-level form of one
+        def unknown(path: str) -> bool:      # not a setting, nor an old top-level form of one, nor a damaged group
             top = path.split(".")[0]
-            return path not in known and (top in sections or top not in LEGACY_KEYS)
+            if path in known or any(k.startswith(path + ".") for k in known):
+                return False
+            return top in sections or top not in LEGACY_KEYS
 
         return {p: v for p, v in flatten(raw).items() if unknown(p)}
 
@@ -194,7 +209,7 @@ class SettingsStore:
         settings, self.problems, _ = self._read_lenient()
         if self.problems and self.path.is_file():
             with contextlib.suppress(OSError):
-                shutil.copyfile(self.path, self.backup_path)
+                _copy_safely(self.path, self.backup_path)
             log.warning("settings file %s: %s; using defaults for those, the file as it was is kept as %s",
                         self.path, "; ".join(self.problems), self.backup_path)
         return settings

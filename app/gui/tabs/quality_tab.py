@@ -6,7 +6,7 @@ from typing import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPushButton, QSlider, QWidget
 
-from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.model_meta import ModelError, ModelMeta
 from bgswap.inference.refine import RefineSettings
 from bgswap.inference.resources import default_model_dir
 
@@ -34,7 +34,10 @@ class QualityTab(QWidget):
         self.preset_box.activated.connect(lambda _i: self.choose_preset(self.preset_box.currentData()))
         f.addRow("Performance", self.preset_box)
         self.size_box = QComboBox()
-        self.model_size = ModelMeta.load(s.model_dir or default_model_dir()).input_size[1]   # meta.json's
+        try:
+            self.model_size = ModelMeta.load(s.model_dir or default_model_dir()).input_size[1]   # meta.json's
+        except ModelError:            # the engine reports a bad model folder; the tab still opens
+            self.model_size = ModelMeta().input_size[1]
         for size in sorted({*INPUT_SIZES, self.model_size}):
             note = "faster" if size < self.model_size else "default" if size == self.model_size else "sharper"
             self.size_box.addItem(f"{size} ({note})", size)
@@ -152,6 +155,7 @@ class QualityTab(QWidget):
 
     def _input_size_chosen(self, _index: int) -> None:
         size = self.size_box.currentData()
+        size = None if size == self.model_size else size      # the model's own size is the default, not a choice
         def applied(_):
             self._show_preset()
             self.ctx.settings_changed()
