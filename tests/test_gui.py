@@ -352,7 +352,7 @@ def test_restore_defaults_restores_every_field_and_the_preset_label_follows_the_
     q = w.quality_tab
     s = w.engine.settings
     q.choose_preset("battery")
-    qtbot.waitUntil(lambda: s.input_size == 192 and q.preset_box.currentData() == "battery", timeout=30000)
+    qtbot.waitUntil(lambda: s.mask_rate == 6.0 and q.preset_box.currentData() == "battery", timeout=30000)
     q.threshold_slider.setValue(70)
     assert s.preset == "battery"                       # the threshold is not a preset knob
     q.restore_defaults()

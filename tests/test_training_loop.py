@@ -167,11 +167,11 @@ def test_boundary_f_score():
 def test_configs_inherit_their_base(tmp_path):
     from training.config import load_config
 
-    v3 = load_config(CONFIGS / "portrait_bisenetv2_v3.yml")
+    v4 = load_config(CONFIGS / "portrait_bisenetv4.yml")
     base = load_config(CONFIGS / "_base_.yml")
-    assert v3["data_root"] == base["data_root"] and v3["loss"] == base["loss"]
-    assert v3["optimizer"]["lr"] == 0.005 and v3["optimizer"]["momentum"] == base["optimizer"]["momentum"]
-    assert v3["augment"]["rotate_p"] == 0.3 and v3["augment"]["jpeg_p"] == base["augment"]["jpeg_p"]
+    assert v4["data_root"] == base["data_root"] and v4["loss"] == base["loss"]
+    assert v4["optimizer"]["lr"] == 0.003 and v4["optimizer"]["momentum"] == base["optimizer"]["momentum"]
+    assert v4["augment"]["rotate_p"] == 0.3 and v4["augment"]["jpeg_p"] == base["augment"]["jpeg_p"]
     (tmp_path / "a.yml").write_text("_base_: b.yml\nx: 1\n")
     (tmp_path / "b.yml").write_text("_base_: a.yml\n")
     with pytest.raises(ValueError, match="inherits from itself"):
