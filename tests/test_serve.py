@@ -593,3 +593,21 @@ def test_slowloris_connections_are_closed():
             s.close()
         p.send_signal(signal.SIGINT)
         p.wait(timeout=20)
+
+
+def test_a_phone_photo_turned_by_its_exif_orientation_is_accepted(client):
+    """A portrait shot stored sideways with EXIF orientation 6 (how phones save them): OpenCV turns it
+    upright, so its height and width are the header's swapped. It is a photo, not a damaged file."""
+    from PIL import Image
+
+    img = Image.open(PHOTO).convert("RGB").resize((320, 240))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    r = client.post("/v1/matte", content=buf.getvalue())
+    assert r.status_code == 200, r.text
+    assert decode(r.content).shape == (320, 240)                 # upright: the header's 320x240 turned
+    rgba = client.post("/v1/matte?format=rgba", content=buf.getvalue())
+    assert rgba.status_code == 200 and decode(rgba.content).shape == (320, 240, 4)
+    assert client.post("/v1/composite?background=blur", content=buf.getvalue()).status_code == 200

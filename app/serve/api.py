@@ -180,6 +180,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         with budget.hold(w * h / 1e6):
             # a grey matte needs the photo at the matte's working size only: a large JPEG decodes reduced
             img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None)
+            if (img.shape[0] > img.shape[1]) != (h > w):      # turned upright by its EXIF orientation
+                w, h = h, w
             a8 = await run_in_threadpool(_full_size, to_uint8(await alpha_for(img)), (w, h))
             out = a8 if format == "png" else np.dstack([img, a8])
             return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png")

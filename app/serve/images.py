@@ -58,7 +58,8 @@ def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str 
             factor *= 2
     img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] if factor > 1 else cv2.IMREAD_COLOR)
     expected = (-(-h // factor), -(-w // factor))
-    if img is None or img.shape[:2] != expected or _truncated(fmt, data):
+    # OpenCV turns a photo upright by its EXIF orientation (a phone's portrait shot): height and width swap
+    if img is None or img.shape[:2] not in (expected, expected[::-1]) or _truncated(fmt, data):
         raise ImageRejected(400, f"the {what} is damaged or truncated")
     return img
 
