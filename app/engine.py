@@ -67,7 +67,8 @@ class Engine:
         self._sinks_lock = threading.Lock()
         self._frames: LatestSlot[Frame] = LatestSlot()
         self._to_model: LatestSlot[Frame] = LatestSlot()
-        self.capture = self._new_capture()
+        self.capture = Capture(self._frames, self.stats, self._status, mirror=lambda: self.settings.mirror,
+                               idle=self._idle_now)
         self._mask: np.ndarray | None = None            # newest low-resolution person probability
         self._mask_ready = threading.Event()
         self._running = threading.Event()
@@ -132,10 +133,6 @@ class Engine:
         self._frames, self._to_model = LatestSlot(), LatestSlot()
         self.capture.frames = self._frames
         self._mask_ready.clear()
-
-    def _new_capture(self) -> Capture:
-        return Capture(self._frames, self.stats, self._status, mirror=lambda: self.settings.mirror,
-                       idle=self._idle_now)
 
     @property
     def source(self) -> Source | None:

@@ -49,7 +49,14 @@ def cover_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 MAX_IMAGE_MP = 50.0          # a background over this many megapixels (8K is 33) is decoded reduced or refused
-_REDUCED = ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
+REDUCED_READ = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8}   # imdecode flags: libjpeg scales a JPEG down while decoding it
+
+
+def reduction(width: int, height: int, max_mp: float) -> int | None:
+    """The least of 1, 2, 4, 8 that brings ``width`` x ``height`` down to ``max_mp`` megapixels, or None
+    when even 1/8 is larger."""
+    return next((k for k in REDUCED_READ if width * height / (k * k) <= max_mp * 1e6), None)
 
 
 def image_size(path: Path) -> tuple[str, int, int] | None:
@@ -75,11 +82,11 @@ def read_image(path: str | Path) -> np.ndarray:
     head = image_size(path)
     if head is not None and head[1] * head[2] > MAX_IMAGE_MP * 1e6:
         fmt, w, h = head
-        fits = [flag for k, flag in _REDUCED if w * h / (k * k) <= MAX_IMAGE_MP * 1e6]
-        if fmt != "JPEG" or not fits:
+        factor = reduction(w, h, MAX_IMAGE_MP)
+        if fmt != "JPEG" or factor is None:
             raise BackgroundError(f"background {path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is "
                                   f"{MAX_IMAGE_MP:g}: scale it down (a 4K picture, 3840x2160, is plenty)")
-        flags = fits[0]
+        flags = REDUCED_READ[factor]
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:

@@ -57,17 +57,15 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
         return seg(img) if refiner is None else refiner(seg.predict_lowres(img), img)
 
     seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
-    out, model_ms, scores = _checks(list_path, matte, lambda: seg.last_ms, limit, rooms)
-    out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
-               input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
-               threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged,
-               groups={k: v.summary() for k, v in sorted(scores.groups.items())})
+    out = _checks(list_path, matte, lambda: seg.last_ms, limit, rooms)
+    out.update(input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
+               threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged)
     return out
 
 
-def _checks(list_path, matte, last_ms, limit, rooms) -> tuple[dict, list, GroupedScores]:
+def _checks(list_path, matte, last_ms, limit, rooms) -> dict:
     """Score ``matte`` (BGR photo -> person probability at its size) on the list and, with ``rooms``,
-    on the room checks; returns the figures, each call's milliseconds (``last_ms()``) and the scores."""
+    on the room checks: the figures, per source too, and each call's milliseconds (``last_ms()``)."""
     from training.data import load_pair, read_file_list
 
     scores, model_ms = GroupedScores(), []
@@ -81,7 +79,9 @@ def _checks(list_path, matte, last_ms, limit, rooms) -> tuple[dict, list, Groupe
         from training.scenes import load_room_checks, room_figures
 
         out.update(room_figures(lambda imgs: [matte(i) for i in imgs], *load_room_checks(rooms, list_path)).as_dict())
-    return out, model_ms, scores
+    out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
+               groups={k: v.summary() for k, v in sorted(scores.groups.items())})
+    return out
 
 
 def _evaluate_peer(list_path, peer: str, limit, rooms) -> dict:
@@ -97,10 +97,9 @@ def _evaluate_peer(list_path, peer: str, limit, rooms) -> dict:
         took[0] = (time.perf_counter() - t) * 1000
         return p
 
-    out, model_ms, scores = _checks(list_path, matte, lambda: took[0], limit, rooms)
-    out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
-               input_size=["-", "-"], backend=f"peer {peer}", precision="fp32", threads=2, mask="model",
-               mirror_averaged=False, groups={k: v.summary() for k, v in sorted(scores.groups.items())})
+    out = _checks(list_path, matte, lambda: took[0], limit, rooms)
+    out.update(input_size=["-", "-"], backend=f"peer {peer}", precision="fp32", threads=2, mask="model",
+               mirror_averaged=False)
     return out
 
 

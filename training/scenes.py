@@ -261,7 +261,9 @@ def load_room_checks(rooms_list: str | Path, val_list: str | Path, long_side: in
 def empty_rooms(rooms: PhotoSet, max_person: float) -> PhotoSet:
     """The rooms of ``rooms`` (with teacher labels) where the teachers call at most ``max_person`` of the
     pixels person (probability >= 0.5)."""
-    keep = [i for i, a in enumerate(rooms.alphas) if float((a >= 128).mean()) <= max_person]
+    from training.teacher_labels import person_share
+
+    keep = [i for i, share in enumerate(person_share(rooms.alphas)) if share <= max_person]
     log.info("%d of %d training rooms are empty by the teachers' mean (<= %.1f %% person); the rest are left out",
              len(keep), len(rooms), 100 * max_person)
     return PhotoSet([rooms.names[i] for i in keep], [rooms.images[i] for i in keep],

