@@ -24,7 +24,7 @@ from bgswap.inference import Segmenter
 from bgswap.inference.background_spec import BackgroundSpec
 from bgswap.inference.compose import Background, BackgroundError, Compositor, parse_background
 from bgswap.inference.framing import AutoFramer
-from bgswap.inference.refine import MaskRefiner, RefineSettings
+from bgswap.inference.refine import MaskRefiner, Matte, RefineSettings
 
 from .capture import Capture, Frame
 from .mask_schedule import MaskSchedule
@@ -56,7 +56,7 @@ class Engine:
         self.settings = (settings or EngineSettings()).validate()
         self.on_status = on_status
         self.stats = PipelineStats()
-        self.compositor = Compositor()
+        self.compositor = Compositor(self.settings.refine)
         self.framer = AutoFramer()
         self._framed_mask: np.ndarray | None = None      # the mask the framer last saw
         self.refiner = MaskRefiner(self.settings.refine)
@@ -79,7 +79,7 @@ class Engine:
         self._started_at = time.monotonic()
         self._first_out = True                           # log the first frame out of each start
         self.last_output: np.ndarray | None = None
-        self.last_alpha: np.ndarray | None = None
+        self.last_matte: Matte | None = None
 
     # ---- life cycle -------------------------------------------------------------------------
     def start(self, source: Source | None = None) -> None:
@@ -137,6 +137,11 @@ class Engine:
     @property
     def source(self) -> Source | None:
         return self.capture.source
+
+    @property
+    def last_alpha(self) -> np.ndarray | None:
+        """The last composited frame's matte at the frame's size (float32, 0-1), or None."""
+        return self.last_matte.full() if self.last_matte is not None else None
 
     @property
     def failure(self) -> str | None:
@@ -206,7 +211,7 @@ class Engine:
             new.preset = preset_of(new)
         for f in dataclasses.fields(new):
             setattr(self.settings, f.name, getattr(new, f.name))
-        self.refiner.settings = self.settings.refine
+        self.refiner.settings = self.compositor.settings = self.settings.refine
         self.schedule.max_rate = self.settings.mask_rate
 
     @staticmethod
@@ -344,9 +349,9 @@ class Engine:
                 self._mask = self._predict(frame)
             prob = self._mask
         t = time.perf_counter()
-        alpha = self.refiner(prob, frame)
+        matte = self.refiner.matte(prob, frame)
         t2 = time.perf_counter()
-        out = self.compositor(frame, alpha, self.background)
+        out = self.compositor(frame, matte, self.background)
         if self.settings.auto_frame:
             if prob is not self._framed_mask:
                 self.framer.update(prob)
@@ -358,7 +363,7 @@ class Engine:
         t3 = time.perf_counter()
         self.stats.stage("refine", (t2 - t) * 1000)
         self.stats.stage("composite", (t3 - t2) * 1000)
-        self.last_alpha = alpha
+        self.last_matte = matte
         self.last_output = out
         self._send(out, item)
 

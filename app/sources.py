@@ -279,18 +279,22 @@ def to_bgr_frame(frame: np.ndarray | None) -> np.ndarray | None:
 
 
 def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = True) -> Source:
-    """Build a source from ``demo``, a camera index, ``/dev/videoN``, or an image/video path (not opened yet)."""
+    """Build a source from ``demo``, ``demo:walk``, a camera index, ``/dev/videoN``, or an image/video path (not opened yet)."""
     req = req or CaptureRequest()
     s = str(spec).strip()
     if s == "demo":
         return DemoSource(req, realtime=realtime)
+    if s == "demo:walk":
+        from .walking_demo import WalkingDemoSource
+
+        return WalkingDemoSource(req, realtime=realtime)
     if s.isdigit():
         return CameraSource(int(s), req)
     if s.startswith("/dev/video"):
         return CameraSource(s, req)
     path = Path(s).expanduser()
     if not path.exists():
-        raise SourceError(f"source {spec!r} is not 'demo', a camera index, /dev/videoN, or an existing file")
+        raise SourceError(f"source {spec!r} is not 'demo', 'demo:walk', a camera index, /dev/videoN, or an existing file")
     if media_kind(path) == "image":
         return StillSource(None, req, name=f"image {path.name}", path=path, realtime=realtime)
     if path.is_file():

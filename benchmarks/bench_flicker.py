@@ -32,6 +32,8 @@ SETTINGS = {
     "colour r12 eps3e-4": RefineSettings(edge_radius=12, edge_eps=3e-4),
     "colour default": RefineSettings(),
     "colour r12 eps3e-3": RefineSettings(edge_radius=12, edge_eps=3e-3),
+    "colour r12 eps1e-4 feather 0.15": RefineSettings(edge_radius=12, edge_eps=1e-4, feather=0.15),
+    "colour r12 eps1e-3 feather 0.15": RefineSettings(edge_radius=12, edge_eps=1e-3, feather=0.15),
 }
 
 

@@ -4,11 +4,12 @@
 
 Each person is put onto two contrasting backgrounds (solid blue, and a bright bundled picture)
 twice: with the true mask (the reference: only the person's own pixels) and as the app does it,
-from the same photo with the app's matte (model, then the app's refinement). The halo is the mean
-colour difference between the two (0-255, over the three channels) in the edge band: pixels within
-6 px of the true outline, split into the band's person side and room side. Printed for the app's
-matte, the same thresholded at 0.5, and the true mask feathered by 1 px (what any soft edge costs:
-the floor).
+from the same photo with the app's matte (model, then the app's refinement) and the app's
+``Compositor``. The halo is the mean colour difference between the two (0-255, over the three
+channels) in the edge band: pixels within 6 px of the true outline, split into the band's person
+side and room side. Printed for the app's matte composited plainly, with edge colour
+decontamination, with light wrap (0.3) and with both; the matte thresholded at 0.5; and the true
+mask feathered by 1 px (what any soft edge costs: the floor).
 """
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bgswap.inference import MaskRefiner, Segmenter  # noqa: E402
-from bgswap.inference.compose import cover_fit  # noqa: E402
+from bgswap.inference.compose import Compositor, ImageBackground, cover_fit  # noqa: E402
 from bgswap.inference.refine import RefineSettings  # noqa: E402
 from bgswap.inference.resources import backgrounds_dir  # noqa: E402
 
 BAND_PX = 6
+APP_VARIANTS = (("the app's matte, plain", False, 0.0), ("the app's matte, decontaminated", True, 0.0),
+                ("the app's matte, light wrap 0.3", False, 0.3), ("the app's matte, both", True, 0.3))
 
 
 def composite(frame: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -48,14 +51,19 @@ def halo(list_path: Path, limit: int) -> dict[str, tuple[float, float, float]]:
     for ip, mp in pairs[:: max(1, len(pairs) // limit)][:limit]:
         img, gt = load_pair(ip, mp)
         h, w = gt.shape
-        alpha = refiner(seg.predict_lowres(img), img)
+        matte = refiner.matte(seg.predict_lowres(img), img)
+        alpha = matte.full()
         band = (cv2.dilate(gt, k) - cv2.erode(gt, k)).astype(bool)
-        mattes = {"the app's matte": alpha, "the app's matte, thresholded at 0.5": (alpha > 0.5).astype(np.float32),
-                  "the true mask feathered 1 px (floor)": cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 1.0)}
+        app = {name: Compositor(RefineSettings(decontaminate=dec, light_wrap=wrap)) for name, dec, wrap in APP_VARIANTS}
         for bg in (np.full((h, w, 3), (200, 80, 20), np.uint8), cover_fit(bright, w, h)):
             ref = composite(img, gt.astype(np.float32), bg)
-            for name, a in mattes.items():
-                d = np.abs(composite(img, a, bg).astype(np.int16) - ref).mean(axis=2)
+            background = ImageBackground(image=bg, label="bench")
+            outs = {name: comp(img, matte, background) for name, comp in app.items()}
+            outs["the app's matte, thresholded at 0.5"] = composite(img, (alpha > 0.5).astype(np.float32), bg)
+            outs["the true mask feathered 1 px (floor)"] = composite(
+                img, cv2.GaussianBlur(gt.astype(np.float32), (0, 0), 1.0), bg)
+            for name, out in outs.items():
+                d = np.abs(out.astype(np.int16) - ref).mean(axis=2)
                 errors.setdefault(name, []).append((float(d[band].mean()), float(d[band & (gt > 0)].mean()),
                                                     float(d[band & (gt == 0)].mean())))
     return {k: tuple(np.mean(v, axis=0)) for k, v in errors.items()}
@@ -73,9 +81,9 @@ def main() -> int:
     r = halo(Path(args.list), args.limit)
     print(f"halo: mean colour error (0-255) in the {BAND_PX}-px band round the true outline, "
           f"{args.limit} photos x 2 backgrounds")
-    print(f"  {'matte':40s} {'band':>6s} {'person side':>12s} {'room side':>10s}")
+    print(f"  {'matte':42s} {'band':>6s} {'person side':>12s} {'room side':>10s}")
     for name, (allv, person, room) in r.items():
-        print(f"  {name:40s} {allv:6.2f} {person:12.2f} {room:10.2f}")
+        print(f"  {name:42s} {allv:6.2f} {person:12.2f} {room:10.2f}")
     return 0
 
 

@@ -1,27 +1,31 @@
-"""Benchmark the segmenter's stages and the whole pipeline per preset on a 640x480 demo source at
-30 fps; prints numbers.
+"""Benchmark the pipeline per preset on a moving clip at 30 fps, at 640x480 and 1280x720, beside the
+MediaPipe-selfie pipeline other apps run; prints numbers.
 
-    python benchmarks/bench_pipeline.py [--seconds 10] [--busy-core] [--preset balanced] [--model-dir DIR]
-    python benchmarks/bench_pipeline.py --peer [--source FILE]     # per-frame loops: ours against MediaPipe's
+    python benchmarks/bench_pipeline.py [--source demo:walk|demo|FILE] [--resolution 1280x720 ...]
+                                        [--preset balanced] [--busy-core] [--peer] [--seconds 10]
 
-``--peer`` runs, on the same frames (the demo clip, or ``--source FILE``'s first 150), at 640x480 and
-1280x720, one thread, the model on every frame: our per-frame loop (``Segmenter.predict_lowres`` +
-``MaskRefiner`` + ``Compositor``, Balanced's settings) and the loop Linux-Fake-Background-Webcam runs
-on MediaPipe selfie (segment at 256, 7x7 blur, threshold, dilate, ``blendLinear``), with
-``../shared/teachers/mediapipe_selfie_256x256.onnx`` as a benchmark reference only; it prints the
-CPU ms per frame of each and their ratio.
+The source (default ``demo:walk``: the demo photo's person walks across the room, sits, turns their
+head and leans in) is rendered or decoded into memory first (the first 180 frames, played forwards
+and back), so neither its rendering nor a video decoder is counted: only the engine's own work.
 
-For each preset (default: all three) and for an idle machine and, with ``--busy-core``, one with a
-helper process keeping a core busy for the run: output fps, mask updates per second (and the frames
-the rate cap allowed that were still, so no run was needed), CPU ms per output frame (this process's
-CPU time over frames out), latency and dropped frames, and the worst gap between output frames (a
-burst of drops shows as a long gap). Then the cost of idling (nobody reads the virtual camera) and
-the time from a reader appearing to the first composited frame. Balanced also runs with every
-frame counted as moved (someone who never sits still: the model at its full 15/s).
+Per resolution (default: both):
+- per preset, CPU ms per call of each stage (model, refine, composite) on one frame;
+- per preset (default: all three; Balanced also with every frame counted as moved, so the model
+  runs at its full 15/s), idle and, with ``--busy-core``, with a helper process keeping a
+  core busy: output fps, mask updates per second (and the frames that were still, so no run was
+  needed), CPU ms per output frame (this process's CPU time over frames out), latency, dropped
+  frames and the worst gap between output frames (a burst of drops shows as a long gap);
+- with ``--peer``: on the same frames, one thread, the model on every frame, our per-frame loop
+  (``Segmenter.predict_lowres`` + ``MaskRefiner`` + ``Compositor``, Balanced's settings) and the loop
+  Linux-Fake-Background-Webcam runs on MediaPipe selfie (segment at 256, 7x7 blur, threshold,
+  dilate, ``blendLinear``), with ``../shared/teachers/mediapipe_selfie_256x256.onnx`` as a benchmark
+  reference only; then Balanced's CPU ms per frame in the app against that loop, and the ratio.
+Last, at 640x480, the cost of idling (nobody reads the virtual camera) and the time from a reader
+appearing to the first composited frame.
 
-Targets (issue 24), Balanced, 2 cores: <= 20 CPU ms per output frame, 30 fps out, >= 15 masks/s,
-latency < 60 ms; with a busy core: 30 fps out, >= 12 masks/s, no bursts of drops. Idle: < 5 % of
-one core.
+Targets (issue 36), Balanced on a moving picture, 2 cores: 30 fps out, >= 15 masks/s, no drops,
+latency < 50 ms, and CPU per frame at most the MediaPipe pipeline's, at both sizes, idle and with a
+busy core. Idle: < 5 % of one core.
 """
 from __future__ import annotations
 
@@ -44,19 +48,20 @@ from bgswap.app.settings import EngineSettings, Settings  # noqa: E402
 from bgswap.app.settings.convert import set_path  # noqa: E402
 from bgswap.app.settings.presets import PRESET_NAMES, preset_values  # noqa: E402
 from bgswap.app.sinks import CallbackSink, VirtualCameraSink  # noqa: E402
-from bgswap.app.sources import CaptureRequest, DemoSource  # noqa: E402
+from bgswap.app.sources import CaptureRequest, DemoSource, open_source  # noqa: E402
 from bgswap.inference import Segmenter  # noqa: E402
 from bgswap.inference.compose import Compositor, parse_background  # noqa: E402
 from bgswap.inference.refine import MaskRefiner, RefineSettings  # noqa: E402
 
 
-def preset_settings(name: str, model_dir: str | None = None) -> EngineSettings:
-    """A preset's engine settings on a blur background; ``model_dir`` None is the shipped model."""
+def preset_settings(name: str, model_dir: str | None = None, size: tuple[int, int] = (640, 480)) -> EngineSettings:
+    """A preset's engine settings on a blur background at ``size``; ``model_dir`` None is the shipped model."""
     s = Settings()
     s.engine.model_dir = model_dir
     for path, value in preset_values(name).items():
         set_path(s, path, value)
     s.engine.background = "blur"
+    s.engine.width, s.engine.height = size
     return s.engine
 
 
@@ -65,11 +70,68 @@ def busy_loop() -> None:
         sum(i * i for i in range(10000))
 
 
+CLIP_FRAMES = 180
+
+
+def clip_frames(source: str, width: int, height: int, n: int = CLIP_FRAMES) -> list[np.ndarray]:
+    """The first ``n`` frames of ``source`` (``demo``, ``demo:walk`` or a video file) at ``width`` x
+    ``height`` (a file's frames are cover-fitted to it)."""
+    import cv2
+
+    from bgswap.inference.compose import cover_fit
+
+    if source in ("demo", "demo:walk"):
+        src = open_source(source, CaptureRequest(width, height, 30), realtime=False)
+        src.open()
+        return [src.frame_at(i) for i in range(n)]
+    cap = cv2.VideoCapture(source)
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cover_fit(f, width, height))
+    cap.release()
+    if not frames:
+        raise SystemExit(f"{source}: no frames could be read")
+    return frames
+
+
+class MemorySource:
+    """Frames held in memory, played forwards and back at ``fps`` like a camera (nothing decoded)."""
+
+    live = False
+
+    def __init__(self, frames: list[np.ndarray], fps: float = 30.0):
+        self.frames, self.fps, self.name = frames, fps, "clip in memory"
+        self.last_wait = 0.0
+        self._i = 0
+        self._next = 0.0
+
+    def open(self) -> None:
+        self._i, self._next = 0, time.monotonic()
+
+    def read(self) -> np.ndarray:
+        now = time.monotonic()
+        self.last_wait = max(0.0, self._next - now)
+        if self.last_wait:
+            time.sleep(self.last_wait)
+        self._next = max(self._next + 1.0 / self.fps, now - 1.0 / self.fps)
+        n = len(self.frames)
+        k = self._i % (2 * n - 2) if n > 1 else 0
+        self._i += 1
+        return self.frames[k if k < n else 2 * n - 2 - k]
+
+    def close(self) -> None:
+        pass
+
+
 def bench_stages(frame: np.ndarray, s: EngineSettings, n: int = 60) -> dict:
-    seg = Segmenter(s.model_dir, input_size=s.input_size, threads=s.threads, passes=s.passes)
-    ref, comp, bg = MaskRefiner(RefineSettings(colour_edges=s.refine.colour_edges)), Compositor(), parse_background("blur")
+    """CPU ms per call of each stage on one frame, with ``s``'s settings (one model thread)."""
+    seg = Segmenter(s.model_dir, input_size=s.input_size, threads=1, passes=s.passes)
+    ref, comp, bg = MaskRefiner(s.refine), Compositor(), parse_background("blur")
     for _ in range(5):
-        seg.predict_lowres(frame)
+        comp(frame, ref(seg.predict_lowres(frame), frame), bg)
     cpu = {"model": 0.0, "refine": 0.0, "composite": 0.0}
     for _ in range(n):
         c0 = time.process_time()
@@ -85,9 +147,10 @@ def bench_stages(frame: np.ndarray, s: EngineSettings, n: int = 60) -> dict:
     return {k: 1000 * v / n for k, v in cpu.items()}
 
 
-def bench_pipeline(s: EngineSettings, seconds: float, always_moving: bool = False) -> dict:
-    """``always_moving``: every frame counts as moved (the schedule's still check is off), as for
-    someone who never sits still: the model runs at the preset's full rate."""
+def bench_pipeline(s: EngineSettings, frames: list[np.ndarray], seconds: float, always_moving: bool = False) -> dict:
+    """The engine with settings ``s`` on ``frames`` played at 30 fps for ``seconds``. ``always_moving``:
+    every frame counts as moved (the schedule's still check is off), as for someone who never sits
+    still: the model runs at the preset's full rate."""
     engine = Engine(s)
     if always_moving:
         engine.schedule.still_level = -1.0
@@ -101,25 +164,26 @@ def bench_pipeline(s: EngineSettings, seconds: float, always_moving: bool = Fals
         last[0] = now
 
     engine.add_sink(CallbackSink(on_frame))
-    engine.start(DemoSource(CaptureRequest(640, 480, 30)))
+    engine.start(MemorySource(frames))
     engine.wait_for_frames(30, timeout=30)
     time.sleep(1.0)
     gaps.clear()
     model_runs = [0]
     real = engine.segmenter.predict_lowres
     engine.segmenter.predict_lowres = lambda img: (model_runs.__setitem__(0, model_runs[0] + 1), real(img))[1]
-    skips0 = engine.schedule.still_skips
+    skips0, dropped0 = engine.schedule.still_skips, engine.snapshot().dropped
     n0, c0, t0 = engine.stats.frames_out, time.process_time(), time.monotonic()
     time.sleep(seconds)
     n1, c1, t1 = engine.stats.frames_out, time.process_time(), time.monotonic()
     skips = engine.schedule.still_skips - skips0
     snap = engine.snapshot()
     engine.stop()
-    frames = n1 - n0
-    return {"fps_out": frames / (t1 - t0), "masks_per_s": model_runs[0] / (t1 - t0),
+    frames_out = n1 - n0
+    return {"fps_out": frames_out / (t1 - t0), "masks_per_s": model_runs[0] / (t1 - t0),
             "still_skips_per_s": skips / (t1 - t0),
-            "cpu_ms_per_frame": 1000 * (c1 - c0) / max(1, frames), "latency_ms": snap.latency_ms,
-            "dropped": snap.dropped, "worst_gap_ms": 1000 * max(gaps, default=0.0), "stage_ms": snap.stage_ms}
+            "cpu_ms_per_frame": 1000 * (c1 - c0) / max(1, frames_out), "latency_ms": snap.latency_ms,
+            "dropped": snap.dropped - dropped0, "worst_gap_ms": 1000 * max(gaps, default=0.0),
+            "stage_ms": snap.stage_ms}
 
 
 def pipeline_line(label: str, r: dict) -> str:
@@ -176,29 +240,6 @@ def bench_idle(seconds: float, model_dir: str | None = None) -> dict:
 PEER_MODEL = Path(__file__).resolve().parent.parent.parent / "shared" / "teachers" / "mediapipe_selfie_256x256.onnx"
 
 
-def clip_frames(source: str | None, width: int, height: int, n: int = 150) -> list[np.ndarray]:
-    """``n`` frames at ``width`` x ``height``: the demo clip's, or a video file's (covering the size)."""
-    import cv2
-
-    from bgswap.inference.compose import cover_fit
-
-    if source is None:
-        src = DemoSource(CaptureRequest(width, height, 30), realtime=False)
-        src.open()
-        return [src.frame_at(i) for i in range(n)]
-    cap = cv2.VideoCapture(source)
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(cover_fit(f, width, height))
-    cap.release()
-    if not frames:
-        raise SystemExit(f"{source}: no frames could be read")
-    return frames
-
-
 def peer_loop(frames: list[np.ndarray], bg: np.ndarray) -> float:
     """CPU ms per frame of Linux-Fake-Background-Webcam's loop on MediaPipe selfie (one thread)."""
     import cv2
@@ -227,7 +268,7 @@ def our_loop(frames: list[np.ndarray], bg: np.ndarray, model_dir: str | None) ->
     """CPU ms per frame of our loop with Balanced's settings, the model on every frame."""
     from bgswap.inference.compose import ImageBackground
 
-    s = preset_settings("balanced", model_dir)
+    s = preset_settings("balanced", model_dir, (bg.shape[1], bg.shape[0]))
     seg = Segmenter(s.model_dir, input_size=s.input_size, threads=1, passes=s.passes)
     refiner, comp = MaskRefiner(s.refine), Compositor()
     background = ImageBackground(image=bg, label="bench", fit=(bg.shape[1], bg.shape[0]))
@@ -243,7 +284,8 @@ def _cpu_ms_per_frame(fn, frames: list[np.ndarray]) -> float:
     return 1000 * (time.process_time() - c) / len(frames)
 
 
-def bench_peer(source: str | None, model_dir: str | None) -> None:
+def bench_peer(frames: list[np.ndarray], model_dir: str | None) -> tuple[float, float] | None:
+    """(ours, peer): CPU ms per frame of the two per-frame loops on ``frames``, image background."""
     import cv2
 
     from bgswap.inference.compose import cover_fit
@@ -251,57 +293,78 @@ def bench_peer(source: str | None, model_dir: str | None) -> None:
 
     if not PEER_MODEL.is_file():
         print(f"{PEER_MODEL} not found: no peer figures (it is a benchmark reference in ../shared, never shipped)")
-        return
+        return None
     cv2.setNumThreads(1)
-    picture = cv2.imread(str(bundled_backgrounds()[0]))
-    print(f"per-frame loops, 1 thread, the model on every frame, {source or 'the demo clip'}, image background:")
-    for w, h in ((640, 480), (1280, 720)):
-        frames = clip_frames(source, w, h)
-        bg = cover_fit(picture, w, h)
-        ours, peer = our_loop(frames, bg, model_dir), peer_loop(frames, bg)
-        print(f"  {w}x{h}: ours {ours:5.1f} CPU ms/frame, MediaPipe pipeline {peer:5.1f}, ratio {ours / peer:.2f}")
+    h, w = frames[0].shape[:2]
+    bg = cover_fit(cv2.imread(str(bundled_backgrounds()[0])), w, h)
+    return our_loop(frames, bg, model_dir), peer_loop(frames, bg)
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"resolution {text!r} must be WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (64 <= w <= 4096 and 64 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"resolution {text!r} must be between 64x64 and 4096x4096")
+    return w, h
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--source", default="demo:walk", help="demo:walk (default), demo, or a video file")
+    ap.add_argument("--resolution", type=parse_resolution, action="append",
+                    help="WxH; repeat for several (default: 640x480 and 1280x720)")
     ap.add_argument("--preset", choices=PRESET_NAMES, help="only this preset (default: all)")
     ap.add_argument("--busy-core", action="store_true", help="also measure with one core kept busy")
+    ap.add_argument("--peer", action="store_true", help="also the MediaPipe-selfie pipeline on the same frames")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle (nobody watching) measurement")
     ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. a fresh export)")
-    ap.add_argument("--peer", action="store_true", help="only the per-frame loops: ours against MediaPipe's")
-    ap.add_argument("--source", help="with --peer: a video file instead of the demo clip")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if args.peer:
-        bench_peer(args.source, args.model_dir)
-        return
-    src = DemoSource(CaptureRequest(640, 480, 30), realtime=False)
-    src.open()
-    frame = src.frame_at(10)
     presets = [args.preset] if args.preset else list(PRESET_NAMES)
-    print(f"{os.cpu_count()} cores; 640x480 demo at 30 fps, blur background; {args.seconds:g} s per run")
-    for name in presets:
-        st = bench_stages(frame, preset_settings(name, args.model_dir))
-        print(f"[{name}] CPU ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
     loads = ["idle"] + (["busy core"] if args.busy_core else [])
-    for load in loads:
-        helper = None
-        if load == "busy core":
-            helper = multiprocessing.Process(target=busy_loop, daemon=True)
-            helper.start()
-        try:
-            for name in presets:
-                r = bench_pipeline(preset_settings(name, args.model_dir), args.seconds)
-                print(pipeline_line(f"{name:8s} {load:9s}", r))
-            if "balanced" in presets:
-                r = bench_pipeline(preset_settings("balanced", args.model_dir), args.seconds, always_moving=True)
-                print(pipeline_line(f"balanced {load:9s}", r).replace("] out", "] always moving: out", 1))
-        finally:
-            if helper is not None:
-                helper.terminate()
-    r = bench_idle(args.seconds, args.model_dir)
-    print(f"[nobody watching] idle {r['idle']}: {r['idle_core_percent']:.1f} % of one core (target < 5 %); "
-          f"a reader appears -> first composited frame {r['resume_ms']:.0f} ms")
+    print(f"{os.cpu_count()} cores; source {args.source} at 30 fps, blur background; {args.seconds:g} s per run")
+    for w, h in args.resolution or [(640, 480), (1280, 720)]:
+        frames = clip_frames(args.source, w, h)
+        print(f"--- {w}x{h} ({len(frames)} frames in memory, played forwards and back)")
+        for name in presets:
+            st = bench_stages(frames[len(frames) // 2], preset_settings(name, args.model_dir, (w, h)))
+            print(f"[{name}] CPU ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+        balanced = {}
+        for load in loads:
+            helper = None
+            if load == "busy core":
+                helper = multiprocessing.Process(target=busy_loop, daemon=True)
+                helper.start()
+            try:
+                for name in presets:
+                    r = bench_pipeline(preset_settings(name, args.model_dir, (w, h)), frames, args.seconds)
+                    print(pipeline_line(f"{name:8s} {load:9s}", r))
+                    if name == "balanced":
+                        balanced[load] = r["cpu_ms_per_frame"]
+                        r = bench_pipeline(preset_settings(name, args.model_dir, (w, h)), frames, args.seconds,
+                                           always_moving=True)
+                        print(pipeline_line(f"{name:8s} {load:9s}", r).replace("] out", "] always moving: out", 1))
+                        balanced[f"{load}, always moving"] = r["cpu_ms_per_frame"]
+            finally:
+                if helper is not None:
+                    helper.terminate()
+        if args.peer:
+            loops = bench_peer(frames, args.model_dir)
+            if loops:
+                ours, peer = loops
+                print(f"[peer] per-frame loops, 1 thread, model every frame, image background: ours {ours:.1f} "
+                      f"CPU ms/frame, MediaPipe pipeline {peer:.1f}, ratio {ours / peer:.2f}")
+                for load, ms in balanced.items():
+                    print(f"[peer] Balanced in the app ({load}) {ms:.1f} CPU ms/frame against the MediaPipe "
+                          f"pipeline's {peer:.1f}: ratio {ms / peer:.2f}")
+        del frames
+    if not args.no_idle:
+        r = bench_idle(args.seconds, args.model_dir)
+        print(f"[nobody watching] idle {r['idle']}: {r['idle_core_percent']:.1f} % of one core (target < 5 %); "
+              f"a reader appears -> first composited frame {r['resume_ms']:.0f} ms")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

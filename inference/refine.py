@@ -5,26 +5,34 @@ where something does) and optionally only the largest person, on the
 low-resolution mask; then edge-aware upsampling with a fast guided filter that
 uses the camera frame's colours as the guide (He et al.'s colour guided filter;
 grey is the cheaper option), so the matte snaps to real edges (what Google Meet
-does); last, a soft threshold (``threshold`` +- ``feather``) at full
-size, which turns the filter's gentle steps into crisp edges.
+does); then a soft threshold (``threshold`` +- ``feather``), which turns the
+filter's gentle steps into crisp edges. The filter and threshold run on the frame
+reduced by a whole factor to at most ``WORK_PIXELS`` (640x360: 1280x720 halved),
+and only the finished matte is scaled to the frame: their cost follows the edge's
+detail, not the camera's pixel count.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+WORK_PIXELS = 640 * 360        # the guided filter works on the frame reduced to at most this many pixels
+
 
 @dataclass
 class RefineSettings:
     threshold: float = 0.5         # probability that counts as half-person
-    feather: float = 0.25          # half-width of the soft ramp around the threshold (0 = hard edge)
+    feather: float = 0.15          # half-width of the soft ramp around the threshold (0 = hard edge)
     temporal: float = 0.6          # 0 = no smoothing, towards 1 = steadier (motion always passes)
     edge_radius: int = 12          # guided-filter radius at frame resolution (0 = plain bilinear)
     edge_eps: float = 1e-3         # guided-filter regularisation: smaller follows edges more tightly
     colour_edges: bool = True      # guide by colour (edges between same-brightness colours); False = grey
     largest_person_only: bool = False
+    decontaminate: bool = False    # edge pixels take the person's own colour, not the old room's (compositing)
+    light_wrap: float = 0.0        # 0 = off .. 1: the new background's light spills onto the person's edge
 
     def validate(self) -> "RefineSettings":
         if not 0.0 < self.threshold < 1.0:
@@ -35,6 +43,8 @@ class RefineSettings:
             raise ValueError("temporal smoothing must be in [0, 1)")
         if self.edge_radius < 0 or self.edge_eps <= 0:
             raise ValueError("edge radius must be >= 0 and edge eps > 0")
+        if not 0.0 <= self.light_wrap <= 1.0:
+            raise ValueError("light wrap must be between 0 (off) and 1")
         return self
 
 
@@ -79,8 +89,9 @@ class TemporalFilter:
 
 
 def guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int, eps: float,
-                    colour: bool = False) -> np.ndarray:
-    """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at full size.
+                    colour: bool = False, coarse: int = 4) -> np.ndarray:
+    """Fast guided filter (He & Sun 2015): coefficients on a grid ``coarse`` times smaller than the
+    frame, applied at the frame's size.
 
     ``colour`` guides by the frame's three colour channels (a 3x3 solve per pixel), which also
     finds edges between colours of equal brightness; otherwise by its grey levels.
@@ -89,11 +100,11 @@ def guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int,
     if radius <= 0:
         return cv2.resize(alpha_small, (w, h), interpolation=cv2.INTER_LINEAR)
     if colour:
-        return _colour_guided_upsample(alpha_small, frame_bgr, radius, eps)
+        return _colour_guided_upsample(alpha_small, frame_bgr, radius, eps, coarse)
     sh, sw = alpha_small.shape
-    # Work at ~1/4 of the frame (at least the mask size) for speed. Grey first, then shrink:
+    # Work at ~1/coarse of the frame (at least the mask size) for speed. Grey first, then shrink:
     # the same guide up to rounding (both steps are linear), a third of the resizing work.
-    gh, gw = max(sh, h // 4), max(sw, w // 4)
+    gh, gw = max(sh, h // coarse), max(sw, w // coarse)
     gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
     guide = cv2.resize(gray, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) * (1 / 255.0)
     p = cv2.resize(alpha_small, (gw, gh), interpolation=cv2.INTER_LINEAR)
@@ -112,14 +123,15 @@ def guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int,
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _colour_guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def _colour_guided_upsample(alpha_small: np.ndarray, frame_bgr: np.ndarray, radius: int, eps: float,
+                            coarse: int) -> np.ndarray:
     """The colour guided filter: per window, alpha ~ a . colour + b, with a 3x3 covariance solve.
 
     The covariance inverse is written out (cofactors of the symmetric matrix) so every step is a
-    whole-image OpenCV/numpy operation at 1/4 of the frame size.
+    whole-image OpenCV/numpy operation at 1/``coarse`` of the frame size.
     """
     h, w = frame_bgr.shape[:2]
-    gh, gw = max(8, h // 4), max(8, w // 4)      # 1/4 of the frame (not the mask size): the solve is costly
+    gh, gw = max(8, h // coarse), max(8, w // coarse)   # not the mask size: the solve is costly
     guide = cv2.resize(frame_bgr, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32) * (1 / 255.0)
     p = cv2.resize(alpha_small, (gw, gh), interpolation=cv2.INTER_LINEAR)
     r = max(1, round(radius * gw / w))
@@ -158,20 +170,97 @@ def to_uint8(prob: np.ndarray) -> np.ndarray:
     return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-class MaskRefiner:
-    """Stateful refiner: low-res probability + frame -> full-size alpha in [0, 1]."""
+def work_factor(height: int, width: int, max_pixels: int = WORK_PIXELS) -> int:
+    """The least whole factor that brings a ``width`` x ``height`` frame to at most ``max_pixels``."""
+    return max(1, math.ceil(math.sqrt(height * width / max_pixels)))
 
-    def __init__(self, settings: RefineSettings | None = None):
+
+def reduce_frame(frame_bgr: np.ndarray, factor: int) -> np.ndarray:
+    """``frame_bgr`` shrunk by a whole ``factor`` (pixel averages; OpenCV's fast path for whole factors)."""
+    if factor == 1:
+        return frame_bgr
+    h, w = frame_bgr.shape[:2]
+    return cv2.resize(frame_bgr, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class Matte:
+    """A refined matte, kept at the working size: ``level`` is the guided filter's output before the
+    soft threshold (``threshold`` +- ``feather``), ``work_frame`` the frame reduced to that size (what
+    guided it), ``size`` the frame's (height, width). The threshold is applied after scaling up, so
+    the edge stays as crisp as when the filter runs at the frame's size."""
+
+    level: np.ndarray
+    work_frame: np.ndarray
+    size: tuple[int, int]
+    threshold: float = 0.5
+    feather: float = 0.5
+    _work: np.ndarray | None = None
+    _level_full: np.ndarray | None = None
+    _full: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, alpha: np.ndarray, frame_bgr: np.ndarray) -> "Matte":
+        """A full-size alpha as a matte (working size = the frame's; the ramp 0.5 +- 0.5 keeps it as is)."""
+        return cls(alpha, frame_bgr, frame_bgr.shape[:2], 0.5, 0.5, alpha, alpha, alpha)
+
+    @property
+    def work(self) -> np.ndarray:
+        """The alpha (float32, 0-1) at the working size."""
+        if self._work is None:
+            self._work = soft_threshold(self.level, self.threshold, self.feather)
+        return self._work
+
+    def level_full(self) -> np.ndarray:
+        """``level`` scaled to the frame's size (bilinear; made once)."""
+        if self._level_full is None:
+            h, w = self.size
+            self._level_full = (self.level if self.level.shape == (h, w)
+                                else cv2.resize(self.level, (w, h), interpolation=cv2.INTER_LINEAR))
+        return self._level_full
+
+    def full_in(self, ys: slice, xs: slice) -> np.ndarray:
+        """The alpha at the frame's size within rows ``ys`` and columns ``xs``."""
+        if self._full is not None:
+            return self._full[ys, xs]
+        return soft_threshold(self.level_full()[ys, xs], self.threshold, self.feather)
+
+    def person_mask(self) -> np.ndarray:
+        """uint8 0/255 at the frame's size: where the alpha is at least 0.5."""
+        if self._full is not None:
+            return cv2.compare(self._full, 0.5, cv2.CMP_GE)
+        return cv2.compare(self.level_full(), self.threshold, cv2.CMP_GE)
+
+    def full(self) -> np.ndarray:
+        """The alpha (float32, 0-1) at the frame's size (made once)."""
+        if self._full is None:
+            self._full = soft_threshold(self.level_full(), self.threshold, self.feather)
+        return self._full
+
+
+class MaskRefiner:
+    """Stateful refiner: low-res probability + frame -> full-size alpha in [0, 1] (``matte`` keeps it at
+    the working size for a compositor that touches only the edges at full size)."""
+
+    def __init__(self, settings: RefineSettings | None = None, max_work_pixels: int = WORK_PIXELS):
         self.settings = (settings or RefineSettings()).validate()
+        self.max_work_pixels = max_work_pixels
         self.temporal = TemporalFilter()
 
     def reset(self) -> None:
         self.temporal.reset()
 
-    def __call__(self, prob_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+    def matte(self, prob_small: np.ndarray, frame_bgr: np.ndarray) -> Matte:
+        """The matte at the working size (the frame reduced by ``work_factor``)."""
         s = self.settings
         prob = self.temporal(prob_small.astype(np.float32, copy=False), s.temporal)
         if s.largest_person_only:
             prob = keep_largest_region(prob, s.threshold)
-        full = guided_upsample(prob, frame_bgr, s.edge_radius, s.edge_eps, s.colour_edges)
-        return soft_threshold(full, s.threshold, s.feather)
+        k = work_factor(*frame_bgr.shape[:2], self.max_work_pixels)
+        work = reduce_frame(frame_bgr, k)
+        r = max(1, round(s.edge_radius / k)) if s.edge_radius > 0 else 0
+        level = guided_upsample(prob, work, r, s.edge_eps, s.colour_edges, coarse=max(1, 4 // k))
+        return Matte(level, work, frame_bgr.shape[:2], s.threshold, s.feather)
+
+    def __call__(self, prob_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+        return self.matte(prob_small, frame_bgr).full()

@@ -156,3 +156,65 @@ def test_media_kinds():
     from bgswap.inference.media import media_kind
 
     assert [media_kind(p) for p in ("a.JPG", "b.webm", "c.txt", "d")] == ["image", "video", None, None]
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (1366, 768)])
+def test_blending_only_the_edge_gives_the_whole_frame_blend(size):
+    """The compositor copies where the matte is 0 or 1 and blends boxes round the edge: the same
+    picture as blending every pixel, on a moving person with the shipped model's matte."""
+    from bgswap.app.sources import open_source
+    from bgswap.app.sources import CaptureRequest
+    from bgswap.inference import Segmenter
+    from bgswap.inference.refine import MaskRefiner
+
+    w, h = size
+    src = open_source("demo:walk", CaptureRequest(w, h, 30), realtime=False)
+    src.open()
+    seg, refiner = Segmenter(threads=1), MaskRefiner()
+    bg = ColorBackground((200, 80, 20))
+    for i in (20, 75):
+        frame = src.frame_at(i)
+        matte = refiner.matte(seg.predict_lowres(frame), frame)
+        assert matte.work.shape[1] < w                      # the matte was made at a reduced size
+        alpha = matte.full()
+        assert 0.005 < float(((alpha > 0) & (alpha < 1)).mean()) < 0.2
+        want = cv2.blendLinear(frame, bg.render(frame, alpha), alpha, 1.0 - alpha)
+        out = Compositor()(frame, matte, bg)
+        assert np.abs(out.astype(np.int16) - want).max() <= 1
+
+
+def _room_and_person(h: int = 96, w: int = 128):
+    """A red person (right half) in front of a green room, with a 4-px edge where the camera mixed them."""
+    person, room = np.array([40, 40, 220], np.float32), np.array([40, 200, 40], np.float32)
+    alpha = np.clip((np.arange(w, dtype=np.float32) - 62) / 4.0, 0, 1)[None, :].repeat(h, 0)
+    frame = (alpha[..., None] * person + (1 - alpha[..., None]) * room + 0.5).astype(np.uint8)
+    return frame, alpha, person
+
+
+def test_decontamination_gives_the_edge_the_persons_colour():
+    from bgswap.inference.refine import RefineSettings
+
+    frame, alpha, person = _room_and_person()
+    blue = ColorBackground((255, 0, 0))
+    plain = Compositor(RefineSettings(decontaminate=False))(frame, alpha, blue)
+    clean = Compositor(RefineSettings(decontaminate=True))(frame, alpha, blue)
+    edge, faint = (alpha > 0.2) & (alpha < 0.8), (alpha > 0.2) & (alpha < 0.3)
+    # the old room's green survives in the plain blend's edge; decontaminated, much less of it
+    assert plain[edge][:, 1].mean() > 40
+    assert clean[edge][:, 1].mean() < 0.75 * plain[edge][:, 1].mean()
+    assert clean[faint][:, 1].mean() < 0.5 * plain[faint][:, 1].mean()     # most where the matte is faintest
+    np.testing.assert_array_equal(clean[alpha == 1], plain[alpha == 1])     # inside: untouched
+    np.testing.assert_array_equal(clean[alpha == 0], plain[alpha == 0])     # the background: untouched
+
+
+def test_light_wrap_lights_the_outline_and_nothing_deep_inside():
+    from bgswap.inference.refine import RefineSettings
+
+    frame, alpha, _ = _room_and_person()
+    blue = ColorBackground((255, 0, 0))
+    off = Compositor(RefineSettings(light_wrap=0.0))(frame, alpha, blue).astype(np.int16)
+    on = Compositor(RefineSettings(light_wrap=0.8))(frame, alpha, blue).astype(np.int16)
+    just_inside, deep = on[:, 67:71, 0] - off[:, 67:71, 0], on[:, 110:, 0] - off[:, 110:, 0]
+    assert just_inside.mean() > 10                          # blue light on the person's edge
+    assert np.abs(deep).max() == 0                           # none far inside
+    np.testing.assert_array_equal(on[alpha == 0], off[alpha == 0])

@@ -59,3 +59,26 @@ def test_it_never_zooms_past_its_limit_and_lets_an_empty_room_be_whole():
     assert (framer.crop.cx, framer.crop.cy, framer.crop.zoom) == (0.5, 0.5, 1.0)
     frame = np.random.default_rng(1).integers(0, 255, (H, W, 3), dtype=np.uint8)
     assert framer.apply(frame) is frame                                     # no crop: the frame as it is
+
+
+def test_the_crop_keeps_the_walking_demo_centred_once_seated():
+    """On ``demo:walk`` with the shipped model's masks (every other frame, as Balanced runs): from 1 s
+    after the person sits down, their centre stays within 10 % of the output's width of the middle."""
+    from bgswap.app.sources import CaptureRequest, open_source
+    from bgswap.inference import Segmenter
+
+    src = open_source("demo:walk", CaptureRequest(640, 360, 30), realtime=False)
+    src.open()
+    seg = Segmenter(threads=1)
+    framer = AutoFramer(max_zoom=1.5)
+    off = []
+    for i in range(0, 7 * 30):                      # seated from 4.5 s; leaning and turning till 7.5 s
+        if i % 2 == 0:
+            prob = seg.predict_lowres(src.frame_at(i))
+            framer.update(prob)
+        framer.step()
+        if i >= round(5.5 * 30):
+            ys, xs = np.nonzero(cv2.resize(prob, (640, 360)) > 0.5)
+            x0, _, cw, _ = framer.crop.rect(640, 360)
+            off.append(abs((xs.mean() - x0) / cw - 0.5))
+    assert max(off) < 0.10, max(off)

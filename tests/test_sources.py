@@ -80,3 +80,28 @@ def test_virtual_camera_devices_are_not_offered_as_cameras(monkeypatch):
     assert sources.default_source() == "/dev/video0"
     monkeypatch.setattr(sources, "_v4l2_devices", lambda: ["/dev/video2"])
     assert sources.default_source() == "demo"
+
+
+def test_walking_demo_walks_across_sits_and_loops():
+    """``demo:walk``: the person (found by the shipped model) starts left, walks right and sits lower;
+    the clip is smooth (no frame jumps) and loops."""
+    from bgswap.app.mask_schedule import thumbnail
+    from bgswap.app.walking_demo import PERIOD_S
+    from bgswap.inference import Segmenter
+
+    src = open_source("demo:walk", CaptureRequest(640, 360, 30), realtime=False)
+    src.open()
+    seg = Segmenter(threads=1)
+
+    def where(t: float) -> tuple[float, float]:
+        p = seg(src.frame_at(round(t * 30))) > 0.5
+        ys, xs = np.nonzero(p)
+        return xs.mean() / 640, ys.min() / 360            # centre (share of width), head top (share of height)
+
+    (x0, top0), (x1, top1) = where(0.5), where(6.0)
+    assert x0 < 0.4 and x1 > 0.6                            # walked from the left to the right
+    assert top1 > top0 + 0.05                               # and sat down
+    thumbs = [thumbnail(src.frame_at(i)) for i in range(0, int(PERIOD_S * 30), 2)]
+    steps = [float(np.abs(a - b).mean()) for a, b in zip(thumbs[1:], thumbs[:-1])]
+    assert max(steps) < 12 and np.mean(steps) > 1.5        # always moving, never jumping
+    np.testing.assert_array_equal(src.frame_at(0), src.frame_at(int(PERIOD_S * 30)))

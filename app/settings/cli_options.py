@@ -83,6 +83,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--feather", ("engine.refine.feather",), "edge softness (0-0.5)", type=number, metavar="0-0.5"),
     Option("--temporal", ("engine.refine.temporal",), "temporal smoothing, 0 = off (0-0.99)", type=number, metavar="0-0.99"),
     Option("--largest-person", ("engine.refine.largest_person_only",), "keep only the largest person", const=True),
+    Option("--decontaminate", ("engine.refine.decontaminate",), "edge pixels take your own colour, not the room's",
+           const=True),
+    Option("--light-wrap", ("engine.refine.light_wrap",), "the new background's light on your outline, 0 = off (0-1)",
+           type=number, metavar="0-1"),
     Option("--auto-frame", ("engine.auto_frame",), "pan and zoom to keep you centred and sized like a video call "
            "(1.5x at most)", const=True),
     Option("--virtual-cam", ("outputs.virtual_camera",), "publish to a virtual camera", const=True),

@@ -65,6 +65,14 @@ class QualityTab(QWidget):
         f.addRow("Edge softness", with_value(self.feather_slider, lambda v: f"{v / 100:.2f}"))
         self.largest = self._checkbox("Only the largest person", "largest_person_only", r.largest_person_only)
         f.addRow(self.largest)
+        self.decontaminate = self._checkbox("Clean edge colours", "decontaminate", r.decontaminate,
+                                            "Your outline takes your own colour instead of the room's behind you "
+                                            "(costs 1.5-3 ms per frame)")
+        f.addRow(self.decontaminate)
+        self.wrap_slider = self._slider(0, 100, round(r.light_wrap * 100), lambda v: self._update(light_wrap=v / 100))
+        self.wrap_slider.setToolTip("A little of the new background's light spills onto your outline, so you look lit "
+                                    "by it; 0 = off (costs 3-5 ms per frame when on)")
+        f.addRow("Light wrap", with_value(self.wrap_slider, lambda v: f"{v / 100:.2f}"))
         self.async_box = self._checkbox(
             "Keep full frame rate", "async_segmentation", s.async_segmentation,
             "When the model is slower than the camera, show every frame with the newest mask "
@@ -109,6 +117,7 @@ class QualityTab(QWidget):
         for widget, value in ((self.edge_slider, r.edge_radius), (self.temporal_slider, round(r.temporal * 100)),
                               (self.threshold_slider, round(r.threshold * 100)),
                               (self.feather_slider, round(r.feather * 100)), (self.largest, r.largest_person_only),
+                              (self.decontaminate, r.decontaminate), (self.wrap_slider, round(r.light_wrap * 100)),
                               (self.colour_edges, r.colour_edges), (self.async_box, s.async_segmentation),
                               (self.auto_frame, s.auto_frame)):
             widget.blockSignals(True)
