@@ -271,23 +271,27 @@ def parse_background(spec: "str | BackgroundSpec", fit: tuple[int, int] | None =
         return VideoBackground(path)
 
 
-EDGE_STRIP = 16      # working-size rows per strip when boxing the matte's edge
-COLOUR_REACH = 2.0   # sigma, in pixels of a quarter-size frame, of the blur that finds the person's own colour
-WRAP_REACH = 2.0     # sigma, in pixels of a quarter-size frame, of the light wrap's spill (~8 px at full size)
+EDGE_STRIP = 32      # working-size rows per strip when boxing the matte's edge
+EDGE_GRID = 8        # decontamination and light wrap are worked out on the frame reduced ~this much
+COLOUR_REACH = 1.0   # sigma, in pixels of that grid, of the blur that finds the person's own colour (~8 px)
+WRAP_REACH = 0.75    # sigma, in pixels of that grid, of the light wrap's spill (~6 px at full size)
 
 
-def edge_boxes(work_alpha: np.ndarray, factor_y: float, factor_x: float, size: tuple[int, int],
-               strip: int = EDGE_STRIP, grow: int = 0) -> list[tuple[slice, slice]]:
-    """Boxes at the frame's size (``size``: height, width) that hold every pixel a matte scaled up
-    from ``work_alpha`` by the factors leaves between 0 and 1 (and ``grow`` working pixels more): per
-    strip of working rows, the runs of columns where its edge (with one working pixel round it) lies."""
-    h, w = size
+def edge_band(work_alpha: np.ndarray, grow: int = 0) -> np.ndarray:
+    """uint8 0/255 at the working size: pixels next to both some person (alpha > 0) and some background
+    (alpha < 1), which also catches a step from 0 straight to 1, and ``1 + grow`` pixels round them
+    (scaling up blends a pixel with its neighbours)."""
     k = np.ones((3, 3), np.uint8)
-    # the edge: pixels next to both some person (alpha > 0) and some background (alpha < 1), which
-    # also catches a step from 0 straight to 1; and one pixel round it, which scaling up blends
     near_person = cv2.dilate(cv2.compare(work_alpha, 0.0, cv2.CMP_GT), k)
     near_room = cv2.dilate(cv2.compare(work_alpha, 1.0, cv2.CMP_LT), k)
-    band = cv2.dilate(cv2.bitwise_and(near_person, near_room), np.ones((3 + 2 * grow, 3 + 2 * grow), np.uint8))
+    return cv2.dilate(cv2.bitwise_and(near_person, near_room), np.ones((3 + 2 * grow, 3 + 2 * grow), np.uint8))
+
+
+def edge_boxes(band: np.ndarray, factor_y: float, factor_x: float, size: tuple[int, int],
+               strip: int = EDGE_STRIP) -> list[tuple[slice, slice]]:
+    """Boxes at the frame's size (``size``: height, width) that hold every pixel of a working-size
+    ``band`` scaled up by the factors: per strip of working rows, the runs of columns it covers."""
+    h, w = size
     boxes = []
     for r0 in range(0, band.shape[0], strip):
         cols = band[r0:r0 + strip].max(axis=0)
@@ -301,7 +305,7 @@ def edge_boxes(work_alpha: np.ndarray, factor_y: float, factor_x: float, size: t
     return boxes
 
 
-def _grow_box(small: np.ndarray, ys: slice, xs: slice, g: int) -> np.ndarray:
+def _box_of(small: np.ndarray, ys: slice, xs: slice, g: int) -> np.ndarray:
     """The part of ``small`` (the frame reduced by the whole factor ``g``) under a frame box, scaled up
     bilinearly as a whole-frame resize would (a one-pixel margin keeps the borders the same)."""
     sh, sw = small.shape[:2]
@@ -311,27 +315,27 @@ def _grow_box(small: np.ndarray, ys: slice, xs: slice, g: int) -> np.ndarray:
     return up[ys.start - gy0 * g:ys.stop - gy0 * g, xs.start - gx0 * g:xs.stop - gx0 * g]
 
 
-def _quarter(img: np.ndarray, factor: int) -> np.ndarray:
+def _reduce(img: np.ndarray, factor: int) -> np.ndarray:
     """``img`` reduced by the whole ``factor`` (pixel averages)."""
     h, w = img.shape[:2]
     return img if factor == 1 else cv2.resize(img, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
 
 
 class Compositor:
-    """out = alpha * person + (1 - alpha) * background, with buffers reused between frames. Where the
-    matte is 0 or 1 the background or the frame is copied; only boxes round its edge are blended, so
-    the cost follows the edge's length rather than the frame's pixel count.
+    """out = alpha * person + (1 - alpha) * background. Where the matte is 0 or 1 the background or the
+    frame is copied; only boxes round its edge are blended, so the cost follows the edge's length
+    rather than the frame's pixel count.
 
     ``decontaminate``: in the edge the person's colour is estimated from the nearest confident person
     pixels (a blur of the frame where alpha ~ 1, normalised by a blur of that mask), so
     semi-transparent pixels carry the person's colour, not the old room's. ``light_wrap`` (0-1): the
-    new background, blurred, spills onto the person's outer edge as compositors do. Both work on a
-    quarter-size frame and touch only the edge's boxes."""
+    new background, blurred, spills onto the person's outer edge as compositors do. Both are worked
+    out on a grid ~EDGE_GRID times smaller than the frame and scaled up inside the edge's boxes only."""
 
     def __init__(self, settings: RefineSettings | None = None) -> None:
         self.settings = settings or RefineSettings()
         self._bg_seen: np.ndarray | None = None      # the background last reduced (held, so its id stays its own)
-        self._bg_small: np.ndarray | None = None
+        self._bg_light: np.ndarray | None = None
 
     def __call__(self, frame: np.ndarray, alpha: "np.ndarray | Matte", background: Background) -> np.ndarray:
         matte = alpha if isinstance(alpha, Matte) else Matte.of(alpha, frame)
@@ -344,40 +348,48 @@ class Compositor:
         wh, ww = matte.work.shape
         s = self.settings
         wrap = float(s.light_wrap)
-        k = max(1, round(w / ww))
-        g = k * max(1, 4 // k) if w % (k * max(1, 4 // k)) == 0 and h % (k * max(1, 4 // k)) == 0 else 0
-        grow = round(3 * WRAP_REACH * g / k) if wrap > 0 and g else 0
-        boxes = edge_boxes(matte.work, h / wh, w / ww, (h, w), grow=grow)
-        person = light = reach = None
-        if g and (s.decontaminate or wrap > 0) and boxes:
-            a_small = _quarter(matte.work, g // k)
-            if s.decontaminate:
-                f_small = _quarter(matte.work_frame, g // k).astype(np.float32)
-                sure = cv2.compare(a_small, 0.98, cv2.CMP_GE)
-                sure = cv2.multiply(sure, 1 / 255.0, dtype=cv2.CV_32F)
-                num = cv2.GaussianBlur(f_small * sure[..., None], (0, 0), COLOUR_REACH)
-                den = cv2.GaussianBlur(sure, (0, 0), COLOUR_REACH)
-                person = np.where(den[..., None] > 1e-3, num / np.maximum(den, 1e-3)[..., None], f_small)
-            if wrap > 0:
-                light = cv2.GaussianBlur(self._small_background(bg, g), (0, 0), WRAP_REACH)
-                reach = cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH)
-        for ys, xs in boxes:
+        k = max(1, round(w / ww))                    # working size -> frame
+        g = k * max(1, round(EDGE_GRID / k))         # the grid of the edge's colours -> frame
+        if w % g or h % g:                           # odd sizes: no decontamination or light wrap
+            own = light = None
+        else:
+            own, light = self._edge_colours(matte, bg, k, g)
+        grow = round(2 * WRAP_REACH * g / k) if light is not None else 0
+        for ys, xs in edge_boxes(edge_band(matte.work, grow), h / wh, w / ww, (h, w)):
             a = matte.full_in(ys, xs)
+            inv = 1.0 - a
             fg = frame[ys, xs]
-            if person is not None or light is not None:
-                fg = fg.astype(np.float32)
-                a3 = a[..., None]
-                if person is not None:          # the person's own colour where the matte is partial
-                    fg = fg * a3 + _grow_box(person, ys, xs, g) * (1.0 - a3)
-                if light is not None:           # spill: strongest just inside the edge, none deep inside
-                    spill = (wrap * a * (1.0 - _grow_box(reach, ys, xs, g)))[..., None]
-                    fg = fg * (1.0 - spill) + _grow_box(light, ys, xs, g) * spill
-                fg = np.clip(fg, 0, 255).astype(np.uint8)
-            out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, 1.0 - a)
+            if own is not None:          # partial pixels take the person's own colour, by 1 - alpha
+                fg = cv2.blendLinear(fg, _box_of(own, ys, xs, g), a, inv)
+            if light is not None:        # the spill: strongest just inside the edge, none deep inside
+                spill = cv2.multiply(a, cv2.subtract(1.0, _box_of(light[1], ys, xs, g)), scale=wrap)
+                fg = cv2.blendLinear(fg, _box_of(light[0], ys, xs, g), cv2.subtract(1.0, spill), spill)
+            out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
-    def _small_background(self, bg: np.ndarray, g: int) -> np.ndarray:
-        """``bg`` reduced by ``g`` as float32; kept while the background is the same picture."""
-        if bg is not self._bg_seen or self._bg_small is None or self._bg_small.shape[0] != bg.shape[0] // g:
-            self._bg_small, self._bg_seen = _quarter(bg, g).astype(np.float32), bg
-        return self._bg_small
+    def _edge_colours(self, matte: Matte, bg: np.ndarray, k: int, g: int):
+        """On the frame reduced by ``g``: (the person's own colour near the edge, uint8, or None; (the new
+        background blurred, uint8; how far inside the person each pixel is, 0-1), or None)."""
+        s = self.settings
+        own = light = None
+        if not (s.decontaminate or s.light_wrap > 0):
+            return own, light
+        a_small = _reduce(matte.work, g // k)
+        if s.decontaminate:       # a blur of the frame where alpha ~ 1, normalised by a blur of that mask
+            f_small = _reduce(matte.work_frame, g // k)
+            sure = cv2.compare(a_small, 0.98, cv2.CMP_GE)
+            num = cv2.GaussianBlur(cv2.bitwise_and(f_small, f_small, mask=sure).astype(np.float32), (0, 0),
+                                   COLOUR_REACH)
+            den = cv2.GaussianBlur(cv2.multiply(sure, 1 / 255.0, dtype=cv2.CV_32F), (0, 0), COLOUR_REACH)
+            own = cv2.divide(num, cv2.merge([np.maximum(den, 1e-3)] * 3), dtype=cv2.CV_8U)
+            cv2.copyTo(f_small, cv2.compare(den, 1e-3, cv2.CMP_LE), own)      # no person nearby: as it is
+        if s.light_wrap > 0:
+            light = (self._background_light(bg, g), cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH))
+        return own, light
+
+    def _background_light(self, bg: np.ndarray, g: int) -> np.ndarray:
+        """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
+        picture (an image or a colour), made anew for one that changes (video, blur)."""
+        if bg is not self._bg_seen or self._bg_light is None or self._bg_light.shape[0] != bg.shape[0] // g:
+            self._bg_light, self._bg_seen = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg
+        return self._bg_light

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 WORK_PIXELS = 640 * 360        # the guided filter works on the frame reduced to at most this many pixels
+REFERENCE_LINES = 480          # the guided filter's coefficients are computed on ~1/4 of a frame this tall
 
 
 @dataclass
@@ -225,6 +226,12 @@ class Matte:
             return self._full[ys, xs]
         return soft_threshold(self.level_full()[ys, xs], self.threshold, self.feather)
 
+    def full_at(self, idx: np.ndarray) -> np.ndarray:
+        """The alpha at the frame's size at the flat pixel indices ``idx`` (row * width + column)."""
+        if self._full is not None:
+            return self._full.reshape(-1)[idx]
+        return soft_threshold(self.level_full().reshape(-1)[idx], self.threshold, self.feather)
+
     def person_mask(self) -> np.ndarray:
         """uint8 0/255 at the frame's size: where the alpha is at least 0.5."""
         if self._full is not None:
@@ -256,10 +263,15 @@ class MaskRefiner:
         prob = self.temporal(prob_small.astype(np.float32, copy=False), s.temporal)
         if s.largest_person_only:
             prob = keep_largest_region(prob, s.threshold)
+        h = frame_bgr.shape[0]
         k = work_factor(*frame_bgr.shape[:2], self.max_work_pixels)
         work = reduce_frame(frame_bgr, k)
+        # The filter's coefficients live on a grid of ~120 lines whatever the camera (they vary
+        # slowly; a bigger frame only shows the same edge with more pixels); it is applied at the
+        # working size.
+        scale = max(1.0, h / REFERENCE_LINES)
         r = max(1, round(s.edge_radius / k)) if s.edge_radius > 0 else 0
-        level = guided_upsample(prob, work, r, s.edge_eps, s.colour_edges, coarse=max(1, 4 // k))
+        level = guided_upsample(prob, work, r, s.edge_eps, s.colour_edges, coarse=max(1, round(4 * scale / k)))
         return Matte(level, work, frame_bgr.shape[:2], s.threshold, s.feather)
 
     def __call__(self, prob_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
