@@ -2,7 +2,8 @@
 MediaPipe-selfie pipeline other apps run; prints numbers.
 
     python benchmarks/bench_pipeline.py [--source demo:walk|demo|FILE] [--resolution 1280x720 ...]
-                                        [--preset balanced] [--busy-core] [--peer] [--seconds 10]
+                                        [--preset balanced] [--busy-core] [--peer] [--edge-colours]
+                                        [--seconds 10] [--no-idle] [--model-dir DIR]
 
 The source (default ``demo:walk``: the demo photo's person walks across the room, sits, turns their
 head and leans in) is rendered or decoded into memory first (the first 180 frames, played forwards
@@ -19,7 +20,9 @@ Per resolution (default: both):
   (``Segmenter.predict_lowres`` + ``MaskRefiner`` + ``Compositor``, Balanced's settings) and the loop
   Linux-Fake-Background-Webcam runs on MediaPipe selfie (segment at 256, 7x7 blur, threshold,
   dilate, ``blendLinear``), with ``../shared/teachers/mediapipe_selfie_256x256.onnx`` as a benchmark
-  reference only; then Balanced's CPU ms per frame in the app against that loop, and the ratio.
+  reference only; then Balanced's CPU ms per frame in the app against that loop, and the ratio;
+- with ``--edge-colours``: Balanced (always moving) again with edge colour decontamination and
+  light wrap 0.3, and what they add per frame.
 Last, at 640x480, the cost of idling (nobody reads the virtual camera) and the time from a reader
 appearing to the first composited frame.
 
@@ -54,11 +57,16 @@ from bgswap.inference.compose import Compositor, parse_background  # noqa: E402
 from bgswap.inference.refine import MaskRefiner, RefineSettings  # noqa: E402
 
 
-def preset_settings(name: str, model_dir: str | None = None, size: tuple[int, int] = (640, 480)) -> EngineSettings:
-    """A preset's engine settings on a blur background at ``size``; ``model_dir`` None is the shipped model."""
+EDGE_COLOURS = {"engine.refine.decontaminate": True, "engine.refine.light_wrap": 0.3}
+
+
+def preset_settings(name: str, model_dir: str | None = None, size: tuple[int, int] = (640, 480),
+                    edge_colours: bool = False) -> EngineSettings:
+    """A preset's engine settings on a blur background at ``size``; ``model_dir`` None is the shipped
+    model; ``edge_colours``: with decontamination and light wrap 0.3."""
     s = Settings()
     s.engine.model_dir = model_dir
-    for path, value in preset_values(name).items():
+    for path, value in {**preset_values(name), **(EDGE_COLOURS if edge_colours else {})}.items():
         set_path(s, path, value)
     s.engine.background = "blur"
     s.engine.width, s.engine.height = size
@@ -129,15 +137,15 @@ class MemorySource:
 def bench_stages(frame: np.ndarray, s: EngineSettings, n: int = 60) -> dict:
     """CPU ms per call of each stage on one frame, with ``s``'s settings (one model thread)."""
     seg = Segmenter(s.model_dir, input_size=s.input_size, threads=1, passes=s.passes)
-    ref, comp, bg = MaskRefiner(s.refine), Compositor(), parse_background("blur")
+    ref, comp, bg = MaskRefiner(s.refine), Compositor(s.refine), parse_background("blur")
     for _ in range(5):
-        comp(frame, ref(seg.predict_lowres(frame), frame), bg)
+        comp(frame, ref.matte(seg.predict_lowres(frame), frame), bg)
     cpu = {"model": 0.0, "refine": 0.0, "composite": 0.0}
     for _ in range(n):
         c0 = time.process_time()
         prob = seg.predict_lowres(frame)
         c1 = time.process_time()
-        alpha = ref(prob, frame)
+        alpha = ref.matte(prob, frame)          # as the engine does: the matte at the working size
         c2 = time.process_time()
         comp(frame, alpha, bg)
         c3 = time.process_time()
@@ -270,9 +278,9 @@ def our_loop(frames: list[np.ndarray], bg: np.ndarray, model_dir: str | None) ->
 
     s = preset_settings("balanced", model_dir, (bg.shape[1], bg.shape[0]))
     seg = Segmenter(s.model_dir, input_size=s.input_size, threads=1, passes=s.passes)
-    refiner, comp = MaskRefiner(s.refine), Compositor()
+    refiner, comp = MaskRefiner(s.refine), Compositor(s.refine)
     background = ImageBackground(image=bg, label="bench", fit=(bg.shape[1], bg.shape[0]))
-    return _cpu_ms_per_frame(lambda f: comp(f, refiner(seg.predict_lowres(f), f), background), frames)
+    return _cpu_ms_per_frame(lambda f: comp(f, refiner.matte(seg.predict_lowres(f), f), background), frames)
 
 
 def _cpu_ms_per_frame(fn, frames: list[np.ndarray]) -> float:
@@ -320,6 +328,8 @@ def main() -> None:
     ap.add_argument("--busy-core", action="store_true", help="also measure with one core kept busy")
     ap.add_argument("--peer", action="store_true", help="also the MediaPipe-selfie pipeline on the same frames")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle (nobody watching) measurement")
+    ap.add_argument("--edge-colours", action="store_true",
+                    help="also Balanced (always moving) with decontamination and light wrap 0.3")
     ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. a fresh export)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -348,6 +358,13 @@ def main() -> None:
                                            always_moving=True)
                         print(pipeline_line(f"{name:8s} {load:9s}", r).replace("] out", "] always moving: out", 1))
                         balanced[f"{load}, always moving"] = r["cpu_ms_per_frame"]
+                        if args.edge_colours:
+                            e = bench_pipeline(preset_settings(name, args.model_dir, (w, h), edge_colours=True),
+                                               frames, args.seconds, always_moving=True)
+                            print(pipeline_line(f"{name:8s} {load:9s}", e).replace(
+                                "] out", "] always moving, decontaminated + light wrap 0.3: out", 1))
+                            print(f"[edge colours] decontamination + light wrap cost "
+                                  f"{e['cpu_ms_per_frame'] - r['cpu_ms_per_frame']:+.1f} CPU ms/frame ({load})")
             finally:
                 if helper is not None:
                     helper.terminate()

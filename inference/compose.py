@@ -24,9 +24,10 @@ class Background(Protocol):
     kind: str
     label: str
 
-    def render(self, frame: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+    def render(self, frame: np.ndarray, alpha: np.ndarray, reduced: np.ndarray | None = None) -> np.ndarray | None:
         """A BGR uint8 image the size of ``frame``, or None to leave the frame as it is. ``alpha`` is the
-        person's matte at the frame's size or a whole factor smaller."""
+        person's matte at the frame's size or a whole factor smaller; ``reduced``, when the caller has
+        it, the frame reduced to the matte's size (a background made from the frame starts there)."""
 
     def close(self) -> None:
         """Release what the background holds open (a video file); it is not rendered again."""
@@ -129,7 +130,7 @@ class ImageBackground(HoldsNothingOpen):
         self.label = label or (self.path.name if self.path else "image")
         self._fitted: np.ndarray | None = None
 
-    def render(self, frame, alpha):
+    def render(self, frame, alpha, reduced=None):
         h, w = frame.shape[:2]
         if self._fitted is None or self._fitted.shape[:2] != (h, w):
             self._fitted = cover_fit(self.image, w, h)
@@ -179,7 +180,7 @@ class VideoBackground:
         if self._shown < due:
             self._shown = due
 
-    def render(self, frame, alpha):
+    def render(self, frame, alpha, reduced=None):
         with self._lock:
             self._advance()
             h, w = frame.shape[:2]
@@ -202,7 +203,7 @@ class BlurBackground(HoldsNothingOpen):
         self.strength = int(strength)
         self.label = f"Blur {self.strength}"
 
-    def render(self, frame, alpha):
+    def render(self, frame, alpha, reduced=None):
         h, w = frame.shape[:2]
         # The blur's sigma at full size is 2 x strength pixels. Blur at 1/f of the size, f = 4 up to
         # strength 11, else 8 (a power of two: webcam sizes divide by it, OpenCV's fast path for
@@ -210,7 +211,10 @@ class BlurBackground(HoldsNothingOpen):
         # the same look for 16-64x fewer pixels.
         f = 4 if self.strength < 12 else 8
         sw, sh = max(1, w // f), max(1, h // f)
-        small = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        source = frame
+        if reduced is not None and reduced.shape[1] >= sw and w % reduced.shape[1] == 0:
+            source = reduced             # the same pixel averages from a quarter of the pixels (or fewer)
+        small = cv2.resize(source, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
         bgw = 1.0 - cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
         sigma = self.strength * 2.0 / f
         num = cv2.GaussianBlur(small * bgw[..., None], (0, 0), sigma)
@@ -230,7 +234,7 @@ class ColorBackground(HoldsNothingOpen):
         self.label = label or "#%02X%02X%02X" % (self.bgr[2], self.bgr[1], self.bgr[0])
         self._img: np.ndarray | None = None
 
-    def render(self, frame, alpha):
+    def render(self, frame, alpha, reduced=None):
         if self._img is None or self._img.shape != frame.shape:
             self._img = np.empty_like(frame)
             self._img[:] = self.bgr
@@ -243,7 +247,7 @@ class NoBackground(HoldsNothingOpen):
     kind = "none"
     label = "None"
 
-    def render(self, frame, alpha):
+    def render(self, frame, alpha, reduced=None):
         return None
 
 
@@ -339,7 +343,7 @@ class Compositor:
 
     def __call__(self, frame: np.ndarray, alpha: "np.ndarray | Matte", background: Background) -> np.ndarray:
         matte = alpha if isinstance(alpha, Matte) else Matte.of(alpha, frame)
-        bg = background.render(frame, matte.work)
+        bg = background.render(frame, matte.work, matte.work_frame)
         if bg is None:
             return frame
         out = bg.copy()
