@@ -283,12 +283,16 @@ WRAP_REACH = 0.75    # sigma, in pixels of that grid, of the light wrap's spill 
 
 def edge_band(work_alpha: np.ndarray, grow: int = 0) -> np.ndarray:
     """uint8 0/255 at the working size: pixels next to both some person (alpha > 0) and some background
-    (alpha < 1), which also catches a step from 0 straight to 1, and ``1 + grow`` pixels round them
-    (scaling up blends a pixel with its neighbours)."""
+    (alpha < 1), which also catches a step from 0 straight to 1, and one pixel round them (scaling up
+    blends a pixel with its neighbours); and ``grow`` pixels more into the person."""
     k = np.ones((3, 3), np.uint8)
-    near_person = cv2.dilate(cv2.compare(work_alpha, 0.0, cv2.CMP_GT), k)
+    person = cv2.compare(work_alpha, 0.0, cv2.CMP_GT)
     near_room = cv2.dilate(cv2.compare(work_alpha, 1.0, cv2.CMP_LT), k)
-    return cv2.dilate(cv2.bitwise_and(near_person, near_room), np.ones((3 + 2 * grow, 3 + 2 * grow), np.uint8))
+    band = cv2.dilate(cv2.bitwise_and(cv2.dilate(person, k), near_room), k)
+    if grow:
+        inside = cv2.bitwise_and(cv2.dilate(band, np.ones((1 + 2 * grow, 1 + 2 * grow), np.uint8)), person)
+        band = cv2.bitwise_or(band, cv2.dilate(inside, k))
+    return band
 
 
 def edge_boxes(band: np.ndarray, factor_y: float, factor_x: float, size: tuple[int, int],

@@ -164,14 +164,19 @@ def test_settings_persist_across_a_restart(make_window, qtbot):
     w.quality_tab.largest.setChecked(True)
     w.quality_tab.colour_edges.setChecked(False)
     assert w.engine.refiner.settings.colour_edges is False          # applied to the running engine
+    w.quality_tab.decontaminate.setChecked(True)
+    w.quality_tab.wrap_slider.setValue(40)
+    assert w.engine.compositor.settings.decontaminate and w.engine.compositor.settings.light_wrap == pytest.approx(0.4)
     w.resize(700, 500)           # the offscreen screen is 800x600
     w.close()
     saved = SettingsStore().load()
     assert saved.engine.background == "color:#123456" and saved.gui.preview_mirror
     assert saved.engine.refine.threshold == pytest.approx(0.62) and saved.engine.refine.largest_person_only
     assert saved.engine.refine.colour_edges is False
+    assert saved.engine.refine.decontaminate and saved.engine.refine.light_wrap == pytest.approx(0.4)
     w2 = make_window(saved)
     assert not w2.quality_tab.colour_edges.isChecked()
+    assert w2.quality_tab.decontaminate.isChecked() and w2.quality_tab.wrap_slider.value() == 40
     assert w2.engine.settings.background == "color:#123456"
     assert w2.quality_tab.threshold_slider.value() == 62 and w2.camera_tab.mirror_view.isChecked()
     assert (w2.width(), w2.height()) == (700, 500)
