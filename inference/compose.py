@@ -324,9 +324,14 @@ def _box_of(small: np.ndarray, ys: slice, xs: slice, g: int) -> np.ndarray:
 
 
 def _reduce(img: np.ndarray, factor: int) -> np.ndarray:
-    """``img`` reduced by the whole ``factor`` (pixel averages)."""
+    """``img`` reduced by the whole ``factor`` (pixel averages of ``factor`` x ``factor`` blocks from
+    the top left), with one more row and column continued from the edge, so it covers all of ``img``
+    even when the factor does not divide its size."""
     h, w = img.shape[:2]
-    return img if factor == 1 else cv2.resize(img, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    if factor > 1:
+        img = cv2.resize(img[:h - h % factor, :w - w % factor], (w // factor, h // factor),
+                         interpolation=cv2.INTER_AREA)
+    return cv2.copyMakeBorder(img, 0, 1, 0, 1, cv2.BORDER_REPLICATE)
 
 
 class Compositor:
@@ -358,10 +363,7 @@ class Compositor:
         wrap = float(s.light_wrap)
         k = max(1, round(w / ww))                    # working size -> frame
         g = k * max(1, round(EDGE_GRID / k))         # the grid of the edge's colours -> frame
-        if w % g or h % g:                           # odd sizes: no decontamination or light wrap
-            own = light = None
-        else:
-            own, light = self._edge_colours(matte, bg, k, g)
+        own, light = self._edge_colours(matte, bg, k, g)
         grow = round(2 * WRAP_REACH * g / k) if light is not None else 0
         for ys, xs in edge_boxes(edge_band(matte.work, grow), h / wh, w / ww, (h, w)):
             a = matte.full_in(ys, xs)
@@ -398,6 +400,6 @@ class Compositor:
     def _background_light(self, bg: np.ndarray, g: int) -> np.ndarray:
         """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
         picture (an image or a colour), made anew for one that changes (video, blur)."""
-        if bg is not self._bg_seen or self._bg_light is None or self._bg_light.shape[0] != bg.shape[0] // g:
+        if bg is not self._bg_seen or self._bg_light is None or self._bg_light.shape[0] != bg.shape[0] // g + 1:
             self._bg_light, self._bg_seen = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg
         return self._bg_light

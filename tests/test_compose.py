@@ -218,3 +218,21 @@ def test_light_wrap_lights_the_outline_and_nothing_deep_inside():
     assert just_inside.mean() > 10                          # blue light on the person's edge
     assert np.abs(deep).max() == 0                           # none far inside
     np.testing.assert_array_equal(on[alpha == 0], off[alpha == 0])
+
+
+@pytest.mark.parametrize("size", [(960, 540), (1366, 768), (320, 240)])
+def test_edge_colours_work_at_sizes_the_grid_does_not_divide(size):
+    """Decontamination and light wrap at camera sizes that are not a multiple of their grid: the
+    edge changes, the rest is the plain blend's."""
+    from bgswap.inference.refine import RefineSettings
+
+    w, h = size
+    frame, alpha, _ = _room_and_person(h, w)
+    alpha[: h // 3] = 0.0                                   # an edge across as well as down
+    blue = ColorBackground((255, 0, 0))
+    plain = Compositor(RefineSettings())(frame, alpha, blue)
+    both = Compositor(RefineSettings(decontaminate=True, light_wrap=0.5))(frame, alpha, blue)
+    assert both.shape == plain.shape
+    changed = np.abs(both.astype(np.int16) - plain).max(axis=2) > 0
+    assert changed.any() and not changed[alpha == 0].any()
+    assert not changed[h // 3 + 40:, 66 + 40:].any()        # deep inside the person: untouched
