@@ -89,6 +89,12 @@ def _studio(photo: np.ndarray, matte: np.ndarray) -> np.ndarray:
     return room
 
 
+def _box(layer: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) round a layer's non-zero pixels."""
+    x, y, w, h = cv2.boundingRect(cv2.findNonZero(layer))
+    return x, y, x + w, y + h
+
+
 class WalkingDemoSource(_PacedSource):
     """Frames of the walking demo at the requested size (``frame_at(i)``), paced like a camera."""
 
@@ -101,6 +107,7 @@ class WalkingDemoSource(_PacedSource):
         self.realtime = realtime
         self._pace = _Paced(self.fps)
         self._layers: tuple | None = None
+        self._boxes: list[tuple[int, int, int, int]] = []
         self._i = 0
 
     def open(self) -> None:
@@ -116,6 +123,7 @@ class WalkingDemoSource(_PacedSource):
         head[:HEAD_BOTTOM, HEAD_X[0]:HEAD_X[1]] = matte[:HEAD_BOTTOM, HEAD_X[0]:HEAD_X[1]]
         body = cv2.subtract(matte, head)
         self._layers = (room, photo, body, head)
+        self._boxes = [_box(body), _box(head)]
         self._i = 0
 
     def frame_at(self, i: int) -> np.ndarray:
@@ -129,12 +137,21 @@ class WalkingDemoSource(_PacedSource):
         m[1, 2] += h * (1.0 + p.drop) - 512.0 + 0.02 * h
         mh = np.vstack([m, [0, 0, 1]])
         turn = np.vstack([cv2.getRotationMatrix2D(NECK, p.head, 1.0), [0, 0, 1]])
-        out = room
-        for layer, mat in ((body, mh), (head, mh @ turn)):
-            a = cv2.warpAffine(layer, mat[:2], (w, h), flags=cv2.INTER_LINEAR)
-            a = cv2.multiply(a, 1 / 255.0, dtype=cv2.CV_32F)
-            fg = cv2.warpAffine(photo, mat[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            out = cv2.blendLinear(fg, out, a, 1.0 - a)
+        out = room.copy()
+        for layer, box, mat in ((body, self._boxes[0], mh), (head, self._boxes[1], mh @ turn)):
+            # only the box the layer lands in is warped and blended
+            x0, y0, x1, y1 = box
+            corners = mat[:2] @ np.array([[x0, x1, x0, x1], [y0, y0, y1, y1], [1, 1, 1, 1]], np.float64)
+            ox, oy = max(0, int(corners[0].min()) - 2), max(0, int(corners[1].min()) - 2)
+            ex, ey = min(w, int(np.ceil(corners[0].max())) + 2), min(h, int(np.ceil(corners[1].max())) + 2)
+            if ex <= ox or ey <= oy:
+                continue
+            shifted = mat[:2].copy()
+            shifted[:, 2] -= (ox, oy)
+            size = (ex - ox, ey - oy)
+            a = cv2.multiply(cv2.warpAffine(layer, shifted, size, flags=cv2.INTER_LINEAR), 1 / 255.0, dtype=cv2.CV_32F)
+            fg = cv2.warpAffine(photo, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out[oy:ey, ox:ex] = cv2.blendLinear(fg, out[oy:ey, ox:ex], a, 1.0 - a)
         return out
 
     def read(self) -> np.ndarray | None:
