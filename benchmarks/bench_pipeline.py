@@ -79,6 +79,7 @@ def busy_loop() -> None:
 
 
 CLIP_FRAMES = 180
+CLIP_BYTES = 1.5e9           # at most this much of the clip is held (fewer frames above 1280x720)
 
 
 def clip_frames(source: str, width: int, height: int, n: int = CLIP_FRAMES) -> list[np.ndarray]:
@@ -88,6 +89,7 @@ def clip_frames(source: str, width: int, height: int, n: int = CLIP_FRAMES) -> l
 
     from bgswap.inference.compose import cover_fit
 
+    n = max(2, min(n, int(CLIP_BYTES // (width * height * 3))))
     if source in ("demo", "demo:walk"):
         src = open_source(source, CaptureRequest(width, height, 30), realtime=False)
         src.open()
@@ -124,7 +126,7 @@ class MemorySource:
         self.last_wait = max(0.0, self._next - now)
         if self.last_wait:
             time.sleep(self.last_wait)
-        self._next = max(self._next + 1.0 / self.fps, now - 1.0 / self.fps)
+        self._next = max(self._next, now) + 1.0 / self.fps     # fallen behind: restart from now, no burst
         n = len(self.frames)
         k = self._i % (2 * n - 2) if n > 1 else 0
         self._i += 1
@@ -313,8 +315,8 @@ def parse_resolution(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"resolution {text!r} must be WIDTHxHEIGHT, e.g. 1280x720") from None
-    if not (64 <= w <= 4096 and 64 <= h <= 4096):
-        raise argparse.ArgumentTypeError(f"resolution {text!r} must be between 64x64 and 4096x4096")
+    if not (64 <= w <= 3840 and 64 <= h <= 2160):
+        raise argparse.ArgumentTypeError(f"resolution {text!r} must be between 64x64 and 3840x2160")
     return w, h
 
 
@@ -333,6 +335,9 @@ def main() -> None:
     ap.add_argument("--model-dir", help="a model folder other than the shipped one (e.g. a fresh export)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    import cv2
+
+    cv2.setNumThreads(1)                     # as the engine runs (each Engine sets it too)
     presets = [args.preset] if args.preset else list(PRESET_NAMES)
     loads = ["idle"] + (["busy core"] if args.busy_core else [])
     print(f"{os.cpu_count()} cores; source {args.source} at 30 fps, blur background; {args.seconds:g} s per run")

@@ -349,10 +349,11 @@ class Compositor:
         self.settings = settings or RefineSettings()
         self._bg_seen: np.ndarray | None = None      # the background last reduced (held, so its id stays its own)
         self._bg_light: np.ndarray | None = None
+        self._bg_key: tuple | None = None
 
     def __call__(self, frame: np.ndarray, alpha: "np.ndarray | Matte", background: Background) -> np.ndarray:
         matte = alpha if isinstance(alpha, Matte) else Matte.of(alpha, frame)
-        bg = background.render(frame, matte.work, matte.work_frame)
+        bg = background.render(frame, matte.work, reduced=matte.work_frame)
         if bg is None:
             return frame
         out = bg.copy()
@@ -363,7 +364,7 @@ class Compositor:
         wrap = float(s.light_wrap)
         k = max(1, round(w / ww))                    # working size -> frame
         g = k * max(1, round(EDGE_GRID / k))         # the grid of the edge's colours -> frame
-        own, light = self._edge_colours(matte, bg, k, g)
+        own, light = self._edge_colours(s, matte, bg, k, g)
         grow = round(2 * WRAP_REACH * g / k) if light is not None else 0
         for ys, xs in edge_boxes(edge_band(matte.work, grow), h / wh, w / ww, (h, w)):
             a = matte.full_in(ys, xs)
@@ -377,12 +378,12 @@ class Compositor:
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
-    def _edge_colours(self, matte: Matte, bg: np.ndarray, k: int, g: int):
+    def _edge_colours(self, s: RefineSettings, matte: Matte, bg: np.ndarray, k: int, g: int):
         """On the frame reduced by ``g``: (the person's own colour near the edge, uint8, or None; (the new
-        background blurred, uint8; how far inside the person each pixel is, 0-1), or None)."""
-        s = self.settings
+        background blurred, uint8; how far inside the person each pixel is, 0-1), or None), for the
+        settings ``s`` (read once per frame: the window may swap them meanwhile)."""
         own = light = None
-        if not (s.decontaminate or s.light_wrap > 0):
+        if not (s.decontaminate or s.light_wrap > 0) or min(matte.work.shape) < g // k:
             return own, light
         a_small = _reduce(matte.work, g // k)
         if s.decontaminate:       # a blur of the frame where alpha ~ 1, normalised by a blur of that mask
@@ -400,6 +401,7 @@ class Compositor:
     def _background_light(self, bg: np.ndarray, g: int) -> np.ndarray:
         """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
         picture (an image or a colour), made anew for one that changes (video, blur)."""
-        if bg is not self._bg_seen or self._bg_light is None or self._bg_light.shape[0] != bg.shape[0] // g + 1:
-            self._bg_light, self._bg_seen = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg
+        key = (id(bg), bg.shape, g)
+        if bg is not self._bg_seen or self._bg_key != key:
+            self._bg_light, self._bg_seen, self._bg_key = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg, key
         return self._bg_light

@@ -210,7 +210,7 @@ def test_a_replaced_background_is_closed(portrait_frame):
         kind, label = "test", "test"
         closed = 0
 
-        def render(self, frame, alpha):
+        def render(self, frame, alpha, reduced=None):
             return frame
 
         def close(self):

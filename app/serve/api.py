@@ -273,7 +273,8 @@ def _refine(prob_u8: np.ndarray, img: np.ndarray) -> np.ndarray:
     if w * h > REFINE_MAX_MP * 1e6:
         s = (REFINE_MAX_MP * 1e6 / (w * h)) ** 0.5
         img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return MaskRefiner(_REFINE)(prob_u8.astype(np.float32) * (1 / 255.0), img)
+    refiner = MaskRefiner(_REFINE, max_work_pixels=int(REFINE_MAX_MP * 1e6))    # a photo: the full detail
+    return refiner(prob_u8.astype(np.float32) * (1 / 255.0), img)
 
 
 def _full_size(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
