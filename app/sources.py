@@ -203,14 +203,38 @@ class StillSource(_PacedSource):
         pass
 
 
-class DemoSource(_PacedSource):
+class RenderedClip(_PacedSource):
+    """A clip made frame by frame at run time (``frame_at(i)``), paced like a camera when ``realtime``."""
+
+    live = False
+    realtime: bool = True
+    _i: int = 0
+
+    def frame_at(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _opened(self) -> bool:
+        raise NotImplementedError
+
+    def read(self) -> np.ndarray | None:
+        if not self._opened():
+            return None
+        if self.realtime:
+            self._pace.wait()
+        f = self.frame_at(self._i)
+        self._i += 1
+        return f
+
+    def close(self) -> None:
+        pass
+
+
+class DemoSource(RenderedClip):
     """A moving portrait made at run time from a public-domain photo (NASA's astronaut portrait).
 
     The camera slowly pans, zooms and sways, so the person moves in the frame as
     they would in front of a webcam; no webcam or video file is needed.
     """
-
-    live = False
 
     def __init__(self, req: CaptureRequest, photo: Path = DEMO_PHOTO, realtime: bool = True):
         self.req = req
@@ -244,17 +268,8 @@ class DemoSource(_PacedSource):
         m[1, 2] += h / 2 - cy
         return cv2.warpAffine(self._img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
-    def read(self) -> np.ndarray | None:
-        if self._img is None:
-            return None
-        if self.realtime:
-            self._pace.wait()
-        f = self.frame_at(self._i)
-        self._i += 1
-        return f
-
-    def close(self) -> None:
-        pass
+    def _opened(self) -> bool:
+        return self._img is not None
 
 
 def to_bgr_frame(frame: np.ndarray | None) -> np.ndarray | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from bgswap.inference.resources import assets_dir
 
-from .sources import DEMO_PHOTO, CaptureRequest, SourceError, _Paced, _PacedSource
+from .sources import DEMO_PHOTO, CaptureRequest, RenderedClip, SourceError, _Paced
 
 PERSON_MATTE = assets_dir() / "demo" / "astronaut_person.png"
 PERIOD_S = 12.0
@@ -95,10 +95,8 @@ def _box(layer: np.ndarray) -> tuple[int, int, int, int]:
     return x, y, x + w, y + h
 
 
-class WalkingDemoSource(_PacedSource):
+class WalkingDemoSource(RenderedClip):
     """Frames of the walking demo at the requested size (``frame_at(i)``), paced like a camera."""
-
-    live = False
 
     def __init__(self, req: CaptureRequest, realtime: bool = True):
         self.req = req
@@ -154,14 +152,5 @@ class WalkingDemoSource(_PacedSource):
             out[oy:ey, ox:ex] = cv2.blendLinear(fg, out[oy:ey, ox:ex], a, 1.0 - a)
         return out
 
-    def read(self) -> np.ndarray | None:
-        if self._layers is None:
-            return None
-        if self.realtime:
-            self._pace.wait()
-        f = self.frame_at(self._i)
-        self._i += 1
-        return f
-
-    def close(self) -> None:
-        pass
+    def _opened(self) -> bool:
+        return self._layers is not None
