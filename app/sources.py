@@ -207,8 +207,11 @@ class RenderedClip(_PacedSource):
     """A clip made frame by frame at run time (``frame_at(i)``), paced like a camera when ``realtime``."""
 
     live = False
-    realtime: bool = True
-    _i: int = 0
+
+    def __init__(self, name: str, fps: float, realtime: bool = True):
+        self.name, self.fps, self.realtime = name, fps, realtime
+        self._pace = _Paced(fps)
+        self._i = 0
 
     def frame_at(self, i: int) -> np.ndarray:
         raise NotImplementedError
@@ -237,14 +240,10 @@ class DemoSource(RenderedClip):
     """
 
     def __init__(self, req: CaptureRequest, photo: Path = DEMO_PHOTO, realtime: bool = True):
+        super().__init__("demo", req.fps, realtime)
         self.req = req
-        self.fps = req.fps
-        self.name = "demo"
         self.photo = photo
-        self.realtime = realtime
-        self._pace = _Paced(self.fps)
         self._img: np.ndarray | None = None
-        self._i = 0
 
     def open(self) -> None:
         img = cv2.imread(str(self.photo), cv2.IMREAD_COLOR)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from bgswap.inference.compose import cover_fit
 from bgswap.inference.resources import assets_dir
 
-from .sources import DEMO_PHOTO, CaptureRequest, RenderedClip, SourceError, _Paced
+from .sources import DEMO_PHOTO, CaptureRequest, RenderedClip, SourceError
 
 PERSON_MATTE = assets_dir() / "demo" / "astronaut_person.png"
 PERIOD_S = 12.0
@@ -99,14 +100,10 @@ class WalkingDemoSource(RenderedClip):
     """Frames of the walking demo at the requested size (``frame_at(i)``), paced like a camera."""
 
     def __init__(self, req: CaptureRequest, realtime: bool = True):
+        super().__init__("demo:walk", req.fps, realtime)
         self.req = req
-        self.fps = req.fps
-        self.name = "demo:walk"
-        self.realtime = realtime
-        self._pace = _Paced(self.fps)
         self._layers: tuple | None = None
         self._boxes: list[tuple[int, int, int, int]] = []
-        self._i = 0
 
     def open(self) -> None:
         photo = cv2.imread(str(DEMO_PHOTO), cv2.IMREAD_COLOR)
@@ -114,8 +111,6 @@ class WalkingDemoSource(RenderedClip):
         if photo is None or matte is None or photo.shape[:2] != matte.shape:
             raise SourceError(f"demo files {DEMO_PHOTO.name} / {PERSON_MATTE.name} are missing: reinstall the app")
         w, h = self.req.width, self.req.height
-        from bgswap.inference.compose import cover_fit
-
         room = cover_fit(_studio(photo, matte), w, h)
         head = np.zeros_like(matte)
         head[:HEAD_BOTTOM, HEAD_X[0]:HEAD_X[1]] = matte[:HEAD_BOTTOM, HEAD_X[0]:HEAD_X[1]]

@@ -51,7 +51,7 @@ from bgswap.app.settings import EngineSettings, Settings  # noqa: E402
 from bgswap.app.settings.convert import set_path  # noqa: E402
 from bgswap.app.settings.presets import PRESET_NAMES, preset_values  # noqa: E402
 from bgswap.app.sinks import CallbackSink, VirtualCameraSink  # noqa: E402
-from bgswap.app.sources import CaptureRequest, DemoSource, open_source  # noqa: E402
+from bgswap.app.sources import CaptureRequest, DemoSource, RenderedClip, open_source  # noqa: E402
 from bgswap.inference import Segmenter  # noqa: E402
 from bgswap.inference.compose import Compositor, parse_background  # noqa: E402
 from bgswap.inference.refine import MaskRefiner, RefineSettings  # noqa: E402
@@ -107,33 +107,23 @@ def clip_frames(source: str, width: int, height: int, n: int = CLIP_FRAMES) -> l
     return frames
 
 
-class MemorySource:
+class MemorySource(RenderedClip):
     """Frames held in memory, played forwards and back at ``fps`` like a camera (nothing decoded)."""
 
-    live = False
-
     def __init__(self, frames: list[np.ndarray], fps: float = 30.0):
-        self.frames, self.fps, self.name = frames, fps, "clip in memory"
-        self.last_wait = 0.0
-        self._i = 0
-        self._next = 0.0
+        super().__init__("clip in memory", fps)
+        self.frames = frames
 
     def open(self) -> None:
-        self._i, self._next = 0, time.monotonic()
+        self._i = 0
 
-    def read(self) -> np.ndarray:
-        now = time.monotonic()
-        self.last_wait = max(0.0, self._next - now)
-        if self.last_wait:
-            time.sleep(self.last_wait)
-        self._next = max(self._next, now) + 1.0 / self.fps     # fallen behind: restart from now, no burst
+    def _opened(self) -> bool:
+        return True
+
+    def frame_at(self, i: int) -> np.ndarray:
         n = len(self.frames)
-        k = self._i % (2 * n - 2) if n > 1 else 0
-        self._i += 1
+        k = i % (2 * n - 2) if n > 1 else 0
         return self.frames[k if k < n else 2 * n - 2 - k]
-
-    def close(self) -> None:
-        pass
 
 
 def bench_stages(frame: np.ndarray, s: EngineSettings, n: int = 60) -> dict:
@@ -304,7 +294,6 @@ def bench_peer(frames: list[np.ndarray], model_dir: str | None) -> tuple[float, 
     if not PEER_MODEL.is_file():
         print(f"{PEER_MODEL} not found: no peer figures (it is a benchmark reference in ../shared, never shipped)")
         return None
-    cv2.setNumThreads(1)
     h, w = frames[0].shape[:2]
     bg = cover_fit(cv2.imread(str(bundled_backgrounds()[0])), w, h)
     return our_loop(frames, bg, model_dir), peer_loop(frames, bg)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .background_spec import BackgroundError, BackgroundSpec, parse_color
 from .media import IMAGE_EXTS, VIDEO_EXTS, media_kind
-from .refine import Matte, RefineSettings
+from .refine import Matte, RefineSettings, block_mean
 
 log = logging.getLogger(__name__)
 
@@ -327,11 +327,7 @@ def _reduce(img: np.ndarray, factor: int) -> np.ndarray:
     """``img`` reduced by the whole ``factor`` (pixel averages of ``factor`` x ``factor`` blocks from
     the top left), with one more row and column continued from the edge, so it covers all of ``img``
     even when the factor does not divide its size."""
-    h, w = img.shape[:2]
-    if factor > 1:
-        img = cv2.resize(img[:h - h % factor, :w - w % factor], (w // factor, h // factor),
-                         interpolation=cv2.INTER_AREA)
-    return cv2.copyMakeBorder(img, 0, 1, 0, 1, cv2.BORDER_REPLICATE)
+    return cv2.copyMakeBorder(block_mean(img, factor) if factor > 1 else img, 0, 1, 0, 1, cv2.BORDER_REPLICATE)
 
 
 class Compositor:
@@ -347,9 +343,9 @@ class Compositor:
 
     def __init__(self, settings: RefineSettings | None = None) -> None:
         self.settings = settings or RefineSettings()
-        self._bg_seen: np.ndarray | None = None      # the background last reduced (held, so its id stays its own)
+        self._bg_seen: np.ndarray | None = None      # the background last reduced (held: no other array takes its id)
         self._bg_light: np.ndarray | None = None
-        self._bg_key: tuple | None = None
+        self._bg_factor = 0
 
     def __call__(self, frame: np.ndarray, alpha: "np.ndarray | Matte", background: Background) -> np.ndarray:
         matte = alpha if isinstance(alpha, Matte) else Matte.of(alpha, frame)
@@ -401,7 +397,6 @@ class Compositor:
     def _background_light(self, bg: np.ndarray, g: int) -> np.ndarray:
         """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
         picture (an image or a colour), made anew for one that changes (video, blur)."""
-        key = (id(bg), bg.shape, g)
-        if bg is not self._bg_seen or self._bg_key != key:
-            self._bg_light, self._bg_seen, self._bg_key = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg, key
+        if bg is not self._bg_seen or g != self._bg_factor:
+            self._bg_light, self._bg_seen, self._bg_factor = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg, g
         return self._bg_light

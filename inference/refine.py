@@ -90,6 +90,13 @@ class TemporalFilter:
         return self.state
 
 
+def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
+    """``img`` reduced by the whole ``factor``: the mean of each ``factor`` x ``factor`` block from the top
+    left (rows and columns past the last whole block are left out): OpenCV's fast path for INTER_AREA."""
+    h, w = img.shape[:2]
+    return cv2.resize(img[:h - h % factor, :w - w % factor], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+
+
 def _area_resize(img: np.ndarray, width: int, height: int) -> tuple[np.ndarray, tuple[int, int]]:
     """(pixel averages at ``width`` x ``height``, the (width, height) of ``img`` they cover). When the
     size is nearly a whole factor smaller, the few rows and columns past it are left out: OpenCV's
@@ -97,8 +104,8 @@ def _area_resize(img: np.ndarray, width: int, height: int) -> tuple[np.ndarray, 
     h, w = img.shape[:2]
     fx, fy = w // width, h // height
     if fx == fy and fx >= 2 and (w - fx * width) < fx and (h - fy * height) < fy:
-        img = img[:fy * height, :fx * width]
-    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA), (img.shape[1], img.shape[0])
+        return block_mean(img, fx), (fx * width, fy * height)
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA), (w, h)
 
 
 def _onto_grid(prob: np.ndarray, covered: tuple[int, int], size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
@@ -259,12 +266,6 @@ class Matte:
         if self._full is not None:
             return self._full[ys, xs]
         return soft_threshold(self.level_full()[ys, xs], self.threshold, self.feather)
-
-    def full_at(self, idx: np.ndarray) -> np.ndarray:
-        """The alpha at the frame's size at the flat pixel indices ``idx`` (row * width + column)."""
-        if self._full is not None:
-            return self._full.reshape(-1)[idx]
-        return soft_threshold(self.level_full().reshape(-1)[idx], self.threshold, self.feather)
 
     def person_mask(self) -> np.ndarray:
         """uint8 0/255 at the frame's size: where the alpha is at least 0.5."""
