@@ -28,6 +28,15 @@ def input_size_problem(side: int) -> str | None:
     return None
 
 
+def input_shape_for(frame_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(height, width) of the model input for a frame of ``frame_hw``: its longer side ``long_side``,
+    the other the multiple of 32 nearest the frame's aspect (640x480 -> 256x192 wide, 1280x720 -> 256x160)."""
+    h, w = frame_hw
+    short = min(long_side, max(INPUT_SIZE_RANGE[0], int(long_side * min(h, w) / max(h, w) / INPUT_SIZE_STEP + 0.5)
+                                * INPUT_SIZE_STEP))
+    return (long_side, short) if h > w else (short, long_side)
+
+
 @dataclass
 class ModelMeta:
     """How to feed the network and read its output."""
@@ -44,6 +53,7 @@ class ModelMeta:
     input_name: str = "x"                         # the network input's name in the ONNX and Paddle files
     int8_onnx: str = ""                           # int8-quantised ONNX file beside model.onnx ("" = none)
     mirror_averaged: bool = False                 # the output already averages the mirrored input's
+    frame_aspect: bool = False                    # trained on inputs shaped like the frame: feed it input_shape_for
     extra: dict = field(default_factory=dict)
 
     def save(self, model_dir: str | Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.model_meta import ModelMeta, input_shape_for
 
 log = logging.getLogger(__name__)
 
@@ -188,16 +188,18 @@ class Augmenter:
         self.cfg = cfg
         self.rng = rng
 
-    def sample(self, idx: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, idx: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Photo ``idx`` cropped near ``shape``'s aspect and resized to ``shape`` (h, w), with its mask."""
         r, c = self.rng, self.cfg
         img, mask = self.data.images[idx], self.data.masks[idx]
         if self.data.plates and r.random() < c.recompose_p:
             img, mask = self._recompose(img, mask)
-        img, mask = self._crop(img, mask)
+        img, mask = self._crop(img, mask, shape[1] / shape[0])
         if r.random() < c.rotate_p:
             img, mask = self._rotate(img, mask)
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
-        mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+        size = (shape[1], shape[0])
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if img.shape[0] > shape[0] else cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
         return self.flip_and_photometric(img, mask)
 
     def flip_and_photometric(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,11 +254,12 @@ class Augmenter:
         bg[y:, dx0:dx1] = (fg[:, sx0:sx1] * alpha + region * (1 - alpha)).astype(np.uint8)
         return bg, out_mask
 
-    def _crop(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _crop(self, img: np.ndarray, mask: np.ndarray, aspect_wh: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """A random crop of at least ``min_crop_area``, its width / height within 3:4 to 4:3 of ``aspect_wh``."""
         r = self.rng
         h, w = mask.shape
         area = r.uniform(self.cfg.min_crop_area, 1.0) * h * w
-        aspect = np.exp(r.uniform(np.log(3 / 4), np.log(4 / 3)))
+        aspect = aspect_wh * np.exp(r.uniform(np.log(3 / 4), np.log(4 / 3)))
         ch = int(min(h, round(np.sqrt(area / aspect))))
         cw = int(min(w, round(np.sqrt(area * aspect))))
         y = int(r.integers(h - ch + 1))
@@ -321,6 +324,7 @@ class BatchLoader:
         if scenes is not None and scenes.per_batch >= batch_size:
             raise ValueError(f"scenes take {scenes.per_batch} rows of a batch of {batch_size}: "
                              "leave at least one for the portrait photos")
+        self.aspects = [1.0]      # frame height / width; each batch draws one (``set_aspects``)
         self.sampler = HardExampleSampler(len(data))
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._generation = 0       # bumped on every settings change; batches made before it are dropped
@@ -329,10 +333,16 @@ class BatchLoader:
         self._started = False
 
     def set_size(self, size: int) -> None:
-        """Change the square training size; batches made at the old size are dropped."""
+        """Change the training size (the input's longer side); batches made at the old size are dropped."""
         if size != self.size:
             self.size = size
             self._settings_changed()
+
+    def set_aspects(self, aspects: list[float]) -> None:
+        """Frame shapes (height / width) to train for: each batch is shaped as the runtime feeds a frame of
+        one of them (``input_shape_for``); [1.0] trains square."""
+        self.aspects = [float(a) for a in aspects]
+        self._settings_changed()
 
     def set_augment(self, aug: AugmentConfig) -> None:
         """Change the augmentation settings; batches made with the old ones are dropped."""
@@ -347,13 +357,15 @@ class BatchLoader:
     def _make(self, size: int):
         kinds = self.scenes.kinds() if self.scenes is not None else []
         idx = self.sampler.draw(self.rng, self.batch_size - len(kinds), self.aug.cfg.hard_boost)
-        imgs = np.empty((self.batch_size, size, size, 3), np.uint8)
-        targets = np.empty((self.batch_size, size, size), np.float32)
+        aspect = self.aspects[int(self.rng.integers(len(self.aspects)))]
+        shape = input_shape_for((round(1000 * aspect), 1000), size)
+        imgs = np.empty((self.batch_size, *shape, 3), np.uint8)
+        targets = np.empty((self.batch_size, *shape), np.float32)
         for j, i in enumerate(idx):
-            imgs[j], targets[j] = self.aug.sample(int(i), size)
+            imgs[j], targets[j] = self.aug.sample(int(i), shape)
         for j, kind in enumerate(kinds, len(idx)):
-            imgs[j], targets[j] = self.scenes.sample(kind, size, self.aug)
-        edges = np.stack([boundary_band((t > 0.5).astype(np.uint8), max(1, size // 96)) for t in targets])
+            imgs[j], targets[j] = self.scenes.sample(kind, shape, self.aug)
+        edges = np.stack([boundary_band((t > 0.5).astype(np.uint8), max(1, min(shape) // 96)) for t in targets])
         return to_chw_rgb(imgs), targets, edges.astype(np.float32), idx
 
     def _run(self) -> None:

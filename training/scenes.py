@@ -324,20 +324,21 @@ class SceneMix:
         i = int(self.rng.integers(len(self.people)))
         return self.people.images[i], self.people.masks[i]
 
-    def sample(self, kind: str, size: int, augmenter) -> tuple[np.ndarray, np.ndarray]:
-        """One square ``size`` scene of ``kind`` and its person target (float32 0-1), with ``augmenter``'s
+    def sample(self, kind: str, shape: tuple[int, int], augmenter) -> tuple[np.ndarray, np.ndarray]:
+        """One ``shape`` (h, w) scene of ``kind`` and its person target (float32 0-1), with ``augmenter``'s
         mirror and camera-like changes (a ``training.data.Augmenter``)."""
         r = self.rng
+        size = (shape[1], shape[0])
         if kind == "pasted":
             room = self.rooms.images[int(r.integers(len(self.rooms)))]
             people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
-            img, target = pasted_scene(room, people, r, (size, size), far_p=self.cfg.far_p)
+            img, target = pasted_scene(room, people, r, size, far_p=self.cfg.far_p)
         elif kind == "room":
-            img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, (size, size), 0.3)
-            target = np.zeros((size, size), np.float32)
+            img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, size, 0.3)
+            target = np.zeros(shape, np.float32)
         elif kind == "teacher":
             i = int(r.integers(len(self.people_rooms)))
-            img, a = random_view(self.people_rooms.images[i], r, (size, size), 0.5, self.people_rooms.alphas[i])
+            img, a = random_view(self.people_rooms.images[i], r, size, 0.5, self.people_rooms.alphas[i])
             target = a.astype(np.float32) / 255.0
         else:
             raise ValueError(f"unknown scene kind {kind!r}")

@@ -105,6 +105,10 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     aug = stage_augment(it, cfg)
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
                          seed=cfg["seed"] * 100003 + it, scenes=scenes)
+    aspects = cfg.get("aspects")      # frame height / width ratios to train for; absent: square inputs
+    if aspects:
+        loader.set_aspects(aspects)
+        log.info("inputs shaped like frames of height/width %s", aspects)
     if source is not None and "sample_loss" in ck and len(ck["sample_loss"]) == len(train_set):
         loader.sampler.loss = np.asarray(ck["sample_loss"], np.float64)
     stop = {"flag": False}
@@ -168,7 +172,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                      it, total, size, lr, loss_win / n_win, part_text, ips, eta_h)
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
-            m = validate(model, val_set, size, room_checks=room_checks)
+            m = validate(model, val_set, size, room_checks=room_checks, frame_aspect=bool(aspects))
             model.train()
             m.update(iteration=it, size=size, minutes=round((seconds_before + time.time() - t_start) / 60, 1))
             with open(run_dir / "val.jsonl", "a") as f:

@@ -21,11 +21,13 @@ def check_figures(scores) -> dict:
     return out
 
 
-def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
+def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_aspect: bool = False) -> dict:
     """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
-    with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too."""
+    with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too. Each photo
+    is fed at ``size`` square, or with ``frame_aspect`` shaped like itself (``input_shape_for``), as the runtime does."""
     import paddle
 
+    from bgswap.inference.model_meta import input_shape_for
     from training.data import to_chw_rgb
     from training.metrics import GroupedScores
     from training.model import PersonProbability
@@ -34,9 +36,15 @@ def validate(model, val, size: int, batch: int = 16, room_checks=None) -> dict:
     net = PersonProbability(model)
     scores = GroupedScores()
 
-    def probabilities(imgs) -> np.ndarray:
-        x = to_chw_rgb(np.stack([cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]))
-        return net(paddle.to_tensor(x))[:, 0].numpy()
+    def probabilities(imgs) -> list[np.ndarray]:
+        shapes = [input_shape_for(i.shape[:2], size) if frame_aspect else (size, size) for i in imgs]
+        out: list = [None] * len(imgs)
+        for shape in set(shapes):
+            js = [j for j, s in enumerate(shapes) if s == shape]
+            x = to_chw_rgb(np.stack([cv2.resize(imgs[j], shape[::-1], interpolation=cv2.INTER_AREA) for j in js]))
+            for j, p in zip(js, net(paddle.to_tensor(x))[:, 0].numpy()):
+                out[j] = p
+        return out
 
     with paddle.no_grad():
         for s in range(0, len(val), batch):
