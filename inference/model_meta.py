@@ -56,6 +56,12 @@ class ModelMeta:
     frame_aspect: bool = False                    # trained on inputs shaped like the frame: feed it input_shape_for
     extra: dict = field(default_factory=dict)
 
+    def input_shape(self, frame_hw: tuple[int, int], size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """(height, width) to feed a frame of ``frame_hw`` at ``size`` (default: the trained size): shaped
+        like the frame when the model was trained so (``frame_aspect``), else ``size`` itself."""
+        size = tuple(size or self.input_size)
+        return input_shape_for(frame_hw, max(size)) if self.frame_aspect else size
+
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / META_FILE
         d = asdict(self)

@@ -133,18 +133,18 @@ def test_scene_mix_rows(tmp_path):
     aug = Augmenter(people, AugmentConfig(color_p=0, blur_p=0, noise_p=0, jpeg_p=0), rng)
     kept = [n for n in scenes.read_image_list(rooms)[10:] if not scenes.is_held_out(n)]
     assert sorted(mix.rooms.names) == sorted(Path(n).name for n in kept)
-    room_img, room_target = mix.sample("room", 64, aug)
-    assert room_img.shape == (64, 64, 3) and not room_target.any()
+    room_img, room_target = mix.sample("room", (48, 64), aug)
+    assert room_img.shape == (48, 64, 3) and room_target.shape == (48, 64) and not room_target.any()
     every = scenes.SceneMix(scenes.SceneConfig(str(rooms), str(pr), str(tmp_path / "labels"), teachers=("t",),
                                                room_max_person=None), people, rng)
     assert len(every.rooms) == len(mix.rooms) + sum(not scenes.is_held_out(n) for n in
                                                     scenes.read_image_list(rooms)[:10])
-    _, teacher_target = mix.sample("teacher", 64, aug)
+    _, teacher_target = mix.sample("teacher", (64, 64), aug)
     assert np.allclose(teacher_target, 0.8, atol=0.01)
-    _, pasted_target = mix.sample("pasted", 64, aug)
+    _, pasted_target = mix.sample("pasted", (64, 48), aug)
     assert pasted_target.max() > 0.5
     with pytest.raises(ValueError, match="unknown scene kind"):
-        mix.sample("beach", 64, aug)
+        mix.sample("beach", (64, 64), aug)
 
 
 def test_soft_targets_give_plain_cross_entropy_on_hard_masks():

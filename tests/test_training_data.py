@@ -30,8 +30,9 @@ def test_augmenter_keeps_image_and_mask_aligned(tmp_path):
     cfg = AugmentConfig(recompose_p=1.0, color_p=0, blur_p=0, noise_p=0, jpeg_p=0, rotate_p=0)
     aug = Augmenter(data, cfg, np.random.default_rng(3))
     for i in range(20):
-        img, mask = aug.sample(i % 6, 64)
-        assert img.shape == (64, 64, 3) and mask.shape == (64, 64)
+        shape = (64, 64) if i % 2 else (48, 64)
+        img, mask = aug.sample(i % 6, shape)
+        assert img.shape == (*shape, 3) and mask.shape == shape
         assert set(np.unique(mask)) <= {0, 1}
         if mask.sum() > 50 and (mask == 0).sum() > 50:
             # the person is the skin-coloured blob: its pixels are brighter than the background's
@@ -54,6 +55,21 @@ def test_batch_loader_drops_batches_made_before_a_settings_change(tmp_path):
         assert loader.aug.cfg.rotate_p == 0.0 and loader.next()[1].shape == (2, 96, 96)
         loader.set_size(64)
         assert loader.next()[0].shape == (2, 3, 64, 64)
+    loader.close()
+
+
+def test_batch_loader_shapes_batches_like_the_frames_it_trains_for(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    data = load_portrait_set(root / "train.txt", None, long_side=120)
+    loader = BatchLoader(data, AugmentConfig(recompose_p=0.0), batch_size=2, seed=0)
+    loader.set_size(128)
+    loader.set_aspects([0.5625, 1.3333])            # 16:9 landscape and 3:4 portrait frames
+    seen = set()
+    for _ in range(12):
+        x, y, e, _idx = loader.next()
+        assert x.shape[2:] == y.shape[1:] == e.shape[1:]
+        seen.add(y.shape[1:])
+    assert seen == {(64, 128), (128, 96)}
     loader.close()
 
 

@@ -103,7 +103,7 @@ def build_views(model, data, size: int, augmented: int, seed: int, augment: dict
             images.append(img[:, ::-1])
             masks.append(mask[:, ::-1])
         for _ in range(augmented):
-            a, m = aug.sample(i, size)
+            a, m = aug.sample(i, (size, size))
             images.append(a)
             masks.append(m)
     images = np.ascontiguousarray(np.stack(images))

@@ -50,7 +50,6 @@ class ApiError(Exception):
 def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     config.check()
     meta = ModelMeta.load(Path(config.model_dir) if config.model_dir else default_model_dir())
-    in_h, in_w = meta.input_size
     metrics = Metrics()
     backgrounds = bundled_images()
     app = FastAPI(title="bgswap", version=meta.version,
@@ -131,6 +130,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
 
     async def alpha_for(img: np.ndarray) -> np.ndarray:
         """The refined person alpha (float32) at ``img``'s size, or at most REFINE_MAX_MP of it."""
+        in_h, in_w = meta.input_shape(img.shape[:2])
         small = await run_in_threadpool(cv2.resize, img, (in_w, in_h), interpolation=cv2.INTER_AREA)
         deadline = time.monotonic() + config.deadline_s
         try:

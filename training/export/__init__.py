@@ -37,12 +37,14 @@ log = logging.getLogger("training.export")
 
 def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 256, version: str = "0",
            extra: dict | None = None, opset: int = 13, edge_head: bool = False, half_res: bool = True,
-           mirror_average: bool = False) -> Path:
+           mirror_average: bool = False, frame_aspect: bool = False) -> Path:
     """Export ``weights`` (a ``.pdparams`` or training ``.pdckpt``; None = random init) to ``out_dir``.
 
     Weights that hold an ``edge_head.*`` part are exported with it; ``edge_head`` (and ``half_res``)
     ask for one in a random network. ``mirror_average`` exports the mean of the network's output
     and its output for the mirrored input (``training.model.MirrorAveraged``), flagged in ``meta.json``.
+    ``frame_aspect`` marks weights trained on inputs shaped like the frame (a config's ``aspects``): the
+    runtime then feeds each frame so (``ModelMeta.input_shape``).
     """
     import paddle
     import paddle2onnx
@@ -80,7 +82,7 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     if mirror_average:
         add_mirror_average(out_dir / ONNX_FILE)
     meta = ModelMeta(version=version, input_size=(input_size, input_size), mirror_averaged=mirror_average,
-                     extra=extra or {})
+                     frame_aspect=frame_aspect, extra=extra or {})
     meta.save(out_dir)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--version", default="0")
     ap.add_argument("--mirror-average", action="store_true",
                     help="export the mean of the network on the frame and on its mirror image (two passes in one call)")
+    ap.add_argument("--frame-aspect", action="store_true",
+                    help="the weights were trained on inputs shaped like the frame (a config's aspects): feed them so")
     ap.add_argument("--skip-parity", action="store_true")
     ap.add_argument("--calibration-list", help="file list of real photos: also write the int8 ONNX model")
     ap.add_argument("--calibration-images", type=int, default=64)
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.calibration_list and not Path(args.calibration_list).is_file():
         ap.error(f"calibration list {args.calibration_list} not found")
     out = export(None if args.random else args.weights, args.out, args.input_size, args.version,
-                 mirror_average=args.mirror_average)
+                 mirror_average=args.mirror_average, frame_aspect=args.frame_aspect)
     if not args.skip_parity:
         diff = parity(out)
         log.info("parity Paddle vs ONNX Runtime: max |diff| = %.2e", diff)
