@@ -360,28 +360,38 @@ class Compositor:
         wrap = float(s.light_wrap)
         k = max(1, round(w / ww))                    # working size -> frame
         g = k * max(1, round(EDGE_GRID / k))         # the grid of the edge's colours -> frame
-        own, light = self._edge_colours(s, matte, bg, k, g)
-        grow = round(2 * WRAP_REACH * g / k) if light is not None else 0
+        edge = self._edge_colours(s, matte, bg, k, g)
+        grow = round(2 * WRAP_REACH * g / k) if edge is not None and edge[1] is not None else 0
         for ys, xs in edge_boxes(edge_band(matte.work, grow), h / wh, w / ww, (h, w)):
             a = matte.full_in(ys, xs)
             inv = 1.0 - a
             fg = frame[ys, xs]
-            if own is not None:          # partial pixels take the person's own colour, by 1 - alpha
-                fg = cv2.blendLinear(fg, _box_of(own, ys, xs, g), a, inv)
-            if light is not None:        # the spill: strongest just inside the edge, none deep inside
-                spill = cv2.multiply(a, cv2.subtract(1.0, _box_of(light[1], ys, xs, g)), scale=wrap)
-                fg = cv2.blendLinear(fg, _box_of(light[0], ys, xs, g), cv2.subtract(1.0, spill), spill)
+            if edge is not None:         # edge pixels move towards the edge colour by v
+                colour, spread = edge
+                if spread is None:       # decontamination alone: partial pixels take the person's colour
+                    v = inv
+                else:                    # the spill: strongest just inside the outline, none deep inside
+                    v = cv2.multiply(a, cv2.subtract(1.0, _box_of(spread, ys, xs, g)), scale=wrap)
+                    if s.decontaminate:
+                        v = cv2.add(inv, cv2.multiply(a, v))
+                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), cv2.subtract(1.0, v), v)
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
     def _edge_colours(self, s: RefineSettings, matte: Matte, bg: np.ndarray, k: int, g: int):
-        """On the frame reduced by ``g``: (the person's own colour near the edge, uint8, or None; (the new
-        background blurred, uint8; how far inside the person each pixel is, 0-1), or None), for the
-        settings ``s`` (read once per frame: the window may swap them meanwhile)."""
-        own = light = None
+        """On the frame reduced by ``g``, for the settings ``s`` (read once per frame: the window may swap
+        them meanwhile): (the colour edge pixels move towards, uint8; with light wrap, the alpha blurred
+        by the wrap's reach, else None), or None when neither step is on.
+
+        Decontamination makes the person ``frame * a + own * (1 - a)`` (``own``: a blur of the frame where
+        alpha ~ 1, normalised by a blur of that mask); light wrap then mixes in the background's blurred
+        light by ``spill = strength * a * (1 - blurred a)``. Both together are one mix with the frame,
+        ``v = (1 - a) + a * spill`` towards ``((1 - spill)(1 - a) own + spill light) / v``, that colour
+        worked out here with the grid's alpha."""
         if not (s.decontaminate or s.light_wrap > 0) or min(matte.work.shape) < g // k:
-            return own, light
+            return None
         a_small = _reduce(matte.work, g // k)
+        own = spread = None
         if s.decontaminate:       # a blur of the frame where alpha ~ 1, normalised by a blur of that mask
             f_small = _reduce(matte.work_frame, g // k)
             sure = cv2.compare(a_small, 0.98, cv2.CMP_GE)
@@ -390,9 +400,18 @@ class Compositor:
             den = cv2.GaussianBlur(cv2.multiply(sure, 1 / 255.0, dtype=cv2.CV_32F), (0, 0), COLOUR_REACH)
             own = cv2.divide(num, cv2.merge([np.maximum(den, 1e-3)] * 3), dtype=cv2.CV_8U)
             cv2.copyTo(f_small, cv2.compare(den, 1e-3, cv2.CMP_LE), own)      # no person nearby: as it is
-        if s.light_wrap > 0:
-            light = (self._background_light(bg, g), cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH))
-        return own, light
+        if s.light_wrap <= 0:
+            return own, None
+        light = self._background_light(bg, g)
+        spread = cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH)
+        if own is None:
+            return light, spread
+        inv = 1.0 - a_small
+        spill = cv2.multiply(a_small, cv2.subtract(1.0, spread), scale=float(s.light_wrap))
+        w_own = cv2.multiply(inv, cv2.subtract(1.0, spill))
+        total = np.maximum(w_own + spill, 1e-3)
+        colour = cv2.blendLinear(own, light, w_own / total, spill / total)
+        return colour, spread
 
     def _background_light(self, bg: np.ndarray, g: int) -> np.ndarray:
         """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
