@@ -452,6 +452,34 @@ def test_uploads_are_bounded_while_they_arrive(tmp_path):
         p.wait(timeout=20)
 
 
+@pytest.mark.slow
+def test_bodies_held_at_once_are_bounded():
+    """Real uvicorn: while one client trickles a 1 MB upload, another's 0.8 MB upload is turned away with
+    503 + Retry-After before a byte is read (limit 1.5 MB of bodies); once the first has gone, it passes."""
+    import threading
+
+    port = free_port()
+    p = start(["serve", "--port", str(port), "--max-mb", "1", "--max-inflight-mb", "1.5", "--read-timeout", "3"], port)
+    try:
+        def head(n: int) -> bytes:
+            return (b"POST /v1/matte HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
+                    b"Connection: close\r\n\r\n" % n)
+
+        slow: dict = {}
+        first = threading.Thread(target=lambda: slow.update(out=_raw_request(port, head(1_000_000), [b"\xff\xd8"])))
+        first.start()
+        time.sleep(1.0)                                      # its body is awaited and counted now
+        out = _raw_request(port, head(800_000), [b"\xff\xd8" + b"\0" * 800_000])
+        assert out.startswith(b"HTTP/1.1 503") and b"other uploads" in out and b"retry-after" in out.lower(), out[:300]
+        first.join(timeout=20)
+        assert slow["out"].startswith(b"HTTP/1.1 408")
+        out = _raw_request(port, head(800_000), [b"\xff\xd8" + b"\0" * 800_000])
+        assert out.startswith(b"HTTP/1.1 4") and not out.startswith(b"HTTP/1.1 408"), out[:300]   # read, then refused as no image
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=20)
+
+
 def _restart_redis(url: str, proc_holder: dict, down_s: float) -> None:
     proc_holder["p"].terminate()
     proc_holder["p"].wait(timeout=10)

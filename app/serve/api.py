@@ -77,12 +77,18 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return JSONResponse({"error": problems or "invalid request"}, status_code=422)
 
+    budget = MemoryBudget(config.max_inflight_mp)
+    bodies = BodyBudget(int(config.max_inflight_mb * 1e6))
+
     async def read_body(request: Request, limit: int) -> bytes:
         """The request body, counted as it streams in: 413 past ``limit`` bytes, 408 when no byte comes
         for ``read_timeout_s`` (a slow client, or a Content-Length larger than the body)."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"the request is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
+        held = int(declared) if declared and declared.isdigit() else limit
+        bodies.take(held)                           # given back when the request ends (count_and_time)
+        request.state.body_bytes = getattr(request.state, "body_bytes", 0) + held
         body = bytearray()
         chunks = request.stream().__aiter__()
         ends_by = time.monotonic() + config.read_timeout_s * BODY_TIMEOUTS    # a trickle cannot hold on for ever
@@ -117,7 +123,6 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             return data, fields
         return await read_body(request, config.max_bytes), {}
 
-    budget = MemoryBudget(config.max_inflight_mp)
 
     def probe(data: bytes, what: str) -> tuple[int, int]:
         """The upload's width and height, from its header (400/413/415 for a bad or too large one)."""
@@ -166,6 +171,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             log.exception("%s failed", request.url.path)
             metrics.errors.labels("internal").inc()
             response = JSONResponse({"error": "internal error: see the server's log"}, status_code=500)
+        finally:
+            bodies.give(getattr(request.state, "body_bytes", 0))
         if endpoint:
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - t)
@@ -280,6 +287,24 @@ def _refine(prob_u8: np.ndarray, img: np.ndarray) -> np.ndarray:
 def _full_size(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return alpha if (alpha.shape[1], alpha.shape[0]) == size else cv2.resize(alpha, size,
                                                                               interpolation=cv2.INTER_LINEAR)
+
+
+class BodyBudget:
+    """Bytes of request bodies held at once, so that many slow or large uploads cannot fill memory
+    before any of them is decoded: a body that would pass the limit gets 503 + Retry-After before a
+    byte of it is read, unless no other body is held."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def take(self, n: int) -> None:
+        if self.used and self.used + n > self.limit:
+            raise ApiError(503, f"the service is receiving other uploads ({self.used / 1e6:.0f} of "
+                                f"{self.limit / 1e6:.0f} MB): retry in a moment", {"Retry-After": "2"})
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n
 
 
 class MemoryBudget:

@@ -59,6 +59,9 @@ def serve_main(argv: list[str]) -> int:
     p.add_argument("--max-inflight-mp", type=float, default=DEFAULTS.max_inflight_mp,
                    help="megapixels of photos in work at once, a composite counting twice; past it: 503 "
                         "(default: %(default)s)")
+    p.add_argument("--max-inflight-mb", type=float, default=DEFAULTS.max_inflight_mb,
+                   help="MB of request bodies held at once (each at its declared length); past it: 503 "
+                        "(default: %(default)s)")
     p.add_argument("--read-timeout", type=float, default=DEFAULTS.read_timeout_s,
                    help="seconds a client has for its request headers (then the connection is closed) "
                         "and a request body may stall (then 408) (default: %(default)s)")
@@ -72,7 +75,8 @@ def serve_main(argv: list[str]) -> int:
                          max_bytes=int(args.max_mb * MB), max_megapixels=args.max_megapixels,
                          max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                          deadline_s=args.deadline, threads=args.threads, model_dir=args.model_dir,
-                         max_inflight_mp=args.max_inflight_mp, read_timeout_s=args.read_timeout)
+                         max_inflight_mp=args.max_inflight_mp, max_inflight_mb=args.max_inflight_mb,
+                         read_timeout_s=args.read_timeout)
     try:
         config.check()
     except ValueError as exc:

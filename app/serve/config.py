@@ -23,6 +23,8 @@ class ServeConfig:
     read_timeout_s: float = 10.0          # request headers not in by then: closed; a body stalled this long: 408
     max_inflight_mp: float = 120.0        # megapixels of photos in work at once (a composite counts twice):
                                           # a request past it gets 503 + Retry-After
+    max_inflight_mb: float = 200.0        # request bodies held at once (each counted at its declared length,
+                                          # or the limit when it declares none): past it, 503 + Retry-After
     threads: int = DEFAULT_THREADS        # model threads
     model_dir: str | None = None
 
@@ -45,5 +47,5 @@ class ServeConfig:
                              "(--api-key or BGSWAP_API_KEY); clients then send it as the X-API-Key header")
         if self.max_batch < 1 or self.max_queue < 1 or self.deadline_s <= 0 or self.max_wait_ms < 0:
             raise ValueError("max batch and queue must be at least 1, the deadline positive, the wait >= 0")
-        if self.read_timeout_s <= 0 or self.max_inflight_mp <= 0:
-            raise ValueError("the read timeout and the in-flight megapixels must be positive")
+        if self.read_timeout_s <= 0 or self.max_inflight_mp <= 0 or self.max_inflight_mb <= 0:
+            raise ValueError("the read timeout, the in-flight megapixels and the in-flight MB must be positive")
