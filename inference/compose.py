@@ -77,13 +77,17 @@ def image_size(path: Path) -> tuple[str, int, int] | None:
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as BGR uint8 (any path, alpha flattened); BackgroundError when unreadable. A JPEG
     over MAX_IMAGE_MP is decoded at 1/2, 1/4 or 1/8 of its size; another format that large is refused
-    before it is decoded (a small PNG can hold gigabytes of pixels)."""
+    before it is decoded (a small PNG can hold gigabytes of pixels), and so is a file whose header
+    does not tell its size."""
     path = Path(path)
     if not path.is_file():
         raise BackgroundError(f"background file {path} does not exist")
     flags = cv2.IMREAD_UNCHANGED
     head = image_size(path)
-    if head is not None and head[1] * head[2] > MAX_IMAGE_MP * 1e6:
+    if head is None:              # its size cannot be checked before decoding: OpenCV would take gigapixels
+        raise BackgroundError(f"background {path} is not a readable image (supported: "
+                              f"{', '.join(sorted(IMAGE_EXTS))})")
+    if head[1] * head[2] > MAX_IMAGE_MP * 1e6:
         fmt, w, h = head
         factor = reduction(w, h, MAX_IMAGE_MP)
         if fmt != "JPEG" or factor is None:

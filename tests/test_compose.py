@@ -64,6 +64,11 @@ def test_bad_background_files_give_clear_errors(tmp_path):
     broken.write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(BackgroundError, match="not a readable image"):
         parse_background(str(broken))
+    hdr = tmp_path / "radiance.png"        # OpenCV decodes it, but its size cannot be read first: refused unread
+    hdr.write_bytes(cv2.imencode(".hdr", np.ones((8, 8, 3), np.float32))[1].tobytes())
+    assert cv2.imread(str(hdr), cv2.IMREAD_UNCHANGED) is not None
+    with pytest.raises(BackgroundError, match="not a readable image"):
+        parse_background(str(hdr))
     bad_video = tmp_path / "broken.mp4"
     bad_video.write_bytes(b"nope")
     with pytest.raises(BackgroundError, match="not a readable video"):
