@@ -10,6 +10,7 @@ import logging
 import os
 import platform
 import queue
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -209,6 +210,7 @@ class FileSink:
         if self.path.parent and not self.path.parent.exists():
             raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
         self._take_lock()
+        self._remove_stale_partials()
         try:
             fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
                                         dir=self.path.parent)      # O_CREAT | O_EXCL, mode 0600
@@ -249,6 +251,17 @@ class FileSink:
             f.close()
             raise OutputLocked(f"another bgswap is writing {self.path}: choose another --output name") from None
         self._lock_file = f
+
+    def _remove_stale_partials(self) -> None:
+        """Remove partial files of this output that a crashed or killed run left behind. Only with the
+        output's lock held: then no live process writes one of them."""
+        if self._lock_file is None:
+            return
+        name = re.compile(rf"\.{re.escape(self.path.stem)}\.[a-z0-9_]{{8}}\.partial{re.escape(self.path.suffix)}")
+        for p in self.path.parent.iterdir():
+            if name.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                log.info("removing %s, left by an earlier recording that did not finish", p.name)
+                p.unlink(missing_ok=True)
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:

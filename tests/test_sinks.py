@@ -144,6 +144,20 @@ def test_one_output_file_has_one_writer(tmp_path):
     assert out.exists()
 
 
+def test_partial_files_a_killed_recording_left_are_removed_by_the_next(tmp_path):
+    out = tmp_path / "talk.avi"
+    stale = tmp_path / ".talk.k3j_9x2q.partial.avi"          # as mkstemp names them
+    stale.write_bytes(b"half a recording")
+    other = tmp_path / ".talk.2.k3j_9x2q.partial.avi"        # another output's ("talk.2.avi"): kept
+    other.write_bytes(b"someone else's")
+    sink = FileSink(out)
+    sink.start(64, 48, 30)
+    sink.send(np.zeros((48, 64, 3), np.uint8))
+    sink.close()
+    assert out.exists() and not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".talk.2.k3j_9x2q.partial.avi", "talk.avi"]
+
+
 def test_a_long_h264_recording_is_not_mistaken_for_a_full_disk(tmp_path):
     """x264 holds frames back, so an .mp4 grows in bursts: only writers that fail silently (OpenCV's)
     have their growth watched. 300 small, nearly still frames: the file grows little between bursts."""
