@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .model_meta import DEFAULT_THREADS, ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta
+from .model_meta import DEFAULT_THREADS, ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta, input_shape_for
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,15 @@ class PaddleBackend:
                                               precision_mode=pi.PrecisionType.Half, use_static=False,
                                               use_calib_mode=False)
                 meta = ModelMeta.load(model_dir)
-                shape = {meta.input_name: [1, 3, *(input_hw or meta.input_size)]}
-                config.set_trt_dynamic_shape_info(shape, shape, shape)
+                hw = tuple(input_hw or meta.input_size)
+                shape = {meta.input_name: [1, 3, *hw]}
+                if meta.frame_aspect:        # fed shaped like each frame: any shape up to the long side
+                    side = max(hw)
+                    config.set_trt_dynamic_shape_info({meta.input_name: [1, 3, 64, 64]},
+                                                      {meta.input_name: [1, 3, side, side]},
+                                                      {meta.input_name: [1, 3, *input_shape_for((720, 1280), side)]})
+                else:
+                    config.set_trt_dynamic_shape_info(shape, shape, shape)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(threads)
