@@ -76,6 +76,33 @@ def test_matte_is_the_segmenters_on_a_real_photo(client, segmenter_):
     assert rgba.shape == (*img.shape[:2], 4) and np.abs(rgba[..., 3].astype(int) - decode(r.content)).max() <= 1
 
 
+def test_a_frame_aspect_model_gets_each_photo_shaped_like_itself(tmp_path):
+    """With a model trained on frame-shaped inputs, a tall and a wide photo in one batch each come back
+    as the segmenter's matte for that photo (one model call per shape)."""
+    import json
+
+    from bgswap.inference import Segmenter
+    from bgswap.inference.resources import default_model_dir
+
+    src = default_model_dir()
+    meta = json.loads((src / "meta.json").read_text())
+    meta.update(frame_aspect=True)
+    for f in ("model.onnx", meta["int8_onnx"]):
+        shutil.copy(src / f, tmp_path / f)
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    seg = Segmenter(tmp_path, compute="cpu", threads=2)
+    img = cv2.imread(str(PHOTO))
+    tall, wide = np.ascontiguousarray(img[:, 96:416]), np.ascontiguousarray(img[64:352])
+    cfg = ServeConfig(model_dir=str(tmp_path), max_wait_ms=200)
+    with TestClient(create_app(cfg, LocalBatcher(seg.predict_batch, 8, 200, 8))) as c:
+        with ThreadPoolExecutor(2) as pool:
+            rs = list(pool.map(lambda im: c.post("/v1/matte", content=png_bytes(im)), (tall, wide)))
+    for r, im in zip(rs, (tall, wide)):
+        assert r.status_code == 200
+        alpha = decode(r.content).astype(np.float32) / 255
+        assert alpha.shape == im.shape[:2] and np.abs(alpha - expected_alpha(seg, im)).mean() < 0.01
+
+
 @pytest.mark.parametrize("background, colour", [("color:#FF0000", (0, 0, 255)), ("blur", None), ("aurora", None)])
 def test_composite_keeps_the_person_and_replaces_the_rest(client, segmenter_, background, colour):
     img = cv2.imread(str(PHOTO))
