@@ -258,10 +258,18 @@ class FileSink:
         if self._lock_file is None:
             return
         name = re.compile(rf"\.{re.escape(self.path.stem)}\.[a-z0-9_]{{8}}\.partial{re.escape(self.path.suffix)}")
-        for p in self.path.parent.iterdir():
-            if name.fullmatch(p.name) and p.is_file() and not p.is_symlink():
-                log.info("removing %s, left by an earlier recording that did not finish", p.name)
-                p.unlink(missing_ok=True)
+        try:
+            found = [p for p in self.path.parent.iterdir() if name.fullmatch(p.name)]
+        except OSError as exc:           # a folder we may write in but not list: nothing to tidy
+            log.debug("cannot list %s for stale partial files: %s", self.path.parent, exc)
+            return
+        for p in found:
+            try:
+                if p.is_file() and not p.is_symlink():
+                    p.unlink()
+                    log.info("removed %s, left by an earlier recording that did not finish", p.name)
+            except OSError as exc:       # another user's, in a shared folder: leave it
+                log.warning("cannot remove %s, left by an earlier recording: %s", p, exc)
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:

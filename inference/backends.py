@@ -44,7 +44,8 @@ class BackendOptions:
     compute: str = "auto"
     threads: int = DEFAULT_THREADS
     tensorrt: bool = False
-    input_hw: tuple[int, int] | None = None  # TensorRT builds its engine for this shape (None: meta.json's)
+    input_hw: tuple[int, int] | None = None  # TensorRT builds its engine for this shape (None: meta.json's;
+                                             # a frame-aspect model: any shape up to its long side)
     precision: str = "auto"                  # see PRECISIONS; int8 is an ONNX Runtime model
     spin: bool = False                       # ONNX Runtime's worker threads busy-wait between calls (faster
                                              # by a little when the machine is idle, costly when it is not)

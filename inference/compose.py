@@ -391,7 +391,8 @@ class Compositor:
         alpha ~ 1, normalised by a blur of that mask); light wrap then mixes in the background's blurred
         light by ``spill = strength * a * (1 - blurred a)``. Both together are one mix with the frame,
         ``v = (1 - a) + a * spill`` towards ``((1 - spill)(1 - a) own + spill light) / v``, that colour
-        worked out here with the grid's alpha."""
+        worked out here with the grid's alpha (one blend a box instead of two; the cost: just inside the
+        outline the light is up to a quarter weaker than light wrap alone gives)."""
         if not (s.decontaminate or s.light_wrap > 0) or min(matte.work.shape) < g // k:
             return None
         a_small = _reduce(matte.work, g // k)

@@ -33,8 +33,9 @@ def shrink_to(frame: np.ndarray, width: int, height: int) -> np.ndarray:
 class Segmenter:
     """``alpha = Segmenter()(frame_bgr)``: float32 HxW in [0, 1], 1 = person.
 
-    ``predict_lowres`` returns the probability at the network's input size, for
-    callers (the mask refiner) that upsample it themselves, edge-aware.
+    ``predict_lowres`` returns the probability at the network's input shape for that frame
+    (``input_shape``: the input size, or for a model trained so, shaped like the frame), for callers
+    (the mask refiner) that upsample it themselves, edge-aware.
     """
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", compute: str = "auto",
@@ -56,8 +57,9 @@ class Segmenter:
         self._mean255 = tuple(float(m) * 255.0 for m in self.meta.mean)
         self._inv_std = (1.0 / (255.0 * np.asarray(self.meta.std, np.float32))).reshape(1, 3, 1, 1)
         self.last_ms = 0.0
-        log.info("segmenter: %s on %s (%s), input %dx%d, model %s v%s%s", self.backend.name, self.backend.compute,
-                 self.backend.precision, self.input_size[1], self.input_size[0], self.meta.name, self.meta.version,
+        log.info("segmenter: %s on %s (%s), input %s, model %s v%s%s", self.backend.name, self.backend.compute,
+                 self.backend.precision, (f"shaped like the frame, long side {max(self.input_size)}" if self.meta.frame_aspect
+                                          else f"{self.input_size[1]}x{self.input_size[0]}"), self.meta.name, self.meta.version,
                  ", mirror-averaged (two passes in one call)" if self.meta.mirror_averaged else "")
 
     def _check_size(self, size) -> tuple[int, int]:
@@ -115,7 +117,7 @@ class Segmenter:
         return np.clip(prob, 0.0, 1.0).astype(np.float32, copy=False)
 
     def predict_lowres(self, frame_bgr: np.ndarray) -> np.ndarray:
-        """Person probability at the network's input size (float32, input_size)."""
+        """Person probability (float32) at the network's input shape for this frame (``input_shape``)."""
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError("expected an HxWx3 BGR uint8 frame")
         return self.predict_batch([frame_bgr])[0]

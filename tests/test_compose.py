@@ -225,6 +225,26 @@ def test_light_wrap_lights_the_outline_and_nothing_deep_inside():
     np.testing.assert_array_equal(on[alpha == 0], off[alpha == 0])
 
 
+def test_both_together_keep_most_of_each_ones_effect():
+    """Decontamination and light wrap together are one mix whose split between the person's colour and
+    the light follows the edge grid: the faint edge still loses the room's green, and the outline is
+    still lit, at least 0.7 of light wrap alone."""
+    from bgswap.inference.refine import RefineSettings
+
+    frame, alpha, _ = _room_and_person()
+    blue = ColorBackground((255, 0, 0))
+    plain = Compositor(RefineSettings())(frame, alpha, blue).astype(np.int16)
+    clean = Compositor(RefineSettings(decontaminate=True))(frame, alpha, blue).astype(np.int16)
+    wrap = Compositor(RefineSettings(light_wrap=0.8))(frame, alpha, blue).astype(np.int16)
+    both = Compositor(RefineSettings(decontaminate=True, light_wrap=0.8))(frame, alpha, blue).astype(np.int16)
+    faint = (alpha > 0.2) & (alpha < 0.3)
+    assert both[faint][:, 1].mean() < 0.5 * plain[faint][:, 1].mean()
+    opaque_edge = np.zeros_like(alpha, bool)
+    opaque_edge[:, 67:71] = alpha[:, 67:71] >= 0.99
+    lit_alone = (wrap - plain)[opaque_edge][:, 0].mean()
+    assert lit_alone > 10 and (both - clean)[opaque_edge][:, 0].mean() > 0.7 * lit_alone
+
+
 @pytest.mark.parametrize("size", [(960, 540), (1366, 768), (320, 240)])
 def test_edge_colours_work_at_sizes_the_grid_does_not_divide(size):
     """Decontamination and light wrap at camera sizes that are not a multiple of their grid: the

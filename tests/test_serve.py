@@ -481,8 +481,9 @@ def test_uploads_are_bounded_while_they_arrive(tmp_path):
 
 @pytest.mark.slow
 def test_bodies_held_at_once_are_bounded():
-    """Real uvicorn: while one client trickles a 1 MB upload, another's 0.8 MB upload is turned away with
-    503 + Retry-After before a byte is read (limit 1.5 MB of bodies); once the first has gone, it passes."""
+    """Real uvicorn: while one client holds 0.9 MB of a 1 MB upload (and then stalls), another's 0.8 MB
+    upload is turned away with 503 + Retry-After once it would pass the 1.5 MB held at once (counted as
+    bodies arrive); once the first has gone, the same upload is read in full."""
     import threading
 
     port = free_port()
@@ -493,14 +494,16 @@ def test_bodies_held_at_once_are_bounded():
                     b"Connection: close\r\n\r\n" % n)
 
         slow: dict = {}
-        first = threading.Thread(target=lambda: slow.update(out=_raw_request(port, head(1_000_000), [b"\xff\xd8"])))
+        first = threading.Thread(target=lambda: slow.update(
+            out=_raw_request(port, head(1_000_000), [b"\xff\xd8" + b"\0" * 900_000])))
         first.start()
-        time.sleep(1.0)                                      # its body is awaited and counted now
-        out = _raw_request(port, head(800_000), [b"\xff\xd8" + b"\0" * 800_000])
+        time.sleep(1.0)                                      # its 0.9 MB are in and counted now
+        parts = [b"\xff\xd8"] + [b"\0" * 50_000] * 16
+        out = _raw_request(port, head(800_002), parts)
         assert out.startswith(b"HTTP/1.1 503") and b"other uploads" in out and b"retry-after" in out.lower(), out[:300]
         first.join(timeout=20)
         assert slow["out"].startswith(b"HTTP/1.1 408")
-        out = _raw_request(port, head(800_000), [b"\xff\xd8" + b"\0" * 800_000])
+        out = _raw_request(port, head(800_002), parts)
         assert out.startswith(b"HTTP/1.1 4") and not out.startswith(b"HTTP/1.1 408"), out[:300]   # read, then refused as no image
     finally:
         p.send_signal(signal.SIGINT)

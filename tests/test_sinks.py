@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -156,6 +157,24 @@ def test_partial_files_a_killed_recording_left_are_removed_by_the_next(tmp_path)
     sink.close()
     assert out.exists() and not stale.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".talk.2.k3j_9x2q.partial.avi", "talk.avi"]
+
+
+def test_a_folder_that_cannot_be_listed_still_records(tmp_path, monkeypatch):
+    """Write-only folders (mode 0733) and other users' leftovers: tidying is skipped, the recording is not."""
+    real_iterdir = Path.iterdir
+
+    def no_listing(self):
+        if self == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", no_listing)
+    out = tmp_path / "talk.avi"
+    sink = FileSink(out)
+    sink.start(64, 48, 30)
+    sink.send(np.zeros((48, 64, 3), np.uint8))
+    sink.close()
+    assert out.exists() and not sink.failed
 
 
 def test_a_long_h264_recording_is_not_mistaken_for_a_full_disk(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from training.data import (AugmentConfig, Augmenter, BatchLoader, HardExampleSampler, boundary_band, load_portrait_set,
-                           read_file_list)
+                           random_crop, read_file_list)
 
 from .training_data import make_dataset
 
@@ -71,6 +71,16 @@ def test_batch_loader_shapes_batches_like_the_frames_it_trains_for(tmp_path):
         seen.add(y.shape[1:])
     assert seen == {(64, 128), (128, 96)}
     loader.close()
+
+
+def test_crops_keep_their_aspect_where_a_side_would_not_fit():
+    rng = np.random.default_rng(0)
+    for h, w, aspect in [(800, 600, 16 / 9), (600, 800, 3 / 4), (500, 500, 1.0), (300, 1000, 4 / 3)]:
+        for area in (0.5 * h * w, 1.0 * h * w):
+            ys, xs = random_crop(h, w, area, aspect, rng)
+            ch, cw = ys.stop - ys.start, xs.stop - xs.start
+            assert 0 <= ys.start and ys.stop <= h and 0 <= xs.start and xs.stop <= w
+            assert abs(cw / ch / aspect - 1) < 0.02, (h, w, aspect, ch, cw)      # resizing it never stretches
 
 
 def test_hard_example_sampler_draws_high_loss_images_more_often():

@@ -255,16 +255,14 @@ class Augmenter:
         return bg, out_mask
 
     def _crop(self, img: np.ndarray, mask: np.ndarray, aspect_wh: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """A random crop of at least ``min_crop_area``, its width / height within 3:4 to 4:3 of ``aspect_wh``."""
+        """A random crop of ``min_crop_area`` to all of the photo (less where a side would not fit), its
+        width / height within 3:4 to 4:3 of ``aspect_wh``."""
         r = self.rng
         h, w = mask.shape
         area = r.uniform(self.cfg.min_crop_area, 1.0) * h * w
         aspect = aspect_wh * np.exp(r.uniform(np.log(3 / 4), np.log(4 / 3)))
-        ch = int(min(h, round(np.sqrt(area / aspect))))
-        cw = int(min(w, round(np.sqrt(area * aspect))))
-        y = int(r.integers(h - ch + 1))
-        x = int(r.integers(w - cw + 1))
-        return img[y:y + ch, x:x + cw], mask[y:y + ch, x:x + cw]
+        ys, xs = random_crop(h, w, area, aspect, r)
+        return img[ys, xs], mask[ys, xs]
 
     def _rotate(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = mask.shape
@@ -287,6 +285,18 @@ class Augmenter:
             # per-channel gain: white balance of cheap webcams
         out *= r.uniform(0.9, 1.1, size=3)
         return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def random_crop(h: int, w: int, area: float, aspect_wh: float, rng: np.random.Generator,
+                min_side: int = 8) -> tuple[slice, slice]:
+    """Rows and columns of a crop at a random place in an ``h`` x ``w`` image: ``area`` pixels at width /
+    height ``aspect_wh``, made smaller (same aspect) where a side would not fit, so that resizing it to
+    a shape of that aspect never stretches the picture."""
+    ch, cw = np.sqrt(area / aspect_wh), np.sqrt(area * aspect_wh)
+    fit = min(1.0, h / ch, w / cw)
+    ch, cw = max(min_side, min(h, round(ch * fit))), max(min_side, min(w, round(cw * fit)))
+    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    return slice(y, y + ch), slice(x, x + cw)
 
 
 def boundary_band(mask: np.ndarray, width: int = 3) -> np.ndarray:
@@ -365,7 +375,7 @@ class BatchLoader:
             imgs[j], targets[j] = self.aug.sample(int(i), shape)
         for j, kind in enumerate(kinds, len(idx)):
             imgs[j], targets[j] = self.scenes.sample(kind, shape, self.aug)
-        edges = np.stack([boundary_band((t > 0.5).astype(np.uint8), max(1, min(shape) // 96)) for t in targets])
+        edges = np.stack([boundary_band((t > 0.5).astype(np.uint8), max(1, size // 96)) for t in targets])
         return to_chw_rgb(imgs), targets, edges.astype(np.float32), idx
 
     def _run(self) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.data import load_pair, read_file_list, read_image_list
+from training.data import load_pair, random_crop, read_file_list, read_image_list
 from training.metrics import PHANTOM_SHARE, group_of, person_iou
 
 log = logging.getLogger(__name__)
@@ -75,17 +75,16 @@ def load_photo_set(list_path: str | Path, held_out: bool, long_side: int | None 
 
 def random_view(img: np.ndarray, rng: np.random.Generator, size: tuple[int, int], min_area: float = 0.5,
                 alpha: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """A random crop of at least ``min_area`` of ``img`` (and ``alpha``), resized to ``size`` (w, h)."""
+    """A random crop of ``min_area`` to all of ``img`` (and ``alpha``) near ``size``'s aspect (smaller where a
+    side would not fit), resized to ``size`` (w, h)."""
     h, w = img.shape[:2]
     aspect = size[0] / size[1] * np.exp(rng.uniform(-0.15, 0.15))
     area = rng.uniform(min_area, 1.0) * h * w
-    ch = int(min(h, max(8, round(np.sqrt(area / aspect)))))
-    cw = int(min(w, max(8, round(np.sqrt(area * aspect)))))
-    y, x = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
-    interp = cv2.INTER_AREA if cw > size[0] else cv2.INTER_LINEAR
-    out = cv2.resize(img[y:y + ch, x:x + cw], size, interpolation=interp)
+    ys, xs = random_crop(h, w, area, aspect, rng)
+    interp = cv2.INTER_AREA if xs.stop - xs.start > size[0] else cv2.INTER_LINEAR
+    out = cv2.resize(img[ys, xs], size, interpolation=interp)
     if alpha is not None:
-        alpha = cv2.resize(alpha[y:y + ch, x:x + cw], size, interpolation=cv2.INTER_LINEAR)
+        alpha = cv2.resize(alpha[ys, xs], size, interpolation=cv2.INTER_LINEAR)
     return out, alpha
 
 

@@ -29,7 +29,7 @@ from bgswap.inference.resources import bundled_backgrounds, default_model_dir
 
 from ..memory import release_memory
 from .batching import QueueFull, Runner, RunnerUnavailable
-from .config import ServeConfig
+from .config import MB, ServeConfig
 from .images import ImageRejected, decode_upload, encode, probe_upload
 from .metrics import Metrics
 
@@ -78,7 +78,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         return JSONResponse({"error": problems or "invalid request"}, status_code=422)
 
     budget = MemoryBudget(config.max_inflight_mp)
-    bodies = BodyBudget(int(config.max_inflight_mb * 1e6))
+    bodies = BodyBudget(int(config.max_inflight_mb * MB))
 
     async def read_body(request: Request, limit: int) -> bytes:
         """The request body, counted as it streams in: 413 past ``limit`` bytes, 408 when no byte comes
@@ -86,9 +86,6 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise ApiError(413, f"the request is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
-        held = int(declared) if declared and declared.isdigit() else limit
-        bodies.take(held)                           # given back when the request ends (count_and_time)
-        request.state.body_bytes = getattr(request.state, "body_bytes", 0) + held
         body = bytearray()
         chunks = request.stream().__aiter__()
         ends_by = time.monotonic() + config.read_timeout_s * BODY_TIMEOUTS    # a trickle cannot hold on for ever
@@ -102,7 +99,9 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
                 raise ApiError(408, f"the request body stopped arriving for {config.read_timeout_s:g} s, or took over "
                                     f"{config.read_timeout_s * BODY_TIMEOUTS:g} s in all") from None
             body += chunk
-            if len(body) > limit:
+            bodies.take(len(chunk), held=getattr(request.state, "body_bytes", 0))
+            request.state.body_bytes = getattr(request.state, "body_bytes", 0) + len(chunk)   # given back when
+            if len(body) > limit:                                                           # the request ends
                 raise ApiError(413, f"the request is over the limit of {limit / 1e6:.1f} MB")
         return bytes(body)
 
@@ -290,17 +289,18 @@ def _full_size(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class BodyBudget:
-    """Bytes of request bodies held at once, so that many slow or large uploads cannot fill memory
-    before any of them is decoded: a body that would pass the limit gets 503 + Retry-After before a
-    byte of it is read, unless no other body is held."""
+    """Bytes of request bodies held at once, counted as they arrive, so that many slow or large uploads
+    cannot fill memory before any of them is decoded: a chunk that would take the total past the
+    limit ends its request with 503 + Retry-After, unless no other request holds any."""
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
 
-    def take(self, n: int) -> None:
-        if self.used and self.used + n > self.limit:
-            raise ApiError(503, f"the service is receiving other uploads ({self.used / 1e6:.0f} of "
-                                f"{self.limit / 1e6:.0f} MB): retry in a moment", {"Retry-After": "2"})
+    def take(self, n: int, held: int = 0) -> None:
+        """Count ``n`` more bytes for a request that already holds ``held``."""
+        if self.used > held and self.used + n > self.limit:
+            raise ApiError(503, f"the service is receiving other uploads ({self.used / MB:.0f} of "
+                                f"{self.limit / MB:.0f} MB): retry in a moment", {"Retry-After": "2"})
         self.used += n
 
     def give(self, n: int) -> None:

@@ -6,11 +6,10 @@ import logging
 import os
 import sys
 
-from .config import ServeConfig
+from .config import MB, ServeConfig
 
 log = logging.getLogger("bgswap.serve")
 DEFAULTS = ServeConfig()        # every option's default comes from here
-MB = 1024 * 1024
 
 
 def make_predict_batch(config: ServeConfig):
@@ -60,7 +59,7 @@ def serve_main(argv: list[str]) -> int:
                    help="megapixels of photos in work at once, a composite counting twice; past it: 503 "
                         "(default: %(default)s)")
     p.add_argument("--max-inflight-mb", type=float, default=DEFAULTS.max_inflight_mb,
-                   help="MB of request bodies held at once (each at its declared length); past it: 503 "
+                   help="MB of request bodies held at once, counted as they arrive; past it: 503 "
                         "(default: %(default)s)")
     p.add_argument("--read-timeout", type=float, default=DEFAULTS.read_timeout_s,
                    help="seconds a client has for its request headers (then the connection is closed) "

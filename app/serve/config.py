@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from bgswap.inference.model_meta import DEFAULT_THREADS
 
+MB = 1024 * 1024                          # the unit of the --max-mb and --max-inflight-mb options
+
 
 @dataclass
 class ServeConfig:
@@ -14,7 +16,7 @@ class ServeConfig:
     port: int = 8000
     broker: str | None = None             # redis://HOST:PORT[/DB]; None: the model runs in this process
     api_key: str | None = None            # required (X-API-Key header) when host is not loopback
-    max_bytes: int = 20 * 1024 * 1024     # an upload over this is refused (413)
+    max_bytes: int = 20 * MB              # an upload over this is refused (413)
     max_megapixels: float = 40.0          # an image over this is refused before it is decoded (413)
     max_batch: int = 8                    # requests the model takes in one call at most
     max_wait_ms: float = 5.0              # how long the first request waits for others to join its batch
@@ -23,8 +25,8 @@ class ServeConfig:
     read_timeout_s: float = 10.0          # request headers not in by then: closed; a body stalled this long: 408
     max_inflight_mp: float = 120.0        # megapixels of photos in work at once (a composite counts twice):
                                           # a request past it gets 503 + Retry-After
-    max_inflight_mb: float = 200.0        # request bodies held at once (each counted at its declared length,
-                                          # or the limit when it declares none): past it, 503 + Retry-After
+    max_inflight_mb: float = 200.0        # request bodies held at once, counted as they arrive: past it,
+                                          # 503 + Retry-After
     threads: int = DEFAULT_THREADS        # model threads
     model_dir: str | None = None
 
