@@ -35,9 +35,13 @@ class QualityTab(QWidget):
         f.addRow("Performance", self.preset_box)
         self.size_box = QComboBox()
         try:
-            self.model_size = ModelMeta.load(s.model_dir or default_model_dir()).input_size[1]   # meta.json's
+            meta = ModelMeta.load(s.model_dir or default_model_dir())        # meta.json's
         except ModelError:            # the engine reports a bad model folder; the tab still opens
-            self.model_size = ModelMeta().input_size[1]
+            meta = ModelMeta()
+        self.model_size = max(meta.input_size)
+        self.size_box.setToolTip("The longer side of the model's input, in pixels; the other follows the camera's "
+                                 "shape (1280x720: 256x160)" if meta.frame_aspect else
+                                 "The model's input, in pixels a side: smaller is faster, larger sharper")
         for size in sorted({*INPUT_SIZES, self.model_size}):
             note = "faster" if size < self.model_size else "default" if size == self.model_size else "sharper"
             self.size_box.addItem(f"{size} ({note})", size)
