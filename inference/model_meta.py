@@ -29,11 +29,14 @@ def input_size_problem(side: int) -> str | None:
 
 
 def input_shape_for(frame_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(height, width) of the model input for a frame of ``frame_hw``: its longer side ``long_side``,
-    the other the multiple of 32 nearest the frame's aspect (640x480 -> 256x192 wide, 1280x720 -> 256x160)."""
+    """(height, width) of the model input for a frame of ``frame_hw``: its longer side ``long_side``, the
+    other the multiple of 32 nearest the frame's aspect but at least 3/4 of ``long_side`` (640x480 ->
+    256x192 wide, a 3:4 photo 192x256 tall; 1280x720 -> 256x192 too: at 256x160 a person in a 16:9
+    frame had too few rows; measured in the model card)."""
     h, w = frame_hw
-    short = min(long_side, max(INPUT_SIZE_RANGE[0], int(long_side * min(h, w) / max(h, w) / INPUT_SIZE_STEP + 0.5)
-                                * INPUT_SIZE_STEP))
+    step = INPUT_SIZE_STEP
+    floor = -(-long_side * 3 // 4 // step) * step
+    short = min(long_side, max(floor, int(long_side * min(h, w) / max(h, w) / step + 0.5) * step))
     return (long_side, short) if h > w else (short, long_side)
 
 

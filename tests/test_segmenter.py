@@ -36,13 +36,14 @@ def test_input_shape_follows_the_frame_for_models_trained_so():
     from bgswap.inference.model_meta import input_shape_for
 
     assert input_shape_for((480, 640), 256) == (192, 256)           # 4:3 webcam
-    assert input_shape_for((720, 1280), 256) == (160, 256)          # 16:9: 144 is not a multiple of 32
+    assert input_shape_for((720, 1280), 256) == (192, 256)          # 16:9: never under 3/4 of the long side
     assert input_shape_for((800, 600), 256) == (256, 192)           # a portrait photo stands up
     assert input_shape_for((512, 512), 192) == (192, 192)
-    assert input_shape_for((100, 2000), 256) == (64, 256)           # never under the runtime's smallest side
+    assert input_shape_for((825, 550), 256) == (256, 192)
+    assert input_shape_for((720, 1280), 192) == (160, 192)
     assert ModelMeta(frame_aspect=False).input_shape((720, 1280)) == (256, 256)
-    assert ModelMeta(frame_aspect=True).input_shape((720, 1280)) == (160, 256)
-    assert ModelMeta(frame_aspect=True).input_shape((720, 1280), (192, 192)) == (96, 192)
+    assert ModelMeta(frame_aspect=True).input_shape((720, 1280)) == (192, 256)
+    assert ModelMeta(frame_aspect=True).input_shape((600, 450), (192, 192)) == (192, 160)
 
 
 def test_a_frame_aspect_model_is_fed_frames_shaped_like_themselves(model_dir, tmp_path):
@@ -52,10 +53,10 @@ def test_a_frame_aspect_model_is_fed_frames_shaped_like_themselves(model_dir, tm
     shutil.copy(model_dir / "model.onnx", tmp_path / "model.onnx")
     seg = Segmenter(tmp_path, backend="onnxruntime", precision="fp32")
     wide, tall = np.full((720, 1280, 3), 90, np.uint8), np.full((600, 450, 3), 90, np.uint8)
-    assert seg.predict_lowres(wide).shape == (160, 256) and seg(tall).shape == (600, 450)
+    assert seg.predict_lowres(wide).shape == (192, 256) and seg(tall).shape == (600, 450)
     assert seg.preprocess([tall]).shape == (1, 3, 256, 192)
     mixed = seg.predict_batch([wide, tall, wide])                  # one call per shape, answers in order
-    assert [p.shape for p in mixed] == [(160, 256), (256, 192), (160, 256)]
+    assert [p.shape for p in mixed] == [(192, 256), (256, 192), (192, 256)]
     np.testing.assert_allclose(mixed[0], seg.predict_lowres(wide), atol=1e-5)
 
 

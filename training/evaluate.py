@@ -58,7 +58,8 @@ def evaluate(list_path: str | Path, model_dir: str | Path | None = None, input_s
 
     seg.predict_lowres(np.zeros((480, 640, 3), np.uint8))       # warm-up
     out = _checks(list_path, matte, lambda: seg.last_ms, limit, rooms)
-    out.update(input_size=list(seg.input_size), backend=seg.backend_name, precision=seg.backend.precision,
+    out.update(input_size=list(seg.input_size), frame_aspect=seg.meta.frame_aspect, backend=seg.backend_name,
+               precision=seg.backend.precision,
                threads=threads, mask=mask, mirror_averaged=seg.meta.mirror_averaged)
     return out
 
@@ -135,7 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         per_group = ", ".join(f"{k[len('pasted_iou_'):]}_ {v:.4f}" for k, v in r.items() if k.startswith("pasted_iou_"))
         print(f"val people pasted into held-out rooms ({r['pasted']}): person IoU {r['pasted_iou']:.4f} ({per_group})")
     print(f"mask: {r['mask']}" + (" (the model averages each photo with its mirror image)" if r["mirror_averaged"] else ""))
-    print(f"model {r['backend']} {r['input_size'][1]}x{r['input_size'][0]}, {r['threads']} threads: "
+    shape = (f"shaped like each photo, long side {max(r['input_size'])}" if r.get("frame_aspect")
+             else f"{r['input_size'][1]}x{r['input_size'][0]}")
+    print(f"model {r['backend']} {shape}, {r['threads']} threads: "
           f"{r['model_ms_mean']:.1f} ms mean, {r['model_ms_median']:.1f} ms median per image "
           f"({time.time() - t:.0f} s total)")
     if args.json:

@@ -40,7 +40,7 @@ class QualityTab(QWidget):
             meta = ModelMeta()
         self.model_size = max(meta.input_size)
         self.size_box.setToolTip("The longer side of the model's input, in pixels; the other follows the camera's "
-                                 "shape (1280x720: 256x160)" if meta.frame_aspect else
+                                 "shape (a 3:4 photo: 192x256)" if meta.frame_aspect else
                                  "The model's input, in pixels a side: smaller is faster, larger sharper")
         for size in sorted({*INPUT_SIZES, self.model_size}):
             note = "faster" if size < self.model_size else "default" if size == self.model_size else "sharper"
