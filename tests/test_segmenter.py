@@ -10,6 +10,7 @@ import pytest
 
 from bgswap.inference import ModelError, ModelMeta, Segmenter
 from bgswap.inference.backends import BackendOptions, create_backend
+from bgswap.inference.segmenter import shrink_to
 
 
 def test_alpha_shape_range_and_dtype(segmenter, portrait_frame):
@@ -23,9 +24,10 @@ def test_alpha_shape_range_and_dtype(segmenter, portrait_frame):
 def test_lowres_output_follows_metadata_and_input_size(model_dir, portrait_frame):
     meta = ModelMeta.load(model_dir)
     seg = Segmenter(model_dir, backend="onnxruntime", compute="cpu")
-    assert seg.predict_lowres(portrait_frame).shape == tuple(meta.input_size)
+    assert seg.predict_lowres(portrait_frame).shape == meta.input_shape(portrait_frame.shape[:2])
     small = Segmenter(model_dir, backend="onnxruntime", compute="cpu", input_size=160)
-    assert small.predict_lowres(portrait_frame).shape == (160, 160)
+    assert small.predict_lowres(portrait_frame).shape == meta.input_shape(portrait_frame.shape[:2], (160, 160))
+    assert max(small.predict_lowres(portrait_frame).shape) == 160
     with pytest.raises(ValueError, match="multiple of 32 between 64 and 1024"):
         Segmenter(model_dir, input_size=100)
     with pytest.raises(ValueError, match="multiple of 32 between 64 and 1024"):
@@ -81,8 +83,8 @@ def test_preprocess_is_the_metadata_normalisation_in_nchw(model_dir, portrait_fr
     shutil.copy(model_dir / "model.onnx", tmp_path / "model.onnx")
     seg = Segmenter(tmp_path, backend="onnxruntime", precision="fp32")
     x = seg.preprocess([portrait_frame])
-    h, w = seg.input_size
-    small = cv2.resize(portrait_frame, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64) / 255.0
+    h, w = seg.input_shape(portrait_frame.shape[:2])
+    small = shrink_to(portrait_frame, w, h).astype(np.float64) / 255.0     # the resize is tested on its own
     if order == "RGB":
         small = small[..., ::-1]
     expected = ((small - meta["mean"]) / meta["std"]).transpose(2, 0, 1)[None]
@@ -148,3 +150,14 @@ def test_paddle_and_onnxruntime_agree(model_dir, portrait_frame):
     for frame in (portrait_frame, rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)):
         diff = np.abs(onnx.predict_lowres(frame) - paddle.predict_lowres(frame)).max()
         assert diff < 1e-3
+
+
+@pytest.mark.parametrize("frame_hw, out_hw", [((720, 1280), (192, 256)), ((1080, 1920), (192, 256)),
+                                              ((480, 640), (256, 256)), ((768, 1366), (192, 256))])
+def test_shrink_to_is_a_pixel_average_resize(portrait_frame, frame_hw, out_hw):
+    """The two-step shrink (a whole factor dividing both sides, then the rest) gives the picture one
+    INTER_AREA resize gives, to within rounding."""
+    frame = cv2.resize(portrait_frame, frame_hw[::-1], interpolation=cv2.INTER_LINEAR)
+    got = shrink_to(frame, out_hw[1], out_hw[0]).astype(np.float32)
+    ref = cv2.resize(frame, out_hw[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    assert got.shape == ref.shape and np.abs(got - ref).mean() < 1.0 and np.abs(got - ref).max() <= 40
