@@ -49,9 +49,10 @@ class MaskSchedule:
     def should_run(self, frame: np.ndarray, now: float) -> bool:
         """True when ``frame`` (captured at ``now``) needs a new mask; records it as the frame the
         mask is made from."""
-        if self.max_rate <= 0:
+        rate = self.max_rate           # read once: the window may change it meanwhile (0 = every frame)
+        if rate <= 0:
             return True
-        if self.wait_before_next(now) > 0:
+        if self._due - now > 0:
             return False
         thumb = thumbnail(frame)
         if (self._last_thumb is not None and self._last_thumb.shape == thumb.shape
@@ -59,7 +60,7 @@ class MaskSchedule:
                 and float(np.mean(np.abs(thumb - self._last_thumb))) < self.still_level):
             self.still_skips += 1
             return False
-        interval = 1.0 / self.max_rate
+        interval = 1.0 / rate
         self._due = max(self._due + interval, now + interval * (1 - RATE_SLACK))
         self._last_run, self._last_thumb = now, thumb
         return True
