@@ -206,6 +206,7 @@ class BlurBackground(HoldsNothingOpen):
             raise BackgroundError("blur strength must be between 1 and 100")
         self.strength = int(strength)
         self.label = f"Blur {self.strength}"
+        self.small: tuple[np.ndarray, int] | None = None   # the last result before scaling up, and its factor
 
     def render(self, frame, alpha, reduced=None):
         h, w = frame.shape[:2]
@@ -227,7 +228,9 @@ class BlurBackground(HoldsNothingOpen):
         # fall back to the plain blur.
         plain = cv2.GaussianBlur(small, (0, 0), sigma)
         out = np.where(den > 0.02, num / np.maximum(den, 1e-6), plain)
-        return cv2.resize(np.clip(out, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+        small8 = np.clip(out, 0, 255).astype(np.uint8)
+        self.small = (small8, f) if (sh, sw) == (h // f, w // f) else None   # for the compositor's light wrap
+        return cv2.resize(small8, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 class ColorBackground(HoldsNothingOpen):
@@ -364,7 +367,7 @@ class Compositor:
         wrap = float(s.light_wrap)
         k = max(1, round(w / ww))                    # working size -> frame
         g = k * max(1, round(EDGE_GRID / k))         # the grid of the edge's colours -> frame
-        edge = self._edge_colours(s, matte, bg, k, g)
+        edge = self._edge_colours(s, matte, bg, k, g, getattr(background, "small", None))
         grow = round(2 * WRAP_REACH * g / k) if edge is not None and edge[1] is not None else 0
         for ys, xs in edge_boxes(edge_band(matte.work, grow), h / wh, w / ww, (h, w)):
             a = matte.full_in(ys, xs)
@@ -382,7 +385,8 @@ class Compositor:
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
-    def _edge_colours(self, s: RefineSettings, matte: Matte, bg: np.ndarray, k: int, g: int):
+    def _edge_colours(self, s: RefineSettings, matte: Matte, bg: np.ndarray, k: int, g: int,
+                      bg_small: tuple[np.ndarray, int] | None = None):
         """On the frame reduced by ``g``, for the settings ``s`` (read once per frame: the window may swap
         them meanwhile): (the colour edge pixels move towards, uint8; with light wrap, the alpha blurred
         by the wrap's reach, else None), or None when neither step is on.
@@ -407,7 +411,7 @@ class Compositor:
             cv2.copyTo(f_small, cv2.compare(den, 1e-3, cv2.CMP_LE), own)      # no person nearby: as it is
         if s.light_wrap <= 0:
             return own, None
-        light = self._background_light(bg, g)
+        light = self._background_light(bg, g, bg_small)
         spread = cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH)
         if own is None:
             return light, spread
@@ -418,9 +422,15 @@ class Compositor:
         colour = cv2.blendLinear(own, light, w_own / total, spill / total)
         return colour, spread
 
-    def _background_light(self, bg: np.ndarray, g: int) -> np.ndarray:
+    def _background_light(self, bg: np.ndarray, g: int, bg_small: tuple[np.ndarray, int] | None = None) -> np.ndarray:
         """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
-        picture (an image or a colour), made anew for one that changes (video, blur)."""
+        picture (an image or a colour), made anew for one that changes (video, blur). A background that
+        was itself made at 1/g of the frame (``bg_small``: the blur's small picture and its factor) hands
+        that over instead of having its full-size result reduced again."""
         if bg is not self._bg_seen or g != self._bg_factor:
-            self._bg_light, self._bg_seen, self._bg_factor = cv2.GaussianBlur(_reduce(bg, g), (0, 0), WRAP_REACH), bg, g
+            if bg_small is not None and bg_small[1] == g:
+                small = cv2.copyMakeBorder(bg_small[0], 0, 1, 0, 1, cv2.BORDER_REPLICATE)    # as _reduce's
+            else:
+                small = _reduce(bg, g)
+            self._bg_light, self._bg_seen, self._bg_factor = cv2.GaussianBlur(small, (0, 0), WRAP_REACH), bg, g
         return self._bg_light

@@ -261,3 +261,23 @@ def test_edge_colours_work_at_sizes_the_grid_does_not_divide(size):
     changed = np.abs(both.astype(np.int16) - plain).max(axis=2) > 0
     assert changed.any() and not changed[alpha == 0].any()
     assert not changed[h // 3 + 40:, 66 + 40:].any()        # deep inside the person: untouched
+
+
+def test_the_blur_hands_its_small_picture_to_light_wrap():
+    """The blur background's light for light wrap comes from its own 1/8 picture (not its full-size
+    result reduced again): the same composite to within a grey level or two."""
+    from bgswap.inference.refine import RefineSettings
+
+    frame, alpha, _ = _room_and_person(720, 1280)
+    blur = BlurBackground(15)
+    rendered = blur.render(frame, alpha)
+
+    class Same:                              # the same picture, without the small one
+        def render(self, frame, alpha, reduced=None):
+            return rendered
+
+    comp = RefineSettings(light_wrap=0.8)
+    via_small = Compositor(comp)(frame, alpha, blur).astype(np.int16)
+    assert blur.small is not None and blur.small[1] == 8
+    reduced_again = Compositor(comp)(frame, alpha, Same()).astype(np.int16)
+    assert np.abs(via_small - reduced_again).max() <= 2
