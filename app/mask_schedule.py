@@ -52,7 +52,7 @@ class MaskSchedule:
         rate = self.max_rate           # read once: the window may change it meanwhile (0 = every frame)
         if rate <= 0:
             return True
-        if self._due - now > 0:
+        if self.wait_before_next(now) > 0:
             return False
         thumb = thumbnail(frame)
         if (self._last_thumb is not None and self._last_thumb.shape == thumb.shape

@@ -428,9 +428,6 @@ class Compositor:
         was itself made at 1/g of the frame (``bg_small``: the blur's small picture and its factor) hands
         that over instead of having its full-size result reduced again."""
         if bg is not self._bg_seen or g != self._bg_factor:
-            if bg_small is not None and bg_small[1] == g:
-                small = cv2.copyMakeBorder(bg_small[0], 0, 1, 0, 1, cv2.BORDER_REPLICATE)    # as _reduce's
-            else:
-                small = _reduce(bg, g)
+            small = _reduce(bg_small[0], 1) if bg_small is not None and bg_small[1] == g else _reduce(bg, g)
             self._bg_light, self._bg_seen, self._bg_factor = cv2.GaussianBlur(small, (0, 0), WRAP_REACH), bg, g
         return self._bg_light

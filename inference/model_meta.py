@@ -40,6 +40,20 @@ def input_shape_for(frame_hw: tuple[int, int], long_side: int) -> tuple[int, int
     return (long_side, short) if h > w else (short, long_side)
 
 
+def run_by_shape(frames: list, shape_of, run):
+    """``run(frames_of_one_shape, shape)`` once per input shape (``shape_of(frame)``) among ``frames``: its
+    result as it is when there is one shape, else a list of the per-frame results in ``frames``' order."""
+    shapes = [shape_of(f) for f in frames]
+    if len(set(shapes)) == 1:
+        return run(frames, shapes[0])
+    out: list = [None] * len(frames)
+    for shape in set(shapes):
+        js = [j for j, s in enumerate(shapes) if s == shape]
+        for j, r in zip(js, run([frames[j] for j in js], shape)):
+            out[j] = r
+    return out
+
+
 @dataclass
 class ModelMeta:
     """How to feed the network and read its output."""

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .backends import BackendOptions, create_backend
-from .model_meta import DEFAULT_THREADS, ModelMeta, input_size_problem
+from .model_meta import DEFAULT_THREADS, ModelMeta, input_size_problem, run_by_shape
 from .resources import default_model_dir
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,10 @@ class Segmenter:
         """(height, width) of the network input for a frame of ``frame_hw`` (``ModelMeta.input_shape``)."""
         return self.meta.input_shape(frame_hw, self.input_size)
 
-    def preprocess(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
-        """BGR uint8 frames of one shape -> the model's input: Nx3xHxW float32, resized and normalised per
-        ``meta.json``."""
-        h, w = self.input_shape(frames_bgr[0].shape[:2])
+    def preprocess(self, frames_bgr: list[np.ndarray], shape: tuple[int, int] | None = None) -> np.ndarray:
+        """BGR uint8 frames -> the model's input at ``shape`` (default: the first frame's ``input_shape``):
+        Nx3xHxW float32, resized and normalised per ``meta.json``."""
+        h, w = shape or self.input_shape(frames_bgr[0].shape[:2])
         small = [shrink_to(f, w, h) for f in frames_bgr]
         x = cv2.dnn.blobFromImages(small, 1.0, mean=self._mean255, swapRB=self.meta.color_order == "RGB")
         x *= self._inv_std
@@ -96,18 +96,10 @@ class Segmenter:
     def predict_batch(self, frames_bgr: list[np.ndarray]) -> list[np.ndarray] | np.ndarray:
         """Person probability for several frames, float32 at each one's input shape: one model call for
         frames fed at the same shape (an N x H x W array), one call per shape otherwise (a list)."""
-        shapes = [self.input_shape(f.shape[:2]) for f in frames_bgr]
-        if len(set(shapes)) > 1:
-            out: list = [None] * len(frames_bgr)
-            for shape in set(shapes):
-                js = [j for j, s in enumerate(shapes) if s == shape]
-                for j, p in zip(js, self._predict_same_shape([frames_bgr[j] for j in js])):
-                    out[j] = p
-            return out
-        return self._predict_same_shape(frames_bgr)
+        return run_by_shape(frames_bgr, lambda f: self.input_shape(f.shape[:2]), self._predict_same_shape)
 
-    def _predict_same_shape(self, frames_bgr: list[np.ndarray]) -> np.ndarray:
-        x = self.preprocess(frames_bgr)
+    def _predict_same_shape(self, frames_bgr: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+        x = self.preprocess(frames_bgr, shape)
         t = time.perf_counter()
         if self._mirror_here:
             n = len(frames_bgr)

@@ -24,10 +24,10 @@ def check_figures(scores) -> dict:
 def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_aspect: bool = False) -> dict:
     """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
     with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too. Each photo
-    is fed at ``size`` square, or with ``frame_aspect`` shaped like itself (``input_shape_for``), as the runtime does."""
+    is fed at ``size`` square, or with ``frame_aspect`` shaped like itself (``ModelMeta.input_shape``), as the runtime does."""
     import paddle
 
-    from bgswap.inference.model_meta import input_shape_for
+    from bgswap.inference.model_meta import ModelMeta, run_by_shape
     from training.data import to_chw_rgb
     from training.metrics import GroupedScores
     from training.model import PersonProbability
@@ -36,15 +36,14 @@ def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_asp
     net = PersonProbability(model)
     scores = GroupedScores()
 
-    def probabilities(imgs) -> list[np.ndarray]:
-        shapes = [input_shape_for(i.shape[:2], size) if frame_aspect else (size, size) for i in imgs]
-        out: list = [None] * len(imgs)
-        for shape in set(shapes):
-            js = [j for j, s in enumerate(shapes) if s == shape]
-            x = to_chw_rgb(np.stack([cv2.resize(imgs[j], shape[::-1], interpolation=cv2.INTER_AREA) for j in js]))
-            for j, p in zip(js, net(paddle.to_tensor(x))[:, 0].numpy()):
-                out[j] = p
-        return out
+    meta = ModelMeta(input_size=(size, size), frame_aspect=frame_aspect)     # fed as the runtime feeds it
+
+    def run(imgs, shape) -> np.ndarray:
+        x = to_chw_rgb(np.stack([cv2.resize(i, shape[::-1], interpolation=cv2.INTER_AREA) for i in imgs]))
+        return net(paddle.to_tensor(x))[:, 0].numpy()
+
+    def probabilities(imgs) -> list[np.ndarray] | np.ndarray:
+        return run_by_shape(imgs, lambda i: meta.input_shape(i.shape[:2]), run)
 
     with paddle.no_grad():
         for s in range(0, len(val), batch):

@@ -99,9 +99,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
                 raise ApiError(408, f"the request body stopped arriving for {config.read_timeout_s:g} s, or took over "
                                     f"{config.read_timeout_s * BODY_TIMEOUTS:g} s in all") from None
             body += chunk
-            bodies.take(len(chunk), held=getattr(request.state, "body_bytes", 0))
-            request.state.body_bytes = getattr(request.state, "body_bytes", 0) + len(chunk)   # given back when
-            if len(body) > limit:                                                           # the request ends
+            bodies.take(request.state, len(chunk))         # given back when the request ends (count_and_time)
+            if len(body) > limit:
                 raise ApiError(413, f"the request is over the limit of {limit / 1e6:.1f} MB")
         return bytes(body)
 
@@ -121,7 +120,6 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             fields = {k: v for k, v in form.items() if k != field}
             return data, fields
         return await read_body(request, config.max_bytes), {}
-
 
     def probe(data: bytes, what: str) -> tuple[int, int]:
         """The upload's width and height, from its header (400/413/415 for a bad or too large one)."""
@@ -171,7 +169,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             metrics.errors.labels("internal").inc()
             response = JSONResponse({"error": "internal error: see the server's log"}, status_code=500)
         finally:
-            bodies.give(getattr(request.state, "body_bytes", 0))
+            bodies.give(request.state)
         if endpoint:
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - t)
@@ -296,15 +294,19 @@ class BodyBudget:
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
 
-    def take(self, n: int, held: int = 0) -> None:
-        """Count ``n`` more bytes for a request that already holds ``held``."""
+    def take(self, state, n: int) -> None:
+        """Count ``n`` more bytes for the request whose ``request.state`` is ``state`` (kept there)."""
+        held = getattr(state, "body_bytes", 0)
         if self.used > held and self.used + n > self.limit:
             raise ApiError(503, f"the service is receiving other uploads ({self.used / MB:.0f} of "
                                 f"{self.limit / MB:.0f} MB): retry in a moment", {"Retry-After": "2"})
         self.used += n
+        state.body_bytes = held + n
 
-    def give(self, n: int) -> None:
-        self.used -= n
+    def give(self, state) -> None:
+        """Give back what the request whose ``request.state`` is ``state`` held."""
+        self.used -= getattr(state, "body_bytes", 0)
+        state.body_bytes = 0
 
 
 class MemoryBudget:
