@@ -56,8 +56,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     import paddle
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
-    from training.losses import bisenet_loss
-    from training.model import build_model, load_weights, training_logits
+    from training.losses import bisenet_loss, soft_ce
+    from training.model import DETAIL_WIDTHS, build_model, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -67,7 +67,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     log.info("train %d, val %d samples; threads %s", len(train_set), len(val_set), os.environ.get("OMP_NUM_THREADS"))
 
     paddle.seed(cfg["seed"])
-    model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)))
+    model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)),
+                        detail=tuple(cfg.get("detail_widths", DETAIL_WIDTHS)))
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
@@ -92,6 +93,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                                     "(or remove init_weights from the config)")
         model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
+
+    wide = distillation_teacher(cfg)
 
     scenes, room_checks = None, None
     if cfg.get("scenes"):
@@ -154,6 +157,12 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         x = paddle.to_tensor(x)
         outs = training_logits(model, x)
         loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
+        if wide is not None:
+            with paddle.no_grad():
+                target = wide(x)[:, 0]
+            follow = soft_ce(outs[0], target).mean()
+            loss = loss + float(cfg.get("distil_weight", 1.0)) * follow
+            parts["distil"] = float(follow)
         loader.sampler.record(idx, parts["per_image"][:len(idx)])
         loss.backward()
         opt.step()
@@ -190,6 +199,29 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     save()
     loader.close()
     log.info("stopped at iteration %d/%d, best score %.4f", it, total, best)
+
+
+def distillation_teacher(cfg: dict):
+    """With ``distil_from`` in the config: that trained network, frozen, as a person-probability
+    function the main head also learns to follow (``distil_weight``), as when a narrowed copy
+    (``training.prune``) recovers from the network it was cut from. Without: None."""
+    if not cfg.get("distil_from"):
+        return None
+    from training.model import PersonProbability, build_model, detail_widths_of, edge_head_in, lambd_of, load_weights
+
+    path = Path(cfg["distil_from"])
+    if not path.is_file():
+        raise FileNotFoundError(f"distil_from {path} not found: name trained weights (.pdparams) or remove the key")
+    state = load_weights(path)
+    head, half = edge_head_in(state)
+    net = build_model(edge_head=head, half_res=half, lambd=lambd_of(state), detail=detail_widths_of(state))
+    net.set_state_dict(state)
+    wide = PersonProbability(net)
+    wide.eval()
+    for p in wide.parameters():
+        p.stop_gradient = True
+    log.info("following %s (weight %s) beside the labels", path, cfg.get("distil_weight", 1.0))
+    return wide
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,21 +49,22 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     import paddle
     import paddle2onnx
 
-    from training.model import MirrorAveraged, PersonProbability, build_model, edge_head_in, lambd_of, load_weights
+    from training.model import (DETAIL_WIDTHS, MirrorAveraged, PersonProbability, build_model, detail_widths_of,
+                                edge_head_in, lambd_of, load_weights)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
-    state, lambd = None, 0.25
+    state, lambd, detail = None, 0.25, DETAIL_WIDTHS
     if weights is not None:
         state = load_weights(weights)
         edge_head, half_res = edge_head_in(state)
-        lambd = lambd_of(state)
+        lambd, detail = lambd_of(state), detail_widths_of(state)
     with paddle.utils.unique_name.guard():   # layer names as in a fresh process: tools/weights_from_export.py
-        model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd)
+        model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd, detail=detail)
     if state is not None:
         model.set_state_dict(state)
-        log.info("loaded %s (semantic width %g, edge head: %s)", weights, lambd,
+        log.info("loaded %s (semantic width %g, detail widths %s, edge head: %s)", weights, lambd, detail,
                  ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
     net = PersonProbability(model)
     net.eval()
