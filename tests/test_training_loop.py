@@ -201,3 +201,69 @@ def test_blend_averages_float_weights_with_their_shares(tmp_path):
     np.testing.assert_allclose(np.asarray(paddle.load(str(tmp_path / "m.pdparams"))["w"]), 1.0)
     with pytest.raises(SystemExit):
         main([str(tmp_path / "a.pdparams"), "--out", str(tmp_path / "x.pdparams")])     # no share
+
+
+def test_a_narrowed_network_starts_where_the_wide_one_was_trains_following_it_and_exports(tmp_path):
+    """training.prune keeps the channels that carry the output, folds the dropped ones' means into
+    the next BatchNorm (exact where a dropped channel is constant), and the narrow network trains
+    with distil_from, exports and comes back from its export."""
+    paddle = pytest.importorskip("paddle")
+    import sys
+    from pathlib import Path
+
+    from training import export, prune, train
+    from training.model import build_model, detail_widths_of
+
+    paddle.seed(3)
+    wide = build_model(edge_head=True)
+    state = {k: v.numpy() for k, v in wide.state_dict().items()}
+    rng = np.random.default_rng(0)
+    for i in range(5):       # BatchNorms with spread-out scales, and in each layer 24 channels that are a
+        bn = f"db.convs.{i}._batch_norm."     # small constant (scale 0, shift 0.01): the ones to drop
+        state[bn + "weight"] = rng.uniform(0.5, 1.5, state[bn + "weight"].shape).astype(np.float32)
+        state[bn + "bias"] = rng.uniform(0.3, 0.6, state[bn + "bias"].shape).astype(np.float32)
+        state[bn + "_variance"] = np.full_like(state[bn + "_variance"], 25.0)   # outputs near their shift
+        state[bn + "weight"][40:] = 0.0
+        state[bn + "bias"][40:] = 0.01
+    root = make_dataset(tmp_path / "d")
+    images = prune.sample_images(root / "train.txt", 4, shape=(64, 64))
+    means = prune.channel_means(state, images)
+    assert all(np.allclose(m[40:], 0.01, atol=1e-6) for m in means)
+    narrow = prune.prune_detail(state, (40, 40), means)
+    assert detail_widths_of(narrow) == (40, 40)
+    assert narrow["db.convs.1._conv.weight"].shape == (40, 40, 3, 3)
+    assert narrow["edge_head.reduce._conv.weight"].shape[1] == 1 + 40 + 3
+
+    def detail_quarter(st, widths):
+        net = build_model(edge_head=True, detail=widths)
+        net.set_state_dict({k: paddle.to_tensor(v) for k, v in st.items()})
+        net.eval()
+        x = paddle.to_tensor(np.random.default_rng(1).normal(size=(1, 3, 128, 128)).astype(np.float32))
+        return net.db.convs[:6](x).numpy()
+
+    a, b = detail_quarter(state, (64, 64)), detail_quarter(narrow, (40, 40))
+    # equal away from the zero padding, where a dropped constant channel is not constant
+    assert np.abs(a - b)[:, :, 4:-4, 4:-4].max() < 1e-4 * np.abs(a).max()
+
+    narrow = prune.recalibrate_batchnorm(prune.prune_detail(state, (32, 32), means), images, passes=1, batch=2)
+    paddle.save({k: paddle.to_tensor(v) for k, v in narrow.items()}, str(tmp_path / "narrow.pdparams"))
+    paddle.save({k: paddle.to_tensor(v) for k, v in state.items()}, str(tmp_path / "wide.pdparams"))
+    cfg = load_config(CONFIGS / "portrait_bisenetv2.yml")
+    cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+               batch_size=2, stages=[[2, 64]], resume_from=None, val_every=2, save_every=2, log_every=1,
+               cache_long_side=96, edge_head=True, detail_widths=[32, 32],
+               init_weights=str(tmp_path / "narrow.pdparams"), distil_from=str(tmp_path / "wide.pdparams"))
+    cfg["optimizer"]["warmup_iters"] = 1
+    train.train(cfg)
+    log_text = (tmp_path / "run" / "train.log").read_text()
+    assert "following" in log_text and " distil " in log_text
+    out = export.export(tmp_path / "run" / "last.pdckpt", tmp_path / "model", input_size=64, version="narrow")
+    assert export.parity(out) < 1e-4
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from weights_from_export import weights_from_export
+
+    assert detail_widths_of(weights_from_export(out)) == (32, 32)
+    cfg["distil_from"] = str(tmp_path / "missing.pdparams")
+    cfg["run_dir"] = str(tmp_path / "run2")
+    with pytest.raises(FileNotFoundError, match="distil_from"):
+        train.train(cfg)
