@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -24,6 +25,23 @@ def test_schedule_caps_the_rate_and_rests_on_a_still_picture(portrait_frame):
     assert s.should_run(moved, 0.3)                       # motion brings the model back at once
     assert not s.should_run(moved, 0.9)
     assert s.should_run(moved, 1.35)                      # still, but the mask is over a second old
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (1920, 1080)])
+def test_sensor_noise_reads_as_still_and_a_small_move_as_motion(portrait_frame, size):
+    """The thumbnail samples every few rows and columns: noise of a dim webcam (sigma 4) still stays far
+    under the still level; a head turned by a few pixels does not."""
+    rng = np.random.default_rng(0)
+    base = cv2.resize(portrait_frame, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def noisy(img):
+        return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+    s = MaskSchedule(max_rate=100, still_level=1.5, max_still_age=100.0)
+    assert s.should_run(noisy(base), 0.0)
+    assert not any(s.should_run(noisy(base), t) for t in (1.0, 2.0, 3.0))
+    moved = np.roll(base, size[0] // 60, axis=1)
+    assert s.should_run(noisy(moved), 4.0)
 
 
 def test_schedule_at_half_the_camera_rate_takes_every_second_frame(portrait_frame):
