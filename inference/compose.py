@@ -219,7 +219,10 @@ class BlurBackground(HoldsNothingOpen):
         source = frame
         if reduced is not None and reduced.shape[1] >= sw and w % reduced.shape[1] == 0:
             source = reduced             # the same pixel averages from a quarter of the pixels (or fewer)
-        small = cv2.resize(source, (sw, sh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        k = source.shape[1] // sw
+        whole = source.shape[:2] == (sh * k, sw * k)
+        small = (block_mean(source, k, by_halves=True) if whole else
+                 cv2.resize(source, (sw, sh), interpolation=cv2.INTER_AREA)).astype(np.float32)
         bgw = 1.0 - cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA)
         sigma = self.strength * 2.0 / f
         num = cv2.GaussianBlur(small * bgw[..., None], (0, 0), sigma)

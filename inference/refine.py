@@ -90,11 +90,20 @@ class TemporalFilter:
         return self.state
 
 
-def block_mean(img: np.ndarray, factor: int) -> np.ndarray:
+def block_mean(img: np.ndarray, factor: int, by_halves: bool = False) -> np.ndarray:
     """``img`` reduced by the whole ``factor``: the mean of each ``factor`` x ``factor`` block from the top
-    left (rows and columns past the last whole block are left out): OpenCV's fast path for INTER_AREA."""
+    left (rows and columns past the last whole block are left out). Float images, and with ``by_halves``
+    uint8 ones, go by halvings for the factor's even part: OpenCV's vectorised path is the 2x2 one
+    (640x360 uint8 by 4: 0.07 ms as two halvings, 0.24 in one step); uint8 means then round twice,
+    so they may differ by a grey level."""
     h, w = img.shape[:2]
-    return cv2.resize(img[:h - h % factor, :w - w % factor], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    out = img[:h - h % factor, :w - w % factor]
+    halves = by_halves or img.dtype != np.uint8
+    while factor > 1:
+        step = 2 if halves and factor % 2 == 0 else factor
+        out = cv2.resize(out, (out.shape[1] // step, out.shape[0] // step), interpolation=cv2.INTER_AREA)
+        factor //= step
+    return out
 
 
 def _area_resize(img: np.ndarray, width: int, height: int) -> tuple[np.ndarray, tuple[int, int]]:
