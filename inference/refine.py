@@ -92,13 +92,13 @@ class TemporalFilter:
 
 def block_mean(img: np.ndarray, factor: int, by_halves: bool = False) -> np.ndarray:
     """``img`` reduced by the whole ``factor``: the mean of each ``factor`` x ``factor`` block from the top
-    left (rows and columns past the last whole block are left out). Float images, and with ``by_halves``
-    uint8 ones, go by halvings for the factor's even part: OpenCV's vectorised path is the 2x2 one
-    (640x360 uint8 by 4: 0.07 ms as two halvings, 0.24 in one step); uint8 means then round twice,
-    so they may differ by a grey level."""
+    left (rows and columns past the last whole block are left out; factor 1 gives ``img`` itself, not a
+    copy). Float images, and with ``by_halves`` integer ones, go by halvings for the factor's even part:
+    OpenCV's vectorised path is the 2x2 one (640x360 uint8 by 4: 0.07 ms as two halvings, 0.24 in one
+    step); integer means then round at each step (up to half a grey level each)."""
     h, w = img.shape[:2]
     out = img[:h - h % factor, :w - w % factor]
-    halves = by_halves or img.dtype != np.uint8
+    halves = by_halves or np.issubdtype(img.dtype, np.floating)
     while factor > 1:
         step = 2 if halves and factor % 2 == 0 else factor
         out = cv2.resize(out, (out.shape[1] // step, out.shape[0] // step), interpolation=cv2.INTER_AREA)

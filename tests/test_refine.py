@@ -123,3 +123,22 @@ def test_colour_guide_snaps_to_an_edge_the_grey_guide_cannot_see():
     err_colour = np.abs(colour - truth).mean()
     assert colour.shape == (h, w)
     assert err_colour < 0.5 * err_grey
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 6, 8, 12])
+def test_block_mean_is_the_mean_of_each_whole_block(factor):
+    """By halvings or in one step, the mean of each factor x factor block from the top left; rows and
+    columns past the last whole block are left out; uint8 by halves within half a grey level a rounding."""
+    from bgswap.inference.refine import block_mean
+
+    rng = np.random.default_rng(factor)
+    h, w = 7 * factor + factor // 2, 11 * factor + (factor > 1)    # sizes the factor does not divide
+    img = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+    want = img[:7 * factor, :11 * factor].astype(np.float64).reshape(7, factor, 11, factor, 3).mean(axis=(1, 3))
+    as_float = block_mean(img.astype(np.float32), factor)
+    assert as_float.shape == (7, 11, 3) and np.abs(as_float - want).max() < 1e-3
+    assert np.abs(block_mean(img, factor).astype(np.float64) - want).max() <= 0.5 + 1e-9   # one rounding
+    halves = block_mean(img, factor, by_halves=True)
+    twos = (factor & -factor).bit_length() - 1                   # halvings, then one step for the odd rest
+    roundings = twos + (factor >> twos > 1)
+    assert halves.dtype == np.uint8 and np.abs(halves.astype(np.float64) - want).max() <= 0.5 * max(1, roundings)

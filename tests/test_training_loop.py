@@ -234,16 +234,21 @@ def test_a_narrowed_network_starts_where_the_wide_one_was_trains_following_it_an
     assert narrow["db.convs.1._conv.weight"].shape == (40, 40, 3, 3)
     assert narrow["edge_head.reduce._conv.weight"].shape[1] == 1 + 40 + 3
 
-    def detail_quarter(st, widths):
+    def detail_outputs(st, widths):
+        """The detail branch at 1/8, and the edge head's first layer on the branch at 1/4."""
         net = build_model(edge_head=True, detail=widths)
         net.set_state_dict({k: paddle.to_tensor(v) for k, v in st.items()})
         net.eval()
-        x = paddle.to_tensor(np.random.default_rng(1).normal(size=(1, 3, 128, 128)).astype(np.float32))
-        return net.db.convs[:6](x).numpy()
+        g = np.random.default_rng(1)
+        x = paddle.to_tensor(g.normal(size=(1, 3, 128, 128)).astype(np.float32))
+        quarter = net.db.convs[:5](x)
+        extra = [paddle.to_tensor(g.normal(size=(1, c, 32, 32)).astype(np.float32)) for c in (1, 3)]
+        return (net.db.convs[5:6](quarter).numpy(),
+                net.edge_head.reduce(paddle.concat([extra[0], quarter, extra[1]], axis=1)).numpy())
 
-    a, b = detail_quarter(state, (64, 64)), detail_quarter(narrow, (40, 40))
-    # equal away from the zero padding, where a dropped constant channel is not constant
-    assert np.abs(a - b)[:, :, 4:-4, 4:-4].max() < 1e-4 * np.abs(a).max()
+    for a, b in zip(detail_outputs(state, (64, 64)), detail_outputs(narrow, (40, 40))):
+        # equal away from the zero padding, where a dropped constant channel is not constant
+        assert np.abs(a - b)[:, :, 4:-4, 4:-4].max() < 1e-4 * np.abs(a).max()
 
     narrow = prune.recalibrate_batchnorm(prune.prune_detail(state, (32, 32), means), images, passes=1, batch=2)
     paddle.save({k: paddle.to_tensor(v) for k, v in narrow.items()}, str(tmp_path / "narrow.pdparams"))
@@ -263,6 +268,10 @@ def test_a_narrowed_network_starts_where_the_wide_one_was_trains_following_it_an
     from weights_from_export import weights_from_export
 
     assert detail_widths_of(weights_from_export(out)) == (32, 32)
+    cfg["detail_widths"] = [64, 64]             # not the widths of the weights it resumes from
+    with pytest.raises(ValueError, match="detail widths"):
+        train.train(cfg)
+    cfg["detail_widths"] = [32, 32]
     cfg["distil_from"] = str(tmp_path / "missing.pdparams")
     cfg["run_dir"] = str(tmp_path / "run2")
     with pytest.raises(FileNotFoundError, match="distil_from"):

@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -50,7 +51,11 @@ def weights_from_export(model_dir: str | Path) -> dict:
     if not (model_dir / "model.json").is_file():
         raise FileNotFoundError(f"{model_dir / 'model.json'} not found: give the folder training.export wrote")
     saved = _saved_params(model_dir / "model")
-    shapes = [(head, half, lambd, detail) for lambd in (0.25, 0.5) for detail in (DETAIL_WIDTHS, (32, 32))
+    network = json.loads((model_dir / "meta.json").read_text()).get("extra", {}).get("network", {}) \
+        if (model_dir / "meta.json").is_file() else {}
+    widths = [tuple(network["detail_widths"])] if "detail_widths" in network else [DETAIL_WIDTHS]  # older exports
+    lambds = [float(network["lambd"])] if "lambd" in network else [0.25, 0.5]
+    shapes = [(head, half, lambd, detail) for lambd in lambds for detail in widths
               for head, half in ((True, True), (True, False), (False, True))]
     for head, half, lambd, detail in shapes:
         with paddle.utils.unique_name.guard():      # the layer names a fresh process gives, as in training.export

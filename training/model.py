@@ -69,7 +69,7 @@ def detail_widths_of(state: dict) -> tuple[int, int]:
             int(state[f"db.convs.{DETAIL_QUARTER - 1}._conv.weight"].shape[0]))
 
 
-DETAIL_QUARTER = 5   # the detail branch's first five ConvBNReLUs end at 1/4 resolution (64 channels)
+DETAIL_QUARTER = 5   # the detail branch's first five ConvBNReLUs end at 1/4 resolution (its second width)
 
 
 class EdgeHead(nn.Layer):

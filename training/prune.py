@@ -7,8 +7,8 @@ BiSeNetV2's detail branch runs 64-channel 3x3 convolutions at 1/2 and 1/4 of the
 256x192 they are half the int8 model's time. This keeps the ``--widths`` channels of each of its
 first five convolutions that matter most on real photos (mean output times the weight the next
 layer gives it), drops the rest, and moves each dropped channel's mean contribution into the next
-layer's BatchNorm mean, then re-estimates every BatchNorm's statistics on the same photos, so
-the narrowed network starts close to the wide one. Training then recovers the rest (a config's ``init_weights`` and ``detail_widths``).
+layer's BatchNorm mean (exact where a dropped channel is constant), then re-estimates every
+BatchNorm's statistics on the same photos, so the narrowed network starts close to the wide one. Training then recovers the rest (a config's ``init_weights`` and ``detail_widths``).
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def _conv(i: int) -> str:
 
 def channel_means(state: dict, images: list[np.ndarray]) -> list[np.ndarray]:
     """Mean output (after ReLU) of each of the detail branch's first ``DETAIL_QUARTER`` layers, per channel."""
+    if not images:
+        raise ValueError("no photos to rank the channels on")
     import paddle
 
     from training.data import to_chw_rgb
@@ -94,8 +96,11 @@ def prune_detail(state: dict, widths: tuple[int, int], means: list[np.ndarray]) 
 
 
 def recalibrate_batchnorm(state: dict, images: list[np.ndarray], passes: int = 4, batch: int = 8) -> dict:
-    """``state`` with every BatchNorm's running mean and variance re-estimated on ``images`` (the
-    narrowed branch changes what every later layer sees)."""
+    """``state`` with every BatchNorm's running mean and variance re-estimated on ``images`` (the narrowed
+    branch changes what the aggregation layer and the heads see; the semantic branch's are re-estimated
+    too, on the same frame-shaped photos). It replaces the means ``prune_detail`` folded."""
+    if len(images) < batch:
+        raise ValueError(f"{len(images)} photos re-estimate no BatchNorm in batches of {batch}: give more")
     import paddle
 
     from training.data import to_chw_rgb

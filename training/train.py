@@ -57,7 +57,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.losses import bisenet_loss, soft_ce
-    from training.model import DETAIL_WIDTHS, build_model, load_weights, training_logits
+    from training.model import build_model, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -68,7 +68,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     paddle.seed(cfg["seed"])
     model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)),
-                        detail=tuple(cfg.get("detail_widths", DETAIL_WIDTHS)))
+                        detail=detail_widths(cfg, run_dir))
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
@@ -199,6 +199,24 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     save()
     loader.close()
     log.info("stopped at iteration %d/%d, best score %.4f", it, total, best)
+
+
+def detail_widths(cfg: dict, run_dir: Path) -> tuple[int, int]:
+    """The detail-branch widths to build: the config's ``detail_widths`` (default PaddleSeg's), which
+    must match the weights the run starts or resumes from (Paddle would skip mismatched tensors
+    with a warning and train the branch from random weights)."""
+    from training.model import DETAIL_WIDTHS, detail_widths_of, load_weights
+
+    want = tuple(int(c) for c in cfg.get("detail_widths", DETAIL_WIDTHS))
+    for key, path in (("resume", run_dir / "last.pdckpt"), ("resume_from", cfg.get("resume_from")),
+                      ("init_weights", cfg.get("init_weights"))):
+        if path and Path(path).is_file():
+            have = detail_widths_of(load_weights(path))
+            if have != want:
+                raise ValueError(f"{path} ({key}) has detail widths {list(have)}, the config {list(want)}: "
+                                 f"set detail_widths: {list(have)} in {cfg.get('_config_path', 'the config')}")
+            break
+    return want
 
 
 def distillation_teacher(cfg: dict):

@@ -82,8 +82,9 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     rewrite_depthwise(out_dir / ONNX_FILE)
     if mirror_average:
         add_mirror_average(out_dir / ONNX_FILE)
+    extra = {**(extra or {}), "network": {"lambd": lambd, "detail_widths": list(detail)}}   # weights_from_export
     meta = ModelMeta(version=version, input_size=(input_size, input_size), mirror_averaged=mirror_average,
-                     frame_aspect=frame_aspect, extra=extra or {})
+                     frame_aspect=frame_aspect, extra=extra)
     meta.save(out_dir)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
