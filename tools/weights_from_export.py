@@ -20,7 +20,6 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 2))
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -45,28 +44,24 @@ def weights_from_export(model_dir: str | Path) -> dict:
     the network with an edge head (to 1/2 or 1/4) or without, whichever the export holds."""
     import paddle
 
-    from training.model import DETAIL_WIDTHS, build_model
+    from training.model import build_model
 
     model_dir = Path(model_dir)
     if not (model_dir / "model.json").is_file():
         raise FileNotFoundError(f"{model_dir / 'model.json'} not found: give the folder training.export wrote")
     saved = _saved_params(model_dir / "model")
-    network = json.loads((model_dir / "meta.json").read_text()).get("extra", {}).get("network", {}) \
-        if (model_dir / "meta.json").is_file() else {}
-    widths = [tuple(network["detail_widths"])] if "detail_widths" in network else [DETAIL_WIDTHS]  # older exports
-    lambds = [float(network["lambd"])] if "lambd" in network else [0.25, 0.5]
-    shapes = [(head, half, lambd, detail) for lambd in lambds for detail in widths
+    shapes = [(head, half, lambd) for lambd in (0.25, 0.5)
               for head, half in ((True, True), (True, False), (False, True))]
-    for head, half, lambd, detail in shapes:
+    for head, half, lambd in shapes:
         with paddle.utils.unique_name.guard():      # the layer names a fresh process gives, as in training.export
-            params = build_model(edge_head=head, half_res=half, lambd=lambd, detail=detail).state_dict()
+            params = build_model(edge_head=head, half_res=half, lambd=lambd).state_dict()
         state = {k: v.numpy() for k, v in params.items()}
         found = {k: saved[v.name] for k, v in params.items() if v.name in saved}
         exported = [k for k in params if not k.startswith("aux_head")]     # the export wrapper's
         if len(found) == len(saved) == len(exported) and all(found[k].shape == state[k].shape for k in found):
             state.update(found)
-            log.info("%s: %d tensors recovered (semantic width %g, detail widths %s, edge head: %s)", model_dir,
-                     len(found), lambd, detail, ("to 1/2" if half else "to 1/4") if head else "none")
+            log.info("%s: %d tensors recovered (semantic width %g, edge head: %s)", model_dir, len(found), lambd,
+                     ("to 1/2" if half else "to 1/4") if head else "none")
             return state
     raise ValueError(f"{model_dir} was not exported from this project's BiSeNetV2 (with or without an edge head) "
                      "by training.export")

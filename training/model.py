@@ -26,23 +26,13 @@ def drop_biases_before_batchnorm(model: nn.Layer) -> int:
     return n
 
 
-DETAIL_WIDTHS = (64, 64)   # PaddleSeg's detail branch: 64 channels at 1/2 and at 1/4 (then 128 at 1/8)
-
-
-def build_model(edge_head: bool = False, half_res: bool = True, lambd: float = 0.25,
-                detail: tuple[int, int] = DETAIL_WIDTHS) -> nn.Layer:
+def build_model(edge_head: bool = False, half_res: bool = True, lambd: float = 0.25) -> nn.Layer:
     """BiSeNetV2 for two classes, semantic-branch width ``lambd`` (PaddleSeg's; the shipped networks
-    are 0.25) and detail-branch widths ``detail`` at 1/2 and 1/4 (its 1/8 stage stays 128, the
-    width the aggregation layer takes); with ``edge_head``, plus an ``EdgeHead(half_res)`` as
-    ``model.edge_head``."""
+    are 0.25); with ``edge_head``, plus an ``EdgeHead(half_res)`` as ``model.edge_head``."""
     model = BiSeNetV2(num_classes=NUM_CLASSES, lambd=lambd)
-    if tuple(detail) != DETAIL_WIDTHS:
-        from paddleseg.models.bisenet import DetailBranch
-
-        model.db = DetailBranch(3, (detail[0], detail[1], 128))
     drop_biases_before_batchnorm(model)
     if edge_head:
-        model.edge_head = EdgeHead(detail_channels=detail[1], half_res=half_res)
+        model.edge_head = EdgeHead(half_res=half_res)
     return model
 
 
@@ -63,13 +53,7 @@ def lambd_of(state: dict) -> float:
     return state["sb.stem.conv._conv.weight"].shape[0] / 64
 
 
-def detail_widths_of(state: dict) -> tuple[int, int]:
-    """The detail-branch widths at 1/2 and 1/4 a state dict was trained with."""
-    return (int(state["db.convs.0._conv.weight"].shape[0]),
-            int(state[f"db.convs.{DETAIL_QUARTER - 1}._conv.weight"].shape[0]))
-
-
-DETAIL_QUARTER = 5   # the detail branch's first five ConvBNReLUs end at 1/4 resolution (its second width)
+DETAIL_QUARTER = 5   # the detail branch's first five ConvBNReLUs end at 1/4 resolution (64 channels)
 
 
 class EdgeHead(nn.Layer):

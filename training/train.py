@@ -56,7 +56,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     import paddle
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
-    from training.losses import bisenet_loss, soft_ce
+    from training.losses import bisenet_loss
     from training.model import build_model, load_weights, training_logits
 
     check_stages(cfg)
@@ -67,8 +67,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     log.info("train %d, val %d samples; threads %s", len(train_set), len(val_set), os.environ.get("OMP_NUM_THREADS"))
 
     paddle.seed(cfg["seed"])
-    model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)),
-                        detail=detail_widths(cfg, run_dir))
+    model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)))
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
@@ -93,8 +92,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                                     "(or remove init_weights from the config)")
         model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
-
-    wide = distillation_teacher(cfg)
 
     scenes, room_checks = None, None
     if cfg.get("scenes"):
@@ -157,12 +154,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         x = paddle.to_tensor(x)
         outs = training_logits(model, x)
         loss, parts = bisenet_loss(outs, paddle.to_tensor(y), paddle.to_tensor(e), **lc)
-        if wide is not None:
-            with paddle.no_grad():
-                target = wide(x)[:, 0]
-            follow = soft_ce(outs[0], target).mean()
-            loss = loss + float(cfg.get("distil_weight", 1.0)) * follow
-            parts["distil"] = float(follow)
         loader.sampler.record(idx, parts["per_image"][:len(idx)])
         loss.backward()
         opt.step()
@@ -199,47 +190,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     save()
     loader.close()
     log.info("stopped at iteration %d/%d, best score %.4f", it, total, best)
-
-
-def detail_widths(cfg: dict, run_dir: Path) -> tuple[int, int]:
-    """The detail-branch widths to build: the config's ``detail_widths`` (default PaddleSeg's), which
-    must match the weights the run starts or resumes from (Paddle would skip mismatched tensors
-    with a warning and train the branch from random weights)."""
-    from training.model import DETAIL_WIDTHS, detail_widths_of, load_weights
-
-    want = tuple(int(c) for c in cfg.get("detail_widths", DETAIL_WIDTHS))
-    for key, path in (("resume", run_dir / "last.pdckpt"), ("resume_from", cfg.get("resume_from")),
-                      ("init_weights", cfg.get("init_weights"))):
-        if path and Path(path).is_file():
-            have = detail_widths_of(load_weights(path))
-            if have != want:
-                raise ValueError(f"{path} ({key}) has detail widths {list(have)}, the config {list(want)}: "
-                                 f"set detail_widths: {list(have)} in {cfg.get('_config_path', 'the config')}")
-            break
-    return want
-
-
-def distillation_teacher(cfg: dict):
-    """With ``distil_from`` in the config: that trained network, frozen, as a person-probability
-    function the main head also learns to follow (``distil_weight``), as when a narrowed copy
-    (``training.prune``) recovers from the network it was cut from. Without: None."""
-    if not cfg.get("distil_from"):
-        return None
-    from training.model import PersonProbability, build_model, detail_widths_of, edge_head_in, lambd_of, load_weights
-
-    path = Path(cfg["distil_from"])
-    if not path.is_file():
-        raise FileNotFoundError(f"distil_from {path} not found: name trained weights (.pdparams) or remove the key")
-    state = load_weights(path)
-    head, half = edge_head_in(state)
-    net = build_model(edge_head=head, half_res=half, lambd=lambd_of(state), detail=detail_widths_of(state))
-    net.set_state_dict(state)
-    wide = PersonProbability(net)
-    wide.eval()
-    for p in wide.parameters():
-        p.stop_gradient = True
-    log.info("following %s (weight %s) beside the labels", path, cfg.get("distil_weight", 1.0))
-    return wide
 
 
 def main(argv: list[str] | None = None) -> None:

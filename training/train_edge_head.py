@@ -41,7 +41,7 @@ class Views:
     images: np.ndarray    # N x S x S x 3 uint8 BGR, the network's input before normalisation
     masks: np.ndarray     # N x S x S uint8 0/1
     margin8: np.ndarray   # N x 1 x S/8 x S/8 float16, person minus background logit
-    detail4: np.ndarray   # N x C x S/4 x S/4 float16, the detail branch after its fifth conv (C: its width there)
+    detail4: np.ndarray   # N x 64 x S/4 x S/4 float16, the detail branch after its fifth conv
 
     def __len__(self) -> int:
         return len(self.images)
@@ -174,7 +174,7 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
     import paddle
 
     from training.data import boundary_band, load_portrait_set
-    from training.model import EdgeHead, build_model, detail_widths_of, lambd_of, load_weights
+    from training.model import EdgeHead, build_model, lambd_of, load_weights
 
     start = time.monotonic()
     root = Path(cfg["data_root"]).expanduser()
@@ -184,12 +184,11 @@ def train_head(cfg: dict, weights: Path, run_dir: Path, cache_dir: Path, epochs:
 
     paddle.seed(seed)
     state = load_weights(weights)
-    detail = detail_widths_of(state)
-    model = build_model(lambd=lambd_of(state), detail=detail)
+    model = build_model(lambd=lambd_of(state))
     backbone = {k: v for k, v in state.items() if not k.startswith("edge_head.")}
     model.set_state_dict(backbone)
     model.eval()
-    model.edge_head = EdgeHead(detail_channels=detail[1], half_res=half_res)
+    model.edge_head = EdgeHead(half_res=half_res)
     head_source = head_from or weights
     source_state = state if head_from is None else load_weights(head_from)
     head_state = {k[len("edge_head."):]: v for k, v in source_state.items() if k.startswith("edge_head.")}

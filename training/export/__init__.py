@@ -49,22 +49,21 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     import paddle
     import paddle2onnx
 
-    from training.model import (DETAIL_WIDTHS, MirrorAveraged, PersonProbability, build_model, detail_widths_of,
-                                edge_head_in, lambd_of, load_weights)
+    from training.model import MirrorAveraged, PersonProbability, build_model, edge_head_in, lambd_of, load_weights
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
-    state, lambd, detail = None, 0.25, DETAIL_WIDTHS
+    state, lambd = None, 0.25
     if weights is not None:
         state = load_weights(weights)
         edge_head, half_res = edge_head_in(state)
-        lambd, detail = lambd_of(state), detail_widths_of(state)
+        lambd = lambd_of(state)
     with paddle.utils.unique_name.guard():   # layer names as in a fresh process: tools/weights_from_export.py
-        model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd, detail=detail)
+        model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd)
     if state is not None:
         model.set_state_dict(state)
-        log.info("loaded %s (semantic width %g, detail widths %s, edge head: %s)", weights, lambd, detail,
+        log.info("loaded %s (semantic width %g, edge head: %s)", weights, lambd,
                  ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
     net = PersonProbability(model)
     net.eval()
@@ -82,9 +81,8 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     rewrite_depthwise(out_dir / ONNX_FILE)
     if mirror_average:
         add_mirror_average(out_dir / ONNX_FILE)
-    extra = {**(extra or {}), "network": {"lambd": lambd, "detail_widths": list(detail)}}   # weights_from_export
     meta = ModelMeta(version=version, input_size=(input_size, input_size), mirror_averaged=mirror_average,
-                     frame_aspect=frame_aspect, extra=extra)
+                     frame_aspect=frame_aspect, extra=extra or {})
     meta.save(out_dir)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
