@@ -29,8 +29,8 @@ def test_schedule_caps_the_rate_and_rests_on_a_still_picture(portrait_frame):
 
 @pytest.mark.parametrize("size", [(640, 480), (1280, 720), (1920, 1080)])
 def test_sensor_noise_reads_as_still_and_a_small_move_as_motion(portrait_frame, size):
-    """The thumbnail samples every few rows and columns: noise of a dim webcam (sigma 4) still stays far
-    under the still level; a head turned by a few pixels does not."""
+    """The motion thumbnail averages the whole frame: noise of a dim webcam (sigma 4) stays far under
+    the still level at every common size; a head turned by a few pixels does not."""
     rng = np.random.default_rng(0)
     base = cv2.resize(portrait_frame, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
