@@ -107,3 +107,30 @@ def test_batch_loader_reports_worker_failures(tmp_path):
     with pytest.raises(RuntimeError, match="batch loader"):
         loader.next()
     loader.close()
+
+
+def test_objects_go_behind_the_person_and_touch_their_outline():
+    """training.distractors: a real portrait (its true mask) gets objects beside the person; the person's
+    own pixels are untouched, and the changed pixels reach the person's outline on most draws."""
+    import cv2
+
+    from training.distractors import add_objects_behind
+
+    from .conftest import DEMO_PHOTO, ROOT
+
+    img = cv2.imread(str(DEMO_PHOTO))
+    mask = (cv2.imread(str(ROOT / "assets" / "demo" / "astronaut_person.png"), cv2.IMREAD_GRAYSCALE) > 127)
+    img, mask = cv2.resize(img, (256, 256)), cv2.resize(mask.astype(np.uint8), (256, 256), interpolation=cv2.INTER_NEAREST)
+    room = np.full((240, 320, 3), (40, 160, 90), np.uint8)
+    ring = cv2.dilate(mask, np.ones((5, 5), np.uint8)) - mask           # background pixels at the outline
+    rng = np.random.default_rng(0)
+    touching = 0
+    for _ in range(40):
+        out = add_objects_behind(img, mask.astype(np.float32), rng, [room], count=1)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        changed = np.abs(out.astype(int) - img).max(axis=2) > 0
+        assert not changed[mask > 0].any()                              # the person stays in front
+        touching += bool(changed[ring > 0].any())
+    assert touching >= 30
+    empty = np.zeros((256, 256), np.float32)                            # nobody there: nothing to put beside
+    np.testing.assert_array_equal(add_objects_behind(img, empty, rng, [room]), img)

@@ -187,6 +187,7 @@ class Augmenter:
         self.data = data
         self.cfg = cfg
         self.rng = rng
+        self.add_objects = None     # (img, mask) -> img: objects beside the person (``SceneMix.add_objects``)
 
     def sample(self, idx: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Photo ``idx`` cropped near ``shape``'s aspect and resized to ``shape`` (h, w), with its mask."""
@@ -200,6 +201,8 @@ class Augmenter:
         size = (shape[1], shape[0])
         img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if img.shape[0] > shape[0] else cv2.INTER_LINEAR)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        if self.add_objects is not None:
+            img = self.add_objects(img, mask)
         return self.flip_and_photometric(img, mask)
 
     def flip_and_photometric(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -331,6 +334,8 @@ class BatchLoader:
         self.rng = np.random.default_rng(seed)
         self.aug = Augmenter(data, aug, self.rng)
         self.scenes = scenes
+        if scenes is not None:
+            self.aug.add_objects = scenes.add_objects
         if scenes is not None and scenes.per_batch >= batch_size:
             raise ValueError(f"scenes take {scenes.per_batch} rows of a batch of {batch_size}: "
                              "leave at least one for the portrait photos")

@@ -286,6 +286,8 @@ class SceneConfig:
     two_people_p: float = 0.15      # a pasted scene holds a second (mostly far) person
     far_p: float = 0.15             # the (front) pasted person is small and far
     long_side: int = 320            # photos are kept decoded at this size
+    objects_p: float = 0.0          # a portrait or pasted row gets objects put behind the person, beside
+                                    # their outline (training.distractors); the target stays the person's
 
 
 class SceneMix:
@@ -323,6 +325,15 @@ class SceneMix:
         i = int(self.rng.integers(len(self.people)))
         return self.people.images[i], self.people.masks[i]
 
+    def add_objects(self, img: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """With probability ``objects_p``, ``img`` with one or two objects (banners, pieces of training
+        rooms) behind the person of ``target`` and touching their outline; else ``img``."""
+        if self.rng.random() >= self.cfg.objects_p:
+            return img
+        from training.distractors import add_objects_behind
+
+        return add_objects_behind(img, target, self.rng, self.rooms.images, count=1 + (self.rng.random() < 0.3))
+
     def sample(self, kind: str, shape: tuple[int, int], augmenter) -> tuple[np.ndarray, np.ndarray]:
         """One ``shape`` (h, w) scene of ``kind`` and its person target (float32 0-1), with ``augmenter``'s
         mirror and camera-like changes (a ``training.data.Augmenter``)."""
@@ -332,6 +343,7 @@ class SceneMix:
             room = self.rooms.images[int(r.integers(len(self.rooms)))]
             people = [self._person() for _ in range(1 + (r.random() < self.cfg.two_people_p))]
             img, target = pasted_scene(room, people, r, size, far_p=self.cfg.far_p)
+            img = self.add_objects(img, target)
         elif kind == "room":
             img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, size, 0.3)
             target = np.zeros(shape, np.float32)

@@ -56,8 +56,25 @@ def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_asp
                 return [cv2.resize(p, (i.shape[1], i.shape[0])) for p, i in zip(probabilities(imgs), imgs)]
 
             figures.update(room_figures(predict, *room_checks).as_dict())
+        figures.update(demo_figures(probabilities))
     model.train()
     return figures
+
+
+DEMO_REGIONS = {"demo_flag": (slice(0, 200), slice(0, 60)),          # the flag left of her shoulder
+                "demo_shuttle": (slice(0, 280), slice(360, 470))}    # the model shuttle on the right
+
+
+def demo_figures(probabilities) -> dict:
+    """Mean person probability over the demo photo's flag and model-shuttle regions (both background),
+    the photo fed as the runtime feeds it; empty if the photo is missing."""
+    from bgswap.inference.resources import assets_dir
+
+    img = cv2.imread(str(assets_dir() / "demo" / "astronaut.jpg"), cv2.IMREAD_COLOR)
+    if img is None:
+        return {}
+    p = cv2.resize(probabilities([img])[0], (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return {name: float(p[region].mean()) for name, region in DEMO_REGIONS.items()}
 
 
 def selection_score(figures: dict) -> float:

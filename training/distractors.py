@@ -1,0 +1,107 @@
+"""Objects beside the person: things that touch a person in a training scene but are not them.
+
+A flag on a pole, a poster, a lamp or a cupboard door next to someone's shoulder is where a
+portrait network learns "whatever touches the person is the person": the portraits' true masks
+never show such an object, and the empty rooms show it without a person beside it. Here one or two
+objects are put into the scene *behind* the person, overlapping their outline, and the target stays
+the person's alone.
+
+An object is either a piece of a training room (furniture, a window, a wall with a picture) or a
+synthetic banner (stripes of saturated colours, sometimes with a canton, folds and a pole).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def banner(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A ``h`` x ``w`` BGR banner: 2-13 horizontal or vertical stripes of 2-3 colours, maybe a canton, with folds."""
+    colours = rng.integers(0, 256, (int(rng.integers(2, 4)), 3))
+    vertical = rng.random() < 0.35
+    n = int(rng.integers(2, 14))
+    along = np.arange(w if vertical else h) * n // (w if vertical else h)
+    stripe = colours[along % len(colours)]
+    img = np.repeat(stripe[None], h, 0) if vertical else np.repeat(stripe[:, None], w, 1)
+    img = img.astype(np.float32)
+    if rng.random() < 0.4:                                   # a canton in the top corner
+        ch, cw = int(h * rng.uniform(0.3, 0.6)), int(w * rng.uniform(0.3, 0.5))
+        img[:ch, :cw] = rng.integers(0, 256, 3)
+    folds = rng.uniform(0.0, 0.35)                           # cloth folds: shading across the banner
+    phase, period = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.6) * w
+    shade = 1 - folds * (0.5 + 0.5 * np.sin(np.arange(w) * 2 * np.pi / period + phase))
+    return np.clip(img * shade[None, :, None], 0, 255).astype(np.uint8)
+
+
+def _shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """An object's outline in a ``h`` x ``w`` box (float32 0-1): a rectangle, an ellipse or a tilted quad."""
+    m = np.zeros((h, w), np.float32)
+    kind = rng.random()
+    if kind < 0.5:
+        m[:] = 1
+    elif kind < 0.75:
+        cv2.ellipse(m, (w // 2, h // 2), (max(1, w // 2), max(1, h // 2)), 0, 0, 360, 1.0, -1)
+    else:
+        jitter = lambda n: int(rng.integers(0, max(1, n // 5)))          # noqa: E731
+        quad = np.array([[jitter(w), jitter(h)], [w - 1 - jitter(w), jitter(h)],
+                         [w - 1 - jitter(w), h - 1 - jitter(h)], [jitter(w), h - 1 - jitter(h)]], np.int32)
+        cv2.fillConvexPoly(m, quad, 1.0)
+    return m
+
+
+def make_object(rng: np.random.Generator, h: int, w: int, rooms: list[np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """An ``h`` x ``w`` object (BGR, float32 alpha 0-1): a banner on a pole, or a piece of a room."""
+    if not rooms or rng.random() < 0.5:
+        img = banner(rng, h, w)
+        alpha = np.ones((h, w), np.float32)
+        if rng.random() < 0.6:                                  # the pole along one side
+            pw = max(1, w // int(rng.integers(8, 20)))
+            x = 0 if rng.random() < 0.5 else w - pw
+            img[:, x:x + pw] = rng.integers(40, 220)
+        return img, alpha
+    room = rooms[int(rng.integers(len(rooms)))]
+    rh, rw = room.shape[:2]
+    ch, cw = max(4, int(rh * rng.uniform(0.2, 0.6))), max(4, int(rw * rng.uniform(0.15, 0.5)))
+    y, x = int(rng.integers(0, rh - ch + 1)), int(rng.integers(0, rw - cw + 1))
+    img = cv2.resize(room[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+    return img, _shape_mask(rng, h, w)
+
+
+def add_objects_behind(img: np.ndarray, target: np.ndarray, rng: np.random.Generator,
+                       rooms: list[np.ndarray], count: int = 1) -> np.ndarray:
+    """``img`` (BGR uint8) with ``count`` objects put behind the person of ``target`` (float 0-1, same
+    size), each overlapping the person's left or right outline at shoulder or head height. The person
+    stays in front (their alpha covers the objects); the target is unchanged. Returns a new image."""
+    person = target > 0.5
+    if not person.any():
+        return img
+    H, W = target.shape
+    ys = np.nonzero(person.any(axis=1))[0]
+    y0, y1 = ys.min(), ys.max() + 1
+    out = img.astype(np.float32)
+    behind = (1.0 - np.clip(target, 0, 1))[..., None]
+    for _ in range(count):
+        yc = int(y0 + rng.uniform(0.0, 0.8) * (y1 - y0))        # head to chest height
+        cols = np.nonzero(person[yc])[0]
+        if not len(cols):
+            continue
+        gaps = {"left": cols[0], "right": W - 1 - cols[-1]}      # background beside the outline on that row
+        side = max(gaps, key=lambda k: gaps[k] + rng.uniform(0, 0.3 * W))
+        if gaps[side] < 6:
+            continue
+        h = max(6, int(H * rng.uniform(0.2, 0.7)))
+        w = int(np.clip(W * rng.uniform(0.08, 0.35), 6, gaps[side] * 1.4))
+        obj, alpha = make_object(rng, h, w, rooms)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.4, 1.2))
+        overlap = int(rng.uniform(0.0, 0.4) * w)                 # how far the object runs behind the person
+        x = int(cols[0] - w + overlap) if side == "left" else int(cols[-1] + 1 - overlap)
+        y = yc - int(rng.uniform(0.2, 0.8) * h)
+        sy0, sx0 = max(0, -y), max(0, -x)
+        sy1, sx1 = min(h, H - y), min(w, W - x)
+        if sy1 <= sy0 or sx1 <= sx0:
+            continue
+        a = alpha[sy0:sy1, sx0:sx1, None] * behind[y + sy0:y + sy1, x + sx0:x + sx1]
+        region = out[y + sy0:y + sy1, x + sx0:x + sx1]
+        region[:] = obj[sy0:sy1, sx0:sx1] * a + region * (1 - a)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
