@@ -1,6 +1,6 @@
 """How much of the old room shows round the person: the halo, measured on portraits with true masks.
 
-    python benchmarks/bench_halo.py [--list ../shared/data/portrait/val.txt] [--limit 100]
+    python benchmarks/bench_halo.py [--list ../shared/data/portrait/val.txt] [--limit 100] [--peer NAME]
 
 Each person is put onto two contrasting backgrounds (solid blue, and a bright bundled picture)
 twice: with the true mask (the reference: only the person's own pixels) and as the app does it,
@@ -9,7 +9,9 @@ from the same photo with the app's matte (model, then the app's refinement) and 
 channels) in the edge band: pixels within 6 px of the true outline, split into the band's person
 side and room side. Printed for the app's matte composited plainly, with edge colour
 decontamination, with light wrap (0.3) and with both; the matte thresholded at 0.5; and the true
-mask feathered by 1 px (what any soft edge costs: the floor).
+mask feathered by 1 px (what any soft edge costs: the floor). ``--peer NAME`` puts a teacher's
+probability (``training.evaluate --peer``'s names: mediapipe, meet, pphumanseg, rvm, mean:a,b,...) through
+the app's refinement and compositing instead of the model's: the halo the app would have with that mask.
 """
 from __future__ import annotations
 
@@ -38,11 +40,16 @@ def composite(frame: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarra
     return np.clip(frame * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
 
 
-def halo(list_path: Path, limit: int) -> dict[str, tuple[float, float, float]]:
+def halo(list_path: Path, limit: int, peer: str | None = None) -> dict[str, tuple[float, float, float]]:
     """Per variant: the mean error in the band, on its person side and on its room side."""
     from training.data import load_pair, read_file_list
 
-    seg = Segmenter(compute="cpu", threads=2)
+    if peer is None:
+        predict = Segmenter(compute="cpu", threads=2).predict_lowres
+    else:
+        from training.teacher_labels import build_teacher
+
+        predict = build_teacher(peer)
     refiner = MaskRefiner(RefineSettings(temporal=0.0))
     bright = cv2.imread(str(backgrounds_dir() / "low_poly.jpg"))
     errors: dict[str, list[tuple[float, float, float]]] = {}
@@ -51,7 +58,7 @@ def halo(list_path: Path, limit: int) -> dict[str, tuple[float, float, float]]:
     for ip, mp in pairs[:: max(1, len(pairs) // limit)][:limit]:
         img, gt = load_pair(ip, mp)
         h, w = gt.shape
-        matte = refiner.matte(seg.predict_lowres(img), img)
+        matte = refiner.matte(predict(img), img)
         alpha = matte.full()
         band = (cv2.dilate(gt, k) - cv2.erode(gt, k)).astype(bool)
         app = {name: Compositor(RefineSettings(decontaminate=dec, light_wrap=wrap)) for name, dec, wrap in APP_VARIANTS}
@@ -73,14 +80,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--list", default=str(ROOT.parent / "shared" / "data" / "portrait" / "val.txt"))
     ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--peer", help="a teacher's mask instead of the model's: mediapipe, meet, pphumanseg, rvm, mean:a,b")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     if not Path(args.list).is_file():
         print(f"{args.list} not found: nothing to measure")
         return 1
-    r = halo(Path(args.list), args.limit)
+    r = halo(Path(args.list), args.limit, args.peer)
     print(f"halo: mean colour error (0-255) in the {BAND_PX}-px band round the true outline, "
-          f"{args.limit} photos x 2 backgrounds")
+          f"{args.limit} photos x 2 backgrounds, mask from {args.peer or 'the model'}")
     print(f"  {'matte':42s} {'band':>6s} {'person side':>12s} {'room side':>10s}")
     for name, (allv, person, room) in r.items():
         print(f"  {name:42s} {allv:6.2f} {person:12.2f} {room:10.2f}")
