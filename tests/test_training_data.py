@@ -111,7 +111,8 @@ def test_batch_loader_reports_worker_failures(tmp_path):
 
 def test_objects_go_behind_the_person_and_touch_their_outline():
     """training.distractors: a real portrait (its true mask) gets objects beside the person; the person's
-    own pixels are untouched, and the changed pixels reach the person's outline on most draws."""
+    own pixels are untouched, and the changed pixels reach the person's outline on most draws; with
+    nobody there, objects still come, some against a side of the frame."""
     import cv2
 
     from training.distractors import add_objects_behind
@@ -132,5 +133,10 @@ def test_objects_go_behind_the_person_and_touch_their_outline():
         assert not changed[mask > 0].any()                              # the person stays in front
         touching += bool(changed[ring > 0].any())
     assert touching >= 30
-    empty = np.zeros((256, 256), np.float32)                            # nobody there: nothing to put beside
-    np.testing.assert_array_equal(add_objects_behind(img, empty, rng, [room]), img)
+    empty = np.zeros((256, 256), np.float32)             # nobody there: objects anywhere, often at a side
+    at_side = 0
+    for _ in range(40):
+        changed = np.abs(add_objects_behind(img, empty, rng, [room]).astype(int) - img).max(axis=2) > 0
+        assert changed.any()
+        at_side += bool(changed[:, 0].any() or changed[:, -1].any())
+    assert 10 <= at_side <= 35

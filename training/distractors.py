@@ -16,21 +16,32 @@ import numpy as np
 
 
 def banner(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A ``h`` x ``w`` BGR banner: 2-13 horizontal or vertical stripes of 2-3 colours, maybe a canton, with folds."""
-    colours = rng.integers(0, 256, (int(rng.integers(2, 4)), 3))
-    vertical = rng.random() < 0.35
+    """A ``h`` x ``w`` BGR banner or flag: 2-13 stripes of 2-3 colours at any angle, maybe a canton with
+    stars, hanging in waves (the stripes bend) with the folds' shading."""
+    colours = rng.integers(0, 256, (int(rng.integers(2, 4)), 3)).astype(np.float32)
     n = int(rng.integers(2, 14))
-    along = np.arange(w if vertical else h) * n // (w if vertical else h)
-    stripe = colours[along % len(colours)]
-    img = np.repeat(stripe[None], h, 0) if vertical else np.repeat(stripe[:, None], w, 1)
-    img = img.astype(np.float32)
-    if rng.random() < 0.4:                                   # a canton in the top corner
-        ch, cw = int(h * rng.uniform(0.3, 0.6)), int(w * rng.uniform(0.3, 0.5))
-        img[:ch, :cw] = rng.integers(0, 256, 3)
-    folds = rng.uniform(0.0, 0.35)                           # cloth folds: shading across the banner
-    phase, period = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.6) * w
-    shade = 1 - folds * (0.5 + 0.5 * np.sin(np.arange(w) * 2 * np.pi / period + phase))
-    return np.clip(img * shade[None, :, None], 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    period = rng.uniform(0.2, 0.7) * w                        # the folds run down the banner
+    phase = rng.uniform(0, 2 * np.pi)
+    wave = np.sin(xx * 2 * np.pi / period + phase)
+    bend = rng.uniform(0.0, 0.04) * h * wave                   # stripes dip and rise with the folds
+    angle = rng.choice([0.0, np.pi / 2]) + rng.uniform(-0.5, 0.5)
+    along = (yy + bend) * np.cos(angle) + xx * np.sin(angle)
+    span = max(1.0, float(along.max() - along.min()))
+    stripe = np.floor((along - along.min()) / span * n).astype(np.int64) % len(colours)
+    img = colours[stripe]
+    if rng.random() < 0.4:                                    # a canton in a top corner, sometimes with stars
+        ch, cw = int(h * rng.uniform(0.25, 0.55)), int(w * rng.uniform(0.3, 0.5))
+        x0 = 0 if rng.random() < 0.7 else w - cw
+        img[:ch, x0:x0 + cw] = rng.integers(0, 256, 3)
+        if rng.random() < 0.6 and ch > 4 and cw > 4:
+            star = rng.integers(150, 256, 3).astype(np.float32)
+            for _ in range(int(rng.integers(3, 20))):
+                cv2.circle(img, (x0 + int(rng.integers(cw)), int(rng.integers(ch))),
+                           max(1, min(ch, cw) // 12), star.tolist(), -1)
+    folds = rng.uniform(0.0, 0.45)                            # light and shadow across the folds
+    img *= (1 - folds * (0.5 + 0.5 * wave))[..., None]
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -68,15 +79,50 @@ def make_object(rng: np.random.Generator, h: int, w: int, rooms: list[np.ndarray
     return img, _shape_mask(rng, h, w)
 
 
+def _paste(out: np.ndarray, obj: np.ndarray, alpha: np.ndarray, x: int, y: int,
+           behind: np.ndarray | None = None) -> None:
+    """Blend ``obj`` (alpha ``alpha``) into float ``out`` at (``x``, ``y``), clipped to it; under a person
+    where ``behind`` (1 - their alpha, H x W x 1) says so."""
+    H, W = out.shape[:2]
+    h, w = alpha.shape
+    sy0, sx0 = max(0, -y), max(0, -x)
+    sy1, sx1 = min(h, H - y), min(w, W - x)
+    if sy1 <= sy0 or sx1 <= sx0:
+        return
+    a = alpha[sy0:sy1, sx0:sx1, None]
+    if behind is not None:
+        a = a * behind[y + sy0:y + sy1, x + sx0:x + sx1]
+    region = out[y + sy0:y + sy1, x + sx0:x + sx1]
+    region[:] = obj[sy0:sy1, sx0:sx1] * a + region * (1 - a)
+
+
+def _objects_anywhere(img: np.ndarray, rng: np.random.Generator, rooms: list[np.ndarray], count: int) -> np.ndarray:
+    """``img`` with ``count`` objects anywhere, half of them against the left or right side of the frame
+    (where a person walking in would be cut)."""
+    H, W = img.shape[:2]
+    out = img.astype(np.float32)
+    for _ in range(count):
+        h, w = max(6, int(H * rng.uniform(0.3, 1.0))), max(6, int(W * rng.uniform(0.1, 0.35)))
+        obj, alpha = make_object(rng, h, w, rooms)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.4, 1.2))
+        if rng.random() < 0.5:
+            x = -int(rng.uniform(0, 0.5) * w) if rng.random() < 0.5 else W - w + int(rng.uniform(0, 0.5) * w)
+        else:
+            x = int(rng.integers(-w // 2, W - w // 2))
+        _paste(out, obj, alpha, x, int(rng.integers(-h // 3, max(1, H - h // 2))))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def add_objects_behind(img: np.ndarray, target: np.ndarray, rng: np.random.Generator,
                        rooms: list[np.ndarray], count: int = 1) -> np.ndarray:
     """``img`` (BGR uint8) with ``count`` objects put behind the person of ``target`` (float 0-1, same
     size), each overlapping the person's left or right outline at shoulder or head height. The person
-    stays in front (their alpha covers the objects); the target is unchanged. Returns a new image."""
+    stays in front (their alpha covers the objects); the target is unchanged. With nobody in ``target``
+    the objects go anywhere, often against a side of the frame. Returns a new image."""
     person = target > 0.5
-    if not person.any():
-        return img
     H, W = target.shape
+    if not person.any():
+        return _objects_anywhere(img, rng, rooms, count)
     ys = np.nonzero(person.any(axis=1))[0]
     y0, y1 = ys.min(), ys.max() + 1
     out = img.astype(np.float32)
@@ -96,12 +142,5 @@ def add_objects_behind(img: np.ndarray, target: np.ndarray, rng: np.random.Gener
         alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.4, 1.2))
         overlap = int(rng.uniform(0.0, 0.4) * w)                 # how far the object runs behind the person
         x = int(cols[0] - w + overlap) if side == "left" else int(cols[-1] + 1 - overlap)
-        y = yc - int(rng.uniform(0.2, 0.8) * h)
-        sy0, sx0 = max(0, -y), max(0, -x)
-        sy1, sx1 = min(h, H - y), min(w, W - x)
-        if sy1 <= sy0 or sx1 <= sx0:
-            continue
-        a = alpha[sy0:sy1, sx0:sx1, None] * behind[y + sy0:y + sy1, x + sx0:x + sx1]
-        region = out[y + sy0:y + sy1, x + sx0:x + sx1]
-        region[:] = obj[sy0:sy1, sx0:sx1] * a + region * (1 - a)
+        _paste(out, obj, alpha, x, yc - int(rng.uniform(0.2, 0.8) * h), behind)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -287,7 +287,8 @@ class SceneConfig:
     far_p: float = 0.15             # the (front) pasted person is small and far
     long_side: int = 320            # photos are kept decoded at this size
     objects_p: float = 0.0          # a portrait or pasted row gets objects put behind the person, beside
-                                    # their outline (training.distractors); the target stays the person's
+                                    # their outline, an empty room row gets them anywhere
+                                    # (training.distractors); the target stays as it was
 
 
 class SceneMix:
@@ -327,7 +328,8 @@ class SceneMix:
 
     def add_objects(self, img: np.ndarray, target: np.ndarray) -> np.ndarray:
         """With probability ``objects_p``, ``img`` with one or two objects (banners, pieces of training
-        rooms) behind the person of ``target`` and touching their outline; else ``img``."""
+        rooms) behind the person of ``target`` and touching their outline (anywhere if nobody is
+        there); else ``img``."""
         if self.rng.random() >= self.cfg.objects_p:
             return img
         from training.distractors import add_objects_behind
@@ -347,6 +349,7 @@ class SceneMix:
         elif kind == "room":
             img, _ = random_view(self.rooms.images[int(r.integers(len(self.rooms)))], r, size, 0.3)
             target = np.zeros(shape, np.float32)
+            img = self.add_objects(img, target)
         elif kind == "teacher":
             i = int(r.integers(len(self.people_rooms)))
             img, a = random_view(self.people_rooms.images[i], r, size, 0.5, self.people_rooms.alphas[i])
