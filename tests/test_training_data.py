@@ -140,3 +140,23 @@ def test_objects_go_behind_the_person_and_touch_their_outline():
         assert changed.any()
         at_side += bool(changed[:, 0].any() or changed[:, -1].any())
     assert 10 <= at_side <= 35
+
+
+def test_teacher_fit_compares_a_model_with_its_labels():
+    """training.teacher_fit.fit on the demo photo with its person mask as the teacher's label: the label
+    itself fits exactly, the shipped model partly, an empty prediction not at all."""
+    import cv2
+
+    from bgswap.inference import Segmenter
+    from training.teacher_fit import fit
+
+    from .conftest import DEMO_PHOTO, ROOT
+
+    img = cv2.imread(str(DEMO_PHOTO))
+    label = cv2.imread(str(ROOT / "assets" / "demo" / "astronaut_person.png"), cv2.IMREAD_GRAYSCALE)
+    exact = fit(lambda i: label / 255.0, [img], [label])
+    assert exact.iou == 1.0 and exact.agreement == 1.0 and exact.model_share == exact.teacher_share > 0.3
+    model = fit(Segmenter(compute="cpu", threads=1), [img], [label])
+    assert 0.5 < model.iou < 1.0 and model.model_phantom == 1.0      # (it also takes the helmet and flag)
+    nothing = fit(lambda i: np.zeros(i.shape[:2], np.float32), [img], [label])
+    assert nothing.iou == 0.0 and nothing.model_share == 0.0 and nothing.model_phantom == 0.0
