@@ -126,8 +126,8 @@ def test_objects_go_behind_the_person_and_touch_their_outline():
     ring = cv2.dilate(mask, np.ones((5, 5), np.uint8)) - mask           # background pixels at the outline
     rng = np.random.default_rng(0)
     touching = 0
-    for _ in range(40):
-        out = add_objects_behind(img, mask.astype(np.float32), rng, [room], count=1)
+    for k in range(40):            # the person as a float alpha, and as the uint8 0/1 mask portraits give
+        out = add_objects_behind(img, mask.astype(np.float32) if k % 2 else mask, rng, [room], count=1)
         assert out.shape == img.shape and out.dtype == np.uint8
         changed = np.abs(out.astype(int) - img).max(axis=2) > 0
         assert not changed[mask > 0].any()                              # the person stays in front
@@ -140,6 +140,8 @@ def test_objects_go_behind_the_person_and_touch_their_outline():
         assert changed.any()
         at_side += bool(changed[:, 0].any() or changed[:, -1].any())
     assert 10 <= at_side <= 35
+    everyone = np.ones((256, 256), np.uint8)                # a person filling the frame: no room beside them
+    np.testing.assert_array_equal(add_objects_behind(img, everyone, rng, [room], count=2), img)
 
 
 def test_teacher_fit_compares_a_model_with_its_labels():
@@ -157,6 +159,9 @@ def test_teacher_fit_compares_a_model_with_its_labels():
     exact = fit(lambda i: label / 255.0, [img], [label])
     assert exact.iou == 1.0 and exact.agreement == 1.0 and exact.model_share == exact.teacher_share > 0.3
     model = fit(Segmenter(compute="cpu", threads=1), [img], [label])
-    assert 0.5 < model.iou < 1.0 and model.model_phantom == 1.0      # (it also takes the helmet and flag)
-    nothing = fit(lambda i: np.zeros(i.shape[:2], np.float32), [img], [label])
-    assert nothing.iou == 0.0 and nothing.model_share == 0.0 and nothing.model_phantom == 0.0
+    assert 0.5 < model.iou < 1.0                      # (it also takes the helmet she holds and the flag)
+    nothing = fit(lambda i: np.zeros(i.shape[:2], np.float32), [img], [label], rooms=False)
+    assert nothing.iou == 0.0 and nothing.model_share == 0.0 and nothing.model_phantom is None
+    room = np.zeros_like(label)                       # an empty room: a blob over 0.5 % of it is a phantom
+    assert fit(lambda i: label / 255.0, [img], [room]).model_phantom == 1.0
+    assert fit(lambda i: np.zeros(i.shape[:2], np.float32), [img], [room]).model_phantom == 0.0

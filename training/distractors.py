@@ -16,8 +16,8 @@ import numpy as np
 
 
 def banner(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A ``h`` x ``w`` BGR banner or flag: 2-13 stripes of 2-3 colours at any angle, maybe a canton with
-    stars, hanging in waves (the stripes bend) with the folds' shading."""
+    """A ``h`` x ``w`` BGR banner or flag: 2-13 stripes of 2-3 colours, horizontal or vertical give or take
+    0.5 rad, maybe a canton with stars, hanging in waves (the stripes bend) with the folds' shading."""
     colours = rng.integers(0, 256, (int(rng.integers(2, 4)), 3)).astype(np.float32)
     n = int(rng.integers(2, 14))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -79,6 +79,11 @@ def make_object(rng: np.random.Generator, h: int, w: int, rooms: list[np.ndarray
     return img, _shape_mask(rng, h, w)
 
 
+def _soften(alpha: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The object's outline blurred by 0.4-1.2 px, its border fading to nothing as well."""
+    return cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.4, 1.2), borderType=cv2.BORDER_CONSTANT)
+
+
 def _paste(out: np.ndarray, obj: np.ndarray, alpha: np.ndarray, x: int, y: int,
            behind: np.ndarray | None = None) -> None:
     """Blend ``obj`` (alpha ``alpha``) into float ``out`` at (``x``, ``y``), clipped to it; under a person
@@ -96,39 +101,41 @@ def _paste(out: np.ndarray, obj: np.ndarray, alpha: np.ndarray, x: int, y: int,
     region[:] = obj[sy0:sy1, sx0:sx1] * a + region * (1 - a)
 
 
-def _objects_anywhere(img: np.ndarray, rng: np.random.Generator, rooms: list[np.ndarray], count: int) -> np.ndarray:
+def _objects_anywhere(img: np.ndarray, rng: np.random.Generator, rooms: list[np.ndarray], count: int,
+                      behind: np.ndarray) -> np.ndarray:
     """``img`` with ``count`` objects anywhere, half of them against the left or right side of the frame
-    (where a person walking in would be cut)."""
+    (where a person walking in would be cut), under whatever faint person ``behind`` leaves."""
     H, W = img.shape[:2]
     out = img.astype(np.float32)
     for _ in range(count):
         h, w = max(6, int(H * rng.uniform(0.3, 1.0))), max(6, int(W * rng.uniform(0.1, 0.35)))
         obj, alpha = make_object(rng, h, w, rooms)
-        alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.4, 1.2))
+        alpha = _soften(alpha, rng)
         if rng.random() < 0.5:
             x = -int(rng.uniform(0, 0.5) * w) if rng.random() < 0.5 else W - w + int(rng.uniform(0, 0.5) * w)
         else:
             x = int(rng.integers(-w // 2, W - w // 2))
-        _paste(out, obj, alpha, x, int(rng.integers(-h // 3, max(1, H - h // 2))))
+        _paste(out, obj, alpha, x, int(rng.integers(-h // 3, max(1, H - h // 2))), behind)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def add_objects_behind(img: np.ndarray, target: np.ndarray, rng: np.random.Generator,
                        rooms: list[np.ndarray], count: int = 1) -> np.ndarray:
-    """``img`` (BGR uint8) with ``count`` objects put behind the person of ``target`` (float 0-1, same
-    size), each overlapping the person's left or right outline at shoulder or head height. The person
-    stays in front (their alpha covers the objects); the target is unchanged. With nobody in ``target``
-    the objects go anywhere, often against a side of the frame. Returns a new image."""
+    """``img`` (BGR uint8) with ``count`` objects put behind the person of ``target`` (same size, 0-1:
+    float, or a uint8 0/1 mask). Each goes on a row in the top 80 % of the person's height, across
+    their left or right outline, where at least 6 px of background lie beside it (else it is left
+    out). The person stays in front (their alpha covers the objects); the target is unchanged. With
+    nobody in ``target`` the objects go anywhere, often against a side of the frame. Returns a new image."""
     person = target > 0.5
     H, W = target.shape
+    behind = (1.0 - np.clip(target, 0, 1).astype(np.float32))[..., None]
     if not person.any():
-        return _objects_anywhere(img, rng, rooms, count)
+        return _objects_anywhere(img, rng, rooms, count, behind)
     ys = np.nonzero(person.any(axis=1))[0]
     y0, y1 = ys.min(), ys.max() + 1
     out = img.astype(np.float32)
-    behind = (1.0 - np.clip(target, 0, 1))[..., None]
     for _ in range(count):
-        yc = int(y0 + rng.uniform(0.0, 0.8) * (y1 - y0))        # head to chest height
+        yc = int(y0 + rng.uniform(0.0, 0.8) * (y1 - y0))        # the top 80 % of the person
         cols = np.nonzero(person[yc])[0]
         if not len(cols):
             continue
@@ -139,7 +146,7 @@ def add_objects_behind(img: np.ndarray, target: np.ndarray, rng: np.random.Gener
         h = max(6, int(H * rng.uniform(0.2, 0.7)))
         w = int(np.clip(W * rng.uniform(0.08, 0.35), 6, gaps[side] * 1.4))
         obj, alpha = make_object(rng, h, w, rooms)
-        alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.4, 1.2))
+        alpha = _soften(alpha, rng)
         overlap = int(rng.uniform(0.0, 0.4) * w)                 # how far the object runs behind the person
         x = int(cols[0] - w + overlap) if side == "left" else int(cols[-1] + 1 - overlap)
         _paste(out, obj, alpha, x, yc - int(rng.uniform(0.2, 0.8) * h), behind)

@@ -330,7 +330,7 @@ class SceneMix:
         """With probability ``objects_p``, ``img`` with one or two objects (banners, pieces of training
         rooms) behind the person of ``target`` and touching their outline (anywhere if nobody is
         there); else ``img``."""
-        if self.rng.random() >= self.cfg.objects_p:
+        if self.cfg.objects_p <= 0 or self.rng.random() >= self.cfg.objects_p:
             return img
         from training.distractors import add_objects_behind
 

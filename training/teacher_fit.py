@@ -6,7 +6,8 @@ The teacher is the mean of the cached teacher probabilities (``training.teacher_
 people-in-room photos it prints the model's person IoU against the teacher's label (photos where the
 teacher sees at least 1 % person) and the share of pixels where the two agree; for the empty rooms,
 the share of pixels each calls person and the model's phantom rate. Each for the training part and
-the held-out part (``training.scenes.is_held_out``).
+the held-out part (``training.scenes.is_held_out``); in both parts only the rooms training would use
+as empty (the teachers' mean calls at most 0.5 % of them person: ``training.scenes.empty_rooms``).
 
 A student that matches its teacher on the training photos but not on the held-out ones has learnt
 the photos, not the rule (more or more varied data helps); one that falls short on both alike has
@@ -38,11 +39,13 @@ class Fit:
     agreement: float           # share of pixels where model and teacher agree
     model_share: float         # share of pixels the model calls person
     teacher_share: float
-    model_phantom: float       # share of photos where the model calls more than PHANTOM_SHARE person
+    model_phantom: float | None   # empty rooms: share of photos where the model calls more than
+                                  # PHANTOM_SHARE person (None for photos of people)
 
 
-def fit(predict, images: list[np.ndarray], labels: list[np.ndarray]) -> Fit:
-    """``predict`` (BGR photo -> person probability at its size) against ``labels`` (uint8 0-255)."""
+def fit(predict, images: list[np.ndarray], labels: list[np.ndarray], rooms: bool = True) -> Fit:
+    """``predict`` (BGR photo -> person probability at its size) against ``labels`` (uint8 0-255);
+    ``rooms``: the photos are empty rooms (the phantom rate means something)."""
     ious, agree, shares, tshares = [], [], [], []
     for img, label in zip(images, labels):
         p, t = predict(img) > 0.5, label >= 128
@@ -52,13 +55,14 @@ def fit(predict, images: list[np.ndarray], labels: list[np.ndarray]) -> Fit:
         if t.mean() >= 0.01:
             ious.append(float((p & t).sum() / max(1, (p | t).sum())))
     return Fit(len(images), float(np.mean(ious)) if ious else None, float(np.mean(agree)), float(np.mean(shares)),
-               float(np.mean(tshares)), float(np.mean(np.array(shares) > PHANTOM_SHARE)))
+               float(np.mean(tshares)), float(np.mean(np.array(shares) > PHANTOM_SHARE)) if rooms else None)
 
 
 def teacher_fit(predict, lists: dict[str, str] = SETS, teachers=ENSEMBLE, label_root: str | Path = DEFAULT_OUT,
-                limit: int | None = None) -> dict[str, dict[str, Fit]]:
-    """Per set (name -> image list) and part ("training", "held-out"): the model's ``Fit``."""
-    from training.scenes import load_photo_set
+                limit: int | None = None, room_max_person: float = 0.005) -> dict[str, dict[str, Fit]]:
+    """Per set (name -> image list; "rooms" are empty rooms, kept where the teachers call at most
+    ``room_max_person`` person, as training does) and part ("training", "held-out"): the model's ``Fit``."""
+    from training.scenes import empty_rooms, load_photo_set
     from training.teacher_labels import load_labels
 
     out: dict[str, dict[str, Fit]] = {}
@@ -66,7 +70,9 @@ def teacher_fit(predict, lists: dict[str, str] = SETS, teachers=ENSEMBLE, label_
         labels = load_labels(lst, label_root, teachers)
         for part, held_out in (("training", False), ("held-out", True)):
             photos = load_photo_set(lst, held_out=held_out, long_side=320, labels=labels, limit=limit)
-            out.setdefault(name, {})[part] = fit(predict, photos.images, photos.alphas)
+            if name == "rooms":
+                photos = empty_rooms(photos, room_max_person)
+            out.setdefault(name, {})[part] = fit(predict, photos.images, photos.alphas, rooms=name == "rooms")
     return out
 
 
@@ -93,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         for part, f in parts.items():
             d = asdict(f)
             iou = f"{d['iou']:.3f}" if d["iou"] is not None else "-"
+            phantom = f"{d['model_phantom']:.3f}" if d["model_phantom"] is not None else "-"
             print(f"{name:13s} {part:9s} {f.photos:6d} {iou:>6s} {f.agreement:7.4f} {100 * f.model_share:8.2f} "
-                  f"{100 * f.teacher_share:9.2f} {f.model_phantom:8.3f}")
+                  f"{100 * f.teacher_share:9.2f} {phantom:>8s}")
 
 
 if __name__ == "__main__":

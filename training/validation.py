@@ -22,8 +22,8 @@ def check_figures(scores) -> dict:
 
 
 def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_aspect: bool = False) -> dict:
-    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``;
-    with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too. Each photo
+    """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``,
+    and the demo photo's flag and shuttle figures (``demo_figures``); with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too. Each photo
     is fed at ``size`` square, or with ``frame_aspect`` shaped like itself (``ModelMeta.input_shape``), as the runtime does."""
     import paddle
 
@@ -67,11 +67,11 @@ DEMO_REGIONS = {"demo_flag": (slice(0, 200), slice(0, 60)),          # the flag 
 
 def demo_figures(probabilities) -> dict:
     """Mean person probability over the demo photo's flag and model-shuttle regions (both background),
-    the photo fed as the runtime feeds it; empty if the photo is missing."""
+    the photo fed as the runtime feeds it; empty if the photo is missing or not the 512x512 one."""
     from bgswap.inference.resources import assets_dir
 
     img = cv2.imread(str(assets_dir() / "demo" / "astronaut.jpg"), cv2.IMREAD_COLOR)
-    if img is None:
+    if img is None or img.shape[:2] != (512, 512):      # the regions are pixels of the 512x512 photo
         return {}
     p = cv2.resize(probabilities([img])[0], (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
     return {name: float(p[region].mean()) for name, region in DEMO_REGIONS.items()}
