@@ -334,7 +334,7 @@ class BatchLoader:
         self.rng = np.random.default_rng(seed)
         self.aug = Augmenter(data, aug, self.rng)
         self.scenes = scenes
-        if scenes is not None and scenes.cfg.objects_p > 0:
+        if scenes is not None:
             self.aug.add_objects = scenes.add_objects
         if scenes is not None and scenes.per_batch >= batch_size:
             raise ValueError(f"scenes take {scenes.per_batch} rows of a batch of {batch_size}: "

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from training.data import load_pair, random_crop, read_file_list, read_image_list
+from training.distractors import add_objects_behind
 from training.metrics import PHANTOM_SHARE, group_of, person_iou
 
 log = logging.getLogger(__name__)
@@ -332,8 +333,6 @@ class SceneMix:
         there); else ``img``."""
         if self.cfg.objects_p <= 0 or self.rng.random() >= self.cfg.objects_p:
             return img
-        from training.distractors import add_objects_behind
-
         return add_objects_behind(img, target, self.rng, self.rooms.images, count=1 + (self.rng.random() < 0.3))
 
     def sample(self, kind: str, shape: tuple[int, int], augmenter) -> tuple[np.ndarray, np.ndarray]:

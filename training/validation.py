@@ -23,8 +23,9 @@ def check_figures(scores) -> dict:
 
 def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_aspect: bool = False) -> dict:
     """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``,
-    and the demo photo's flag and shuttle figures (``demo_figures``); with ``room_checks`` (``training.scenes.load_room_checks``), the held-out room figures too. Each photo
-    is fed at ``size`` square, or with ``frame_aspect`` shaped like itself (``ModelMeta.input_shape``), as the runtime does."""
+    and the demo photo's flag and shuttle figures (``demo_figures``); with ``room_checks``
+    (``training.scenes.load_room_checks``), the held-out room figures too. Each photo is fed at ``size``
+    square, or with ``frame_aspect`` shaped like itself (``ModelMeta.input_shape``), as the runtime does."""
     import paddle
 
     from bgswap.inference.model_meta import ModelMeta, run_by_shape
