@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .model_meta import DEFAULT_THREADS, ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta, input_shape_for
+from .model_meta import DEFAULT_THREADS, ONNX_FILE, PADDLE_FILES, ModelError, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class PaddleBackend:
                     side = max(hw)
                     config.set_trt_dynamic_shape_info({meta.input_name: [1, 3, 64, 64]},
                                                       {meta.input_name: [1, 3, side, side]},
-                                                      {meta.input_name: [1, 3, *input_shape_for((720, 1280), side)]})
+                                                      {meta.input_name: [1, 3, *meta.input_shape((720, 1280), (side, side))]})
                 else:
                     config.set_trt_dynamic_shape_info(shape, shape, shape)
         else:

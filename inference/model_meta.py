@@ -28,14 +28,17 @@ def input_size_problem(side: int) -> str | None:
     return None
 
 
-def input_shape_for(frame_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+DEFAULT_SHORT_SIDE_FLOOR = 0.75              # BiSeNetV2: at 256x160 a person in a 16:9 frame had too few rows
+
+
+def input_shape_for(frame_hw: tuple[int, int], long_side: int,
+                    short_floor: float = DEFAULT_SHORT_SIDE_FLOOR, step: int = INPUT_SIZE_STEP) -> tuple[int, int]:
     """(height, width) of the model input for a frame of ``frame_hw``: its longer side ``long_side``, the
-    other the multiple of 32 nearest the frame's aspect but at least 3/4 of ``long_side`` (640x480 ->
-    256x192 wide, a 3:4 photo 192x256 tall; 1280x720 -> 256x192 too: at 256x160 a person in a 16:9
-    frame had too few rows; measured in the model card)."""
+    other the multiple of ``step`` nearest the frame's aspect but at least ``short_floor`` of ``long_side``
+    (at 3/4: 640x480 -> 256x192 wide, a 3:4 photo 192x256 tall, 1280x720 -> 256x192 too; at 9/16,
+    1280x720 -> 256x144; measured in the model card)."""
     h, w = frame_hw
-    step = INPUT_SIZE_STEP
-    floor = -(-long_side * 3 // 4 // step) * step
+    floor = -(-round(long_side * short_floor) // step) * step
     short = min(long_side, max(floor, int(long_side * min(h, w) / max(h, w) / step + 0.5) * step))
     return (long_side, short) if h > w else (short, long_side)
 
@@ -71,13 +74,17 @@ class ModelMeta:
     int8_onnx: str = ""                           # int8-quantised ONNX file beside model.onnx ("" = none)
     mirror_averaged: bool = False                 # the output already averages the mirrored input's
     frame_aspect: bool = False                    # trained on inputs shaped like the frame: feed it input_shape_for
+    short_side_floor: float = DEFAULT_SHORT_SIDE_FLOOR   # ... with the short side at least this share of the long
+    short_side_step: int = INPUT_SIZE_STEP        # ... and a multiple of this (the network's total stride)
+    network: str = "bisenetv2"                    # which network the files hold (model card: lineage, licence)
     extra: dict = field(default_factory=dict)
 
     def input_shape(self, frame_hw: tuple[int, int], size: tuple[int, int] | None = None) -> tuple[int, int]:
         """(height, width) to feed a frame of ``frame_hw`` at ``size`` (default: the trained size): shaped
         like the frame when the model was trained so (``frame_aspect``), else ``size`` itself."""
         size = tuple(size or self.input_size)
-        return input_shape_for(frame_hw, max(size)) if self.frame_aspect else size
+        return (input_shape_for(frame_hw, max(size), self.short_side_floor, self.short_side_step) if self.frame_aspect
+                else size)
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / META_FILE

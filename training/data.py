@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bgswap.inference.model_meta import ModelMeta, input_shape_for
+from bgswap.inference.model_meta import DEFAULT_SHORT_SIDE_FLOOR, INPUT_SIZE_STEP, ModelMeta, input_shape_for
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +340,8 @@ class BatchLoader:
             raise ValueError(f"scenes take {scenes.per_batch} rows of a batch of {batch_size}: "
                              "leave at least one for the portrait photos")
         self.aspects = [1.0]      # frame height / width; each batch draws one (``set_aspects``)
+        self.sizes: list[int] = []   # long sides to draw from per batch (``set_sizes``); empty: ``size``
+        self.shape_rule = (DEFAULT_SHORT_SIDE_FLOOR, INPUT_SIZE_STEP)   # input_shape_for's floor and step
         self.sampler = HardExampleSampler(len(data))
         self._q: queue.Queue = queue.Queue(maxsize=prefetch)
         self._generation = 0       # bumped on every settings change; batches made before it are dropped
@@ -353,10 +355,19 @@ class BatchLoader:
             self.size = size
             self._settings_changed()
 
-    def set_aspects(self, aspects: list[float]) -> None:
+    def set_aspects(self, aspects: list[float], short_floor: float = DEFAULT_SHORT_SIDE_FLOOR,
+                    step: int = INPUT_SIZE_STEP) -> None:
         """Frame shapes (height / width) to train for: each batch is shaped as the runtime feeds a frame of
-        one of them (``input_shape_for``); [1.0] trains square."""
+        one of them (``input_shape_for`` with ``short_floor`` and ``step``, as the model's meta.json will
+        say); [1.0] trains square."""
         self.aspects = [float(a) for a in aspects]
+        self.shape_rule = (float(short_floor), int(step))
+        self._settings_changed()
+
+    def set_sizes(self, sizes: list[int]) -> None:
+        """Input long sides to train for, one drawn per batch (the runtime's input-size setting); [] uses
+        the stage's size."""
+        self.sizes = [int(s) for s in sizes]
         self._settings_changed()
 
     def set_augment(self, aug: AugmentConfig) -> None:
@@ -373,7 +384,9 @@ class BatchLoader:
         kinds = self.scenes.kinds() if self.scenes is not None else []
         idx = self.sampler.draw(self.rng, self.batch_size - len(kinds), self.aug.cfg.hard_boost)
         aspect = self.aspects[int(self.rng.integers(len(self.aspects)))]
-        shape = input_shape_for((round(1000 * aspect), 1000), size)
+        if self.sizes:
+            size = self.sizes[int(self.rng.integers(len(self.sizes)))]
+        shape = input_shape_for((round(1000 * aspect), 1000), size, *self.shape_rule)
         imgs = np.empty((self.batch_size, *shape, 3), np.uint8)
         targets = np.empty((self.batch_size, *shape), np.float32)
         for j, i in enumerate(idx):

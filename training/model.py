@@ -36,6 +36,31 @@ def build_model(edge_head: bool = False, half_res: bool = True, lambd: float = 0
     return model
 
 
+NETWORKS = ("bisenetv2", "mobileseg")
+
+
+def is_mobileseg(model: nn.Layer) -> bool:
+    """Whether ``model`` is PP-HumanSegV2-Lite's MobileSeg (``training.mobileseg``) rather than BiSeNetV2."""
+    return hasattr(model, "ppseg_head")
+
+
+def network_of_state(state: dict) -> str:
+    """Which of ``NETWORKS`` a state dict belongs to."""
+    return "mobileseg" if any(k.startswith("ppseg_head.") for k in state) else "bisenetv2"
+
+
+def build_network(cfg: dict) -> nn.Layer:
+    """The network a training config names (``network``: one of ``NETWORKS``, default BiSeNetV2)."""
+    name = cfg.get("network", "bisenetv2")
+    if name == "mobileseg":
+        from training.mobileseg import build_mobileseg
+
+        return build_mobileseg()
+    if name != "bisenetv2":
+        raise ValueError(f"unknown network {name!r} in the config: use one of {', '.join(NETWORKS)}")
+    return build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)))
+
+
 def load_weights(path: str | Path) -> dict:
     """The network's state dict from a ``.pdparams`` file or from a training checkpoint (``.pdckpt``)."""
     state = paddle.load(str(path))
@@ -112,7 +137,12 @@ def backbone_parts(model: nn.Layer, x) -> tuple:
 
 
 def person_margin(model: nn.Layer, x):
-    """The person-minus-background logit at the network's own grid (1/8, or the edge head's 1/4 or 1/2)."""
+    """The person-minus-background logit at the network's own grid (BiSeNetV2: 1/8, or the edge head's
+    1/4 or 1/2; MobileSeg: 1/4)."""
+    if is_mobileseg(model):
+        from training.mobileseg import person_margin as mobileseg_margin
+
+        return mobileseg_margin(model, x)
     detail4, _, margin = backbone_parts(model, x)
     edge_head = getattr(model, "edge_head", None)
     return margin if edge_head is None else edge_head(margin, detail4, x)
@@ -123,7 +153,7 @@ def training_logits(model: nn.Layer, x) -> list:
     auxiliary heads' (``BiSeNetV2.forward`` in training mode). With an edge head the main logits
     are ``[0, refined margin]``, whose softmax is the exported person probability."""
     m = model
-    if getattr(m, "edge_head", None) is None:
+    if is_mobileseg(m) or getattr(m, "edge_head", None) is None:
         return m(x)
     detail4, (feat1, feat2, feat3, feat4, _), margin = backbone_parts(m, x)
     margin = m.edge_head(margin, detail4, x)
@@ -150,7 +180,7 @@ class PersonProbability(nn.Layer):
     def forward(self, x):
         margin = person_margin(self.model, x)   # BiSeNetV2's eval path (main head), before upsampling
         margin = paddle.nn.functional.interpolate(margin, paddle.shape(x)[2:], mode="bilinear",
-                                                  align_corners=self.model.align_corners)
+                                                  align_corners=getattr(self.model, "align_corners", False))
         return paddle.nn.functional.sigmoid(margin)
 
 

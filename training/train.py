@@ -57,7 +57,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
 
     from training.data import AugmentConfig, BatchLoader, load_portrait_set
     from training.losses import bisenet_loss
-    from training.model import build_model, load_weights, training_logits
+    from training.model import build_network, load_weights, training_logits
 
     check_stages(cfg)
     data_root = Path(cfg["data_root"]).expanduser()
@@ -67,7 +67,7 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     log.info("train %d, val %d samples; threads %s", len(train_set), len(val_set), os.environ.get("OMP_NUM_THREADS"))
 
     paddle.seed(cfg["seed"])
-    model = build_model(edge_head=bool(cfg.get("edge_head", False)), lambd=float(cfg.get("lambd", 0.25)))
+    model = build_network(cfg)
     oc = cfg["optimizer"]
     opt = paddle.optimizer.Momentum(learning_rate=oc["lr"], momentum=oc["momentum"],
                                     weight_decay=oc["weight_decay"], parameters=model.parameters())
@@ -92,6 +92,13 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                                     "(or remove init_weights from the config)")
         model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
+    elif cfg.get("init_inference"):
+        from training.checkpoints import atomic_save
+        from training.mobileseg import load_inference_weights
+
+        n = load_inference_weights(model, Path(cfg["init_inference"]).expanduser())
+        atomic_save(model.state_dict(), run_dir / "init.pdparams")     # what training.blend blends back towards
+        log.info("starting from the %d variables of the inference files in %s", n, cfg["init_inference"])
 
     scenes, room_checks = None, None
     if cfg.get("scenes"):
@@ -106,9 +113,14 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
     loader = BatchLoader(train_set, AugmentConfig(**aug), cfg["batch_size"],
                          seed=cfg["seed"] * 100003 + it, scenes=scenes)
     aspects = cfg.get("aspects")      # frame height / width ratios to train for; absent: square inputs
+    shape_rule = (float(cfg.get("short_side_floor", 0.75)), int(cfg.get("short_side_step", 32)))
     if aspects:
-        loader.set_aspects(aspects)
-        log.info("inputs shaped like frames of height/width %s", aspects)
+        loader.set_aspects(aspects, *shape_rule)
+        log.info("inputs shaped like frames of height/width %s (short side >= %g of the long, step %d)",
+                 aspects, *shape_rule)
+    if cfg.get("sizes"):
+        loader.set_sizes(cfg["sizes"])
+        log.info("input long sides drawn from %s", cfg["sizes"])
     if source is not None and "sample_loss" in ck and len(ck["sample_loss"]) == len(train_set):
         loader.sampler.loss = np.asarray(ck["sample_loss"], np.float64)
     stop = {"flag": False}
@@ -172,7 +184,8 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
                      it, total, size, lr, loss_win / n_win, part_text, ips, eta_h)
             t_win, n_win, loss_win = time.time(), 0, 0.0
         if it % cfg["val_every"] == 0 or it == total:
-            m = validate(model, val_set, size, room_checks=room_checks, frame_aspect=bool(aspects))
+            m = validate(model, val_set, size, room_checks=room_checks, frame_aspect=bool(aspects),
+                         shape_rule=shape_rule)
             model.train()
             m.update(iteration=it, size=size, minutes=round((seconds_before + time.time() - t_start) / 60, 1))
             with open(run_dir / "val.jsonl", "a") as f:

@@ -21,11 +21,13 @@ def check_figures(scores) -> dict:
     return out
 
 
-def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_aspect: bool = False) -> dict:
+def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_aspect: bool = False,
+             shape_rule: tuple[float, int] | None = None) -> dict:
     """Person IoU (mean over images, overall and for eg_/ccp_) and 2-class mIoU, as ``training.evaluate``,
     and the demo photo's flag and shuttle figures (``demo_figures``); with ``room_checks``
     (``training.scenes.load_room_checks``), the held-out room figures too. Each photo is fed at ``size``
-    square, or with ``frame_aspect`` shaped like itself (``ModelMeta.input_shape``), as the runtime does."""
+    square, or with ``frame_aspect`` shaped like itself (``ModelMeta.input_shape``, with ``shape_rule``'s
+    short-side floor and step), as the runtime does."""
     import paddle
 
     from bgswap.inference.model_meta import ModelMeta, run_by_shape
@@ -38,6 +40,8 @@ def validate(model, val, size: int, batch: int = 16, room_checks=None, frame_asp
     scores = GroupedScores()
 
     meta = ModelMeta(input_size=(size, size), frame_aspect=frame_aspect)     # fed as the runtime feeds it
+    if shape_rule is not None:
+        meta.short_side_floor, meta.short_side_step = shape_rule
 
     def run(imgs, shape) -> np.ndarray:
         x = to_chw_rgb(np.stack([cv2.resize(i, shape[::-1], interpolation=cv2.INTER_AREA) for i in imgs]))
