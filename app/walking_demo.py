@@ -119,7 +119,9 @@ class WalkingDemoSource(RenderedClip):
         self._boxes = [_box(body), _box(head)]
         self._i = 0
 
-    def frame_at(self, i: int) -> np.ndarray:
+    def _placed_layers(self, i: int):
+        """For frame ``i``: each layer (body, then head) as (its alpha 0-1 in its box, the photo warped
+        into the box, the box's slices in the frame)."""
         room, photo, body, head = self._layers
         h, w = room.shape[:2]
         p = pose_at(i / self.fps)
@@ -130,7 +132,6 @@ class WalkingDemoSource(RenderedClip):
         m[1, 2] += h * (1.0 + p.drop) - 512.0 + 0.02 * h
         mh = np.vstack([m, [0, 0, 1]])
         turn = np.vstack([cv2.getRotationMatrix2D(NECK, p.head, 1.0), [0, 0, 1]])
-        out = room.copy()
         for layer, box, mat in ((body, self._boxes[0], mh), (head, self._boxes[1], mh @ turn)):
             # only the box the layer lands in is warped and blended
             x0, y0, x1, y1 = box
@@ -144,8 +145,21 @@ class WalkingDemoSource(RenderedClip):
             size = (ex - ox, ey - oy)
             a = cv2.multiply(cv2.warpAffine(layer, shifted, size, flags=cv2.INTER_LINEAR), 1 / 255.0, dtype=cv2.CV_32F)
             fg = cv2.warpAffine(photo, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            out[oy:ey, ox:ex] = cv2.blendLinear(fg, out[oy:ey, ox:ex], a, 1.0 - a)
+            yield a, fg, (slice(oy, ey), slice(ox, ex))
+
+    def frame_at(self, i: int) -> np.ndarray:
+        out = self._layers[0].copy()
+        for a, fg, box in self._placed_layers(i):
+            out[box] = cv2.blendLinear(fg, out[box], a, 1.0 - a)
         return out
+
+    def person_alpha_at(self, i: int) -> np.ndarray:
+        """The true person alpha (float32 0-1, frame size) of frame ``i``: the layers' mattes as drawn."""
+        room = self._layers[0]
+        alpha = np.zeros(room.shape[:2], np.float32)
+        for a, _fg, box in self._placed_layers(i):
+            alpha[box] = a + alpha[box] * (1.0 - a)
+        return alpha
 
     def _opened(self) -> bool:
         return self._layers is not None

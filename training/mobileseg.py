@@ -106,3 +106,48 @@ def person_margin(model: nn.Layer, x):
     feats = [feats[i] for i in model.backbone_indices]
     logit = model.seg_heads[0](model.ppseg_head(feats)[0])
     return logit[:, 1:2] - logit[:, 0:1]
+
+
+class AdaptiveAvgPool(nn.Layer):
+    """``nn.AdaptiveAvgPool2D(n)`` for any input size, from a summed-area table: paddle2onnx refuses adaptive
+    pooling of a dynamic input (MobileSeg's context module pools its 1/16 grid to 1x1, 2x2 and 4x4 bins).
+
+    Bin ``i`` of ``n`` over a side of ``S`` covers ``floor(i S / n)`` to ``ceil((i + 1) S / n)``, as Paddle's.
+    """
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, x):
+        if self.bins == 1:
+            return x.mean(axis=[2, 3], keepdim=True)
+        n = self.bins
+        shape = paddle.shape(x)
+        table = paddle.cumsum(paddle.cumsum(x, axis=2), axis=3)
+        table = nn.functional.pad(table, [1, 0, 1, 0])          # a zero row above, a zero column left
+        i = paddle.arange(n, dtype="int64")
+
+        def edges(side):
+            side = side.astype("int64")
+            return (i * side) // n, ((i + 1) * side + n - 1) // n
+
+        (hs, he), (ws, we) = edges(shape[2]), edges(shape[3])
+
+        def at(rows, cols):
+            return paddle.index_select(paddle.index_select(table, rows, axis=2), cols, axis=3)
+
+        total = at(he, we) - at(hs, we) - at(he, ws) + at(hs, ws)
+        area = (he - hs).astype(x.dtype).unsqueeze(1) * (we - ws).astype(x.dtype).unsqueeze(0)
+        return total / area
+
+
+def exportable(model: nn.Layer) -> nn.Layer:
+    """``model`` with its context module's adaptive pools made exportable (``AdaptiveAvgPool``); same numbers."""
+    for stage in model.ppseg_head.cm.stages:
+        pool = stage[0]
+        if isinstance(pool, nn.AdaptiveAvgPool2D):
+            size = pool._output_size
+            stage._sub_layers[next(iter(stage._sub_layers))] = AdaptiveAvgPool(int(size if isinstance(size, int)
+                                                                                   else size[0]))
+    return model

@@ -93,7 +93,6 @@ def _train(cfg: dict, run_dir: Path, max_minutes: float | None) -> None:
         model.set_state_dict(load_weights(init))
         log.info("starting from the weights in %s", cfg["init_weights"])
     elif cfg.get("init_inference"):
-        from training.checkpoints import atomic_save
         from training.mobileseg import load_inference_weights
 
         n = load_inference_weights(model, Path(cfg["init_inference"]).expanduser())

@@ -37,34 +37,48 @@ log = logging.getLogger("training.export")
 
 def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 256, version: str = "0",
            extra: dict | None = None, opset: int = 13, edge_head: bool = False, half_res: bool = True,
-           mirror_average: bool = False, frame_aspect: bool = False) -> Path:
+           mirror_average: bool = False, frame_aspect: bool = False,
+           shape_rule: tuple[float, int] | None = None) -> Path:
     """Export ``weights`` (a ``.pdparams`` or training ``.pdckpt``; None = random init) to ``out_dir``.
 
     Weights that hold an ``edge_head.*`` part are exported with it; ``edge_head`` (and ``half_res``)
     ask for one in a random network. ``mirror_average`` exports the mean of the network's output
     and its output for the mirrored input (``training.model.MirrorAveraged``), flagged in ``meta.json``.
     ``frame_aspect`` marks weights trained on inputs shaped like the frame (a config's ``aspects``): the
-    runtime then feeds each frame so (``ModelMeta.input_shape``).
+    runtime then feeds each frame so (``ModelMeta.input_shape``), with ``shape_rule``'s short-side floor and
+    step when given (a config's ``short_side_floor`` and ``short_side_step``). Weights of PP-HumanSegV2-Lite's
+    network (``training.mobileseg``) are exported as that network, and ``meta.json`` names it.
     """
     import paddle
     import paddle2onnx
 
-    from training.model import MirrorAveraged, PersonProbability, build_model, edge_head_in, lambd_of, load_weights
+    from training.model import (MirrorAveraged, PersonProbability, build_model, edge_head_in, lambd_of, load_weights,
+                                network_of_state)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
     state, lambd = None, 0.25
+    network = "bisenetv2"
     if weights is not None:
         state = load_weights(weights)
-        edge_head, half_res = edge_head_in(state)
-        lambd = lambd_of(state)
-    with paddle.utils.unique_name.guard():   # layer names as in a fresh process: tools/weights_from_export.py
-        model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd)
-    if state is not None:
+        network = network_of_state(state)
+    if network == "mobileseg":
+        from training.mobileseg import build_mobileseg, exportable
+
+        model = exportable(build_mobileseg())
         model.set_state_dict(state)
-        log.info("loaded %s (semantic width %g, edge head: %s)", weights, lambd,
-                 ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
+        log.info("loaded %s (PP-HumanSegV2-Lite's network)", weights)
+    else:
+        if state is not None:
+            edge_head, half_res = edge_head_in(state)
+            lambd = lambd_of(state)
+        with paddle.utils.unique_name.guard():   # layer names as in a fresh process: tools/weights_from_export.py
+            model = build_model(edge_head=edge_head, half_res=half_res, lambd=lambd)
+        if state is not None:
+            model.set_state_dict(state)
+            log.info("loaded %s (semantic width %g, edge head: %s)", weights, lambd,
+                     ("to 1/2" if half_res else "to 1/4") if edge_head else "none")
     net = PersonProbability(model)
     net.eval()
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", ModelMeta.input_name)]
@@ -81,8 +95,10 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
     rewrite_depthwise(out_dir / ONNX_FILE)
     if mirror_average:
         add_mirror_average(out_dir / ONNX_FILE)
-    meta = ModelMeta(version=version, input_size=(input_size, input_size), mirror_averaged=mirror_average,
-                     frame_aspect=frame_aspect, extra=extra or {})
+    meta = ModelMeta(name=f"portrait_{network}", version=version, input_size=(input_size, input_size),
+                     mirror_averaged=mirror_average, frame_aspect=frame_aspect, network=network, extra=extra or {})
+    if shape_rule is not None:
+        meta.short_side_floor, meta.short_side_step = float(shape_rule[0]), int(shape_rule[1])
     meta.save(out_dir)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
@@ -124,6 +140,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="export the mean of the network on the frame and on its mirror image (two passes in one call)")
     ap.add_argument("--frame-aspect", action="store_true",
                     help="the weights were trained on inputs shaped like the frame (a config's aspects): feed them so")
+    ap.add_argument("--short-side-floor", type=float, default=None,
+                    help="with --frame-aspect: the short side is at least this share of the long (a config's "
+                         "short_side_floor; default 0.75)")
+    ap.add_argument("--short-side-step", type=int, default=None,
+                    help="with --frame-aspect: the short side is a multiple of this (a config's short_side_step; "
+                         "default 32)")
     ap.add_argument("--skip-parity", action="store_true")
     ap.add_argument("--calibration-list", help="file list of real photos: also write the int8 ONNX model")
     ap.add_argument("--calibration-images", type=int, default=64)
@@ -135,8 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"weights file {args.weights} not found")
     if args.calibration_list and not Path(args.calibration_list).is_file():
         ap.error(f"calibration list {args.calibration_list} not found")
+    shape_rule = None
+    if args.short_side_floor is not None or args.short_side_step is not None:
+        shape_rule = (0.75 if args.short_side_floor is None else args.short_side_floor,
+                      32 if args.short_side_step is None else args.short_side_step)
     out = export(None if args.random else args.weights, args.out, args.input_size, args.version,
-                 mirror_average=args.mirror_average, frame_aspect=args.frame_aspect)
+                 mirror_average=args.mirror_average, frame_aspect=args.frame_aspect, shape_rule=shape_rule)
     if not args.skip_parity:
         diff = parity(out)
         log.info("parity Paddle vs ONNX Runtime: max |diff| = %.2e", diff)
