@@ -220,7 +220,7 @@ class Engine:
 
     @staticmethod
     def _make_segmenter(s: EngineSettings) -> Segmenter:
-        return Segmenter(s.model_dir, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt,
+        return Segmenter(s.model_dir, model=s.model, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt,
                          input_size=s.input_size, threads=s.threads, precision=s.precision, passes=s.passes)
 
     def set_source(self, spec: str, width: int | None = None, height: int | None = None,

@@ -26,31 +26,26 @@ from bgswap.app.walking_demo import WalkingDemoSource
 from bgswap.inference import MaskRefiner
 
 
-def person_iou(matte: np.ndarray, truth: np.ndarray) -> float:
-    a, b = matte > 0.5, truth > 0.5
+def person_iou(matte, truth: np.ndarray) -> float:
+    """Person IoU of a refined matte (``inference.refine.Matte``: where its alpha is at least 0.5) against
+    a true alpha."""
+    a, b = matte.person_mask() > 0, truth >= 0.5
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-class IndexedWalk(WalkingDemoSource):
-    """The walking demo that remembers which frame index each array it hands out is."""
+class ShortWalk(WalkingDemoSource):
+    """The walking demo, its first ``frames`` frames once, in real time."""
 
     def __init__(self, req: CaptureRequest, frames: int):
         super().__init__(req, realtime=True)
         self.frames = frames
-        self.index_of: dict[int, int] = {}
-        self._kept: list[np.ndarray] = []
 
     def read(self) -> np.ndarray | None:
         if self._i >= self.frames:
             time.sleep(0.05)
             return None
-        i = self._i
-        f = super().read()
-        if f is not None:
-            self.index_of[id(f)] = i
-            self._kept.append(f)           # alive, so no later frame reuses its id
-        return f
+        return super().read()
 
 
 def settings_for(preset: str, sync: bool, model_dir: str | None) -> EngineSettings:
@@ -68,19 +63,22 @@ def settings_for(preset: str, sync: bool, model_dir: str | None) -> EngineSettin
 
 def app_scores(s: EngineSettings, width: int, height: int, frames: int) -> tuple[dict[int, float], dict]:
     """Each output frame's person IoU against its own true mask, by frame index; and the run's figures."""
-    src = IndexedWalk(CaptureRequest(width, height, 30), frames)
+    src = ShortWalk(CaptureRequest(width, height, 30), frames)
     src.open()
     engine = Engine(s)
     scored: dict[int, float] = {}
-    real = engine.compositor
+    current = [-1]
+    real_compose, real_process = engine.compositor, engine._process
+
+    def process(item):                      # the capture thread numbers frames from 1 in read order
+        current[0] = item.seq - 1
+        real_process(item)
 
     def compose(frame, matte, background):
-        i = src.index_of.get(id(frame))
-        if i is not None:
-            scored[i] = person_iou(matte, src.person_alpha_at(i))
-        return real(frame, matte, background)
+        scored[current[0]] = person_iou(matte, src.person_alpha_at(current[0]))
+        return real_compose(frame, matte, background)
 
-    engine.compositor = compose
+    engine._process, engine.compositor = process, compose
     runs = [0]
     t0 = time.monotonic()
     engine.start(src)

@@ -201,6 +201,16 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
         return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision, opts.spin)
 
 
+def gpu_expected(backend: str, compute: str) -> bool:
+    """Whether ``create_backend`` will run on a GPU for these options: what picks the default model
+    (BiSeNetV2 on a GPU, the lighter network on the CPU). Imports paddle only where a driver is seen."""
+    if compute == "cpu":
+        return False
+    if compute == "gpu":
+        return True
+    return backend in ("auto", "paddle") and _cuda_hint() and _paddle_gpu_available()
+
+
 def _cuda_hint() -> bool:
     """Cheap check for an NVIDIA driver before paying for ``import paddle``."""
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists() or bool(

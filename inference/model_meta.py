@@ -76,7 +76,10 @@ class ModelMeta:
     frame_aspect: bool = False                    # trained on inputs shaped like the frame: feed it input_shape_for
     short_side_floor: float = DEFAULT_SHORT_SIDE_FLOOR   # ... with the short side at least this share of the long
     short_side_step: int = INPUT_SIZE_STEP        # ... and a multiple of this (the network's total stride)
-    network: str = "bisenetv2"                    # which network the files hold (model card: lineage, licence)
+    network: str = "bisenetv2"                    # which network the files hold (the model card says more)
+    licence: str = "Apache-2.0"                   # the weights' licence
+    derives_from: str = ""                        # released weights it was trained from ("": from nothing);
+                                                  # their LICENSE and NOTICE lie beside the files
     extra: dict = field(default_factory=dict)
 
     def input_shape(self, frame_hw: tuple[int, int], size: tuple[int, int] | None = None) -> tuple[int, int]:

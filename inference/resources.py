@@ -11,7 +11,9 @@ import importlib.resources
 from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-MODEL_NAME = "portrait_bisenetv2"
+CPU_MODEL = "portrait_mobileseg"    # v5: PP-HumanSegV2-Lite's network, distilled here (models/MODEL_CARD.md)
+GPU_MODEL = "portrait_bisenetv2"    # BiSeNetV2: the design's GPU predictor
+SHIPPED_MODELS = (CPU_MODEL, GPU_MODEL)
 
 
 def _data_dir(name: str) -> Path:
@@ -26,9 +28,17 @@ def models_dir() -> Path:
     return _data_dir("models")
 
 
-def default_model_dir() -> Path:
-    """The shipped model's folder (``meta.json``, ``model.onnx`` ...)."""
-    return models_dir() / MODEL_NAME
+def default_model_dir(gpu: bool = False) -> Path:
+    """The folder (``meta.json``, ``model.onnx`` ...) of the shipped model that runs by default on the CPU,
+    or with ``gpu`` on a GPU."""
+    return models_dir() / (GPU_MODEL if gpu else CPU_MODEL)
+
+
+def shipped_model_dir(name: str) -> Path:
+    """The folder of the shipped model called ``name`` (one of ``SHIPPED_MODELS``)."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"model {name!r} is not shipped: use one of {', '.join(SHIPPED_MODELS)}")
+    return models_dir() / name
 
 
 def assets_dir() -> Path:

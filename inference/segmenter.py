@@ -8,13 +8,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .backends import BackendOptions, create_backend
+from .backends import BackendOptions, create_backend, gpu_expected
 from .model_meta import DEFAULT_THREADS, ModelMeta, input_size_problem, run_by_shape
-from .resources import default_model_dir
+from .resources import default_model_dir, shipped_model_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = default_model_dir()
+DEFAULT_MODEL_DIR = default_model_dir()      # the CPU's; on a GPU, BiSeNetV2 (``model_dir_for``)
+
+
+def model_dir_for(model_dir: str | Path | None, model: str = "auto", backend: str = "auto",
+                  compute: str = "auto") -> Path:
+    """The model folder to load: ``model_dir`` when given, else the shipped model named ``model``, or for
+    ``"auto"`` the one for where it will run (``resources.default_model_dir``)."""
+    if model_dir is not None:
+        return Path(model_dir)
+    if model != "auto":
+        return shipped_model_dir(model)
+    return default_model_dir(gpu=gpu_expected(backend, compute))
 
 
 def shrink_to(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -42,10 +53,11 @@ class Segmenter:
 
     def __init__(self, model_dir: str | Path | None = None, backend: str = "auto", compute: str = "auto",
                  input_size: int | tuple[int, int] | None = None, threads: int = DEFAULT_THREADS, tensorrt: bool = False,
-                 precision: str = "auto", passes: int = 1, spin: bool = False):
+                 precision: str = "auto", passes: int = 1, spin: bool = False, model: str = "auto"):
         """``passes=2`` also runs the mirror image (one call, batch of two) and averages both: steadier
-        edges for twice the model's cost. A model exported mirror-averaged always runs both."""
-        self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        edges for twice the model's cost. A model exported mirror-averaged always runs both. Without
+        ``model_dir``, ``model`` names a shipped model, or ``"auto"`` picks by where it runs (``model_dir_for``)."""
+        self.model_dir = model_dir_for(model_dir, model, backend, compute)
         self.meta = ModelMeta.load(self.model_dir)
         self.input_size = self._check_size(input_size)
         if passes not in (1, 2):

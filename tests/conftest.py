@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_DIR = ROOT / "models" / "portrait_bisenetv2"
+MODEL_DIR = ROOT / "models" / "portrait_mobileseg"          # the CPU's default (resources.CPU_MODEL)
 SHARED = ROOT.parent / "shared" / "data" / "portrait"
 DEMO_PHOTO = ROOT / "assets" / "demo" / "astronaut.jpg"
 

@@ -75,3 +75,45 @@ def test_names_do_not_depend_on_what_was_built_before(loaded):
 
     build_model()                      # other layers first: unique names move on in this process
     assert load_inference_weights(build_mobileseg(), TEACHER) == 345
+
+
+@pytest.mark.parametrize("bins", [1, 2, 4])
+def test_exportable_pool_equals_adaptive_pooling(bins):
+    paddle = pytest.importorskip("paddle")
+    from training.mobileseg import AdaptiveAvgPool
+
+    for hw in ((9, 16), (12, 16), (16, 9), (7, 11)):        # 1/16 grids of 144x256, 192x256, ... and odd ones
+        x = paddle.randn([2, 5, *hw]) * 3
+        want = paddle.nn.AdaptiveAvgPool2D(bins)(x).numpy()
+        got = AdaptiveAvgPool(bins)(x).numpy()
+        assert got.shape == want.shape == (2, 5, bins, bins)
+        assert np.abs(got - want).max() < 1e-5
+
+
+def test_export_runs_like_the_network_at_every_frame_shape(loaded, tmp_path):
+    import paddle
+
+    from bgswap.inference import Segmenter
+    from bgswap.inference.model_meta import ModelMeta
+    from training.checkpoints import atomic_save
+    from training.export import export, parity
+
+    model, _ = loaded
+    atomic_save(model.state_dict(), tmp_path / "w.pdparams")
+    out = export(tmp_path / "w.pdparams", tmp_path / "m", frame_aspect=True, shape_rule=(0.5625, 16))
+    meta = ModelMeta.load(out)
+    assert (meta.network, meta.short_side_floor, meta.short_side_step) == ("mobileseg", 0.5625, 16)
+    assert "PP-HumanSegV2-Lite" in meta.derives_from and "PP-HumanSegV2-Lite" in (out / "NOTICE").read_text()
+    assert "Apache License" in (out / "LICENSE").read_text()
+    assert parity(out) < 1e-4                       # Paddle Inference and ONNX Runtime, three frame shapes
+    seg = Segmenter(out, backend="onnxruntime", compute="cpu", precision="fp32")
+    img = cv2.imread(str(ROOT / "assets" / "demo" / "astronaut.jpg"))
+    frame = cv2.resize(img, (1280, 720))
+    assert seg.input_shape(frame.shape[:2]) == (144, 256)      # 16:9 fed at its own shape
+    from training.data import to_chw_rgb
+    from training.model import PersonProbability
+
+    x = to_chw_rgb(cv2.resize(frame, (256, 144), interpolation=cv2.INTER_AREA)[None])
+    with paddle.no_grad():
+        want = PersonProbability(model)(paddle.to_tensor(x)).numpy()[0, 0]
+    assert np.abs(seg.predict_lowres(frame) - want).max() < 1e-4

@@ -10,13 +10,21 @@ import pytest
 
 from bgswap.app import desktop_entry
 from bgswap.app.video_writer import open_video_writer
-from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.model_meta import PADDLE_FILES, ModelMeta
 from bgswap.inference.resources import assets_dir, default_model_dir, models_dir
 
 
 def test_bundled_data_is_found():
-    meta = ModelMeta.load(default_model_dir())
-    assert (default_model_dir() / "model.onnx").is_file() and (default_model_dir() / meta.int8_onnx).is_file()
+    for gpu in (False, True):
+        folder = default_model_dir(gpu=gpu)
+        meta = ModelMeta.load(folder)
+        assert (folder / "model.onnx").is_file() and all((folder / f).is_file() for f in PADDLE_FILES)
+        assert not meta.int8_onnx or (folder / meta.int8_onnx).is_file()
+    assert ModelMeta.load(default_model_dir()).network == "mobileseg"
+    assert ModelMeta.load(default_model_dir(gpu=True)).network == "bisenetv2"
+    # the CPU's model derives from PP-HumanSegV2-Lite: its licence and notice travel with it
+    assert "Apache License" in (default_model_dir() / "LICENSE").read_text()
+    assert "PP-HumanSegV2-Lite" in (default_model_dir() / "NOTICE").read_text()
     assert (models_dir() / "MODEL_CARD.md").is_file()
     assert len(list((assets_dir() / "backgrounds").glob("*.jpg"))) >= 5
     assert (assets_dir() / "demo" / "astronaut.jpg").is_file()
@@ -132,6 +140,8 @@ def test_wheel_installs_one_top_level_package(tmp_path):
     assert top_level == ["bgswap"]
     assert {n.split("/")[0] for n in names} == {"bgswap", wheel.name.split("-py3")[0] + ".dist-info"}
     for needed in ("bgswap/app/cli.py", "bgswap/inference/segmenter.py", "bgswap/models/portrait_bisenetv2/meta.json",
+                   "bgswap/models/portrait_mobileseg/meta.json", "bgswap/models/portrait_mobileseg/LICENSE",
+                   "bgswap/models/portrait_mobileseg/NOTICE",
                    "bgswap/assets/demo/astronaut.jpg", "bgswap/app/serve/static/index.html"):
         assert needed in names, needed
     assert not any(n.startswith("bgswap/training") for n in names)

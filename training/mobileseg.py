@@ -125,7 +125,10 @@ class AdaptiveAvgPool(nn.Layer):
         n = self.bins
         shape = paddle.shape(x)
         table = paddle.cumsum(paddle.cumsum(x, axis=2), axis=3)
-        table = nn.functional.pad(table, [1, 0, 1, 0])          # a zero row above, a zero column left
+        # a zero row above and a zero column left (concatenated: paddle2onnx writes pad's fill value
+        # from uninitialised memory, a different number in every export)
+        table = paddle.concat([paddle.zeros_like(table[:, :, :1]), table], axis=2)
+        table = paddle.concat([paddle.zeros_like(table[:, :, :, :1]), table], axis=3)
         i = paddle.arange(n, dtype="int64")
 
         def edges(side):

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from bgswap.inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
 from bgswap.inference.background_spec import SYNTAX
+from bgswap.inference.resources import SHIPPED_MODELS
 
 from .convert import set_path
 from .presets import PRESET_NAMES, preset_values
@@ -66,6 +67,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--fps", ("engine.fps",), "capture and output rate", type=number, metavar="FPS"),
     Option("--mirror", ("engine.mirror",), "flip the image horizontally", const=True),
     Option("--sync", ("engine.async_segmentation",), "segment every frame before compositing it", const=False),
+    Option("--model", ("engine.model",), "shipped model: auto (the light network on the CPU, BiSeNetV2 on a "
+           "GPU), portrait_mobileseg or portrait_bisenetv2", choices=("auto", *SHIPPED_MODELS)),
     Option("--model-dir", ("engine.model_dir",), "folder with model.onnx / model.json + meta.json", metavar="DIR"),
     Option("--backend", ("engine.backend",), "inference runtime", choices=BACKENDS),
     Option("--compute", ("engine.compute",), "where the model runs", choices=COMPUTE_TARGETS),

@@ -17,7 +17,7 @@ from typing import Any
 from bgswap.inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
 from bgswap.inference.background_spec import BackgroundError, BackgroundSpec, parse_color
 from bgswap.inference.refine import RefineSettings
-from bgswap.inference.resources import backgrounds_dir
+from bgswap.inference.resources import SHIPPED_MODELS, backgrounds_dir
 from bgswap.inference.model_meta import DEFAULT_THREADS, input_size_problem
 
 from .presets import CUSTOM, PRESET_NAMES
@@ -74,6 +74,7 @@ class EngineSettings:
     mirror: bool = rule(False)
     async_segmentation: bool = rule(True)
     model_dir: str | None = rule(None)
+    model: str = rule("auto", choices=("auto", *SHIPPED_MODELS))   # without model_dir: auto = by where it runs
     backend: str = rule("auto", choices=BACKENDS)
     compute: str = rule("auto", choices=COMPUTE_TARGETS)        # where the model runs
     tensorrt: bool = rule(False)                               # TensorRT fp16 for Paddle on a CUDA GPU

@@ -97,12 +97,28 @@ def export(weights: str | Path | None, out_dir: str | Path, input_size: int = 25
         add_mirror_average(out_dir / ONNX_FILE)
     meta = ModelMeta(name=f"portrait_{network}", version=version, input_size=(input_size, input_size),
                      mirror_averaged=mirror_average, frame_aspect=frame_aspect, network=network, extra=extra or {})
+    if network == "mobileseg":
+        meta.derives_from = "PP-HumanSegV2-Lite (PaddleSeg, Apache-2.0)"
     if shape_rule is not None:
         meta.short_side_floor, meta.short_side_step = float(shape_rule[0]), int(shape_rule[1])
     meta.save(out_dir)
+    write_lineage(out_dir, network)
     (out_dir / INT8_FILE).unlink(missing_ok=True)   # an int8 file of earlier weights must not linger
     log.info("exported to %s", out_dir)
     return out_dir
+
+
+LINEAGE = Path(__file__).resolve().parent / "lineage"
+
+
+def write_lineage(out_dir: Path, network: str) -> None:
+    """A model that derives from released weights ships their licence and a NOTICE beside its files
+    (PP-HumanSegV2-Lite, Apache-2.0); one trained here from nothing ships neither."""
+    for name in ("LICENSE", "NOTICE"):
+        (out_dir / name).unlink(missing_ok=True)
+    if network == "mobileseg":
+        (out_dir / "LICENSE").write_text((LINEAGE / "LICENSE-Apache-2.0").read_text())
+        (out_dir / "NOTICE").write_text((LINEAGE / "NOTICE-mobileseg").read_text())
 
 
 def _jit_save(net, prefix: Path, spec) -> tuple[Path, Path]:
@@ -123,7 +139,7 @@ def parity(model_dir: str | Path, frames: list[np.ndarray] | None = None) -> flo
 
     if frames is None:
         rng = np.random.default_rng(0)
-        frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(2)]
+        frames = [rng.integers(0, 256, hw + (3,), dtype=np.uint8) for hw in ((480, 640), (720, 1280), (640, 480))]
     a = Segmenter(model_dir, backend="onnxruntime", compute="cpu", precision="fp32")
     b = Segmenter(model_dir, backend="paddle", compute="cpu")
     return max(float(np.abs(a.predict_lowres(f) - b.predict_lowres(f)).max()) for f in frames)
