@@ -38,15 +38,26 @@ cv::Mat TemporalFilter::operator()(const cv::Mat& prob, float strength) {
     return state_;
 }
 
-cv::Mat read_image(const std::string& path, const char* what) {
+namespace {
+
+cv::Mat decode(const std::string& path, const char* what, int flags) {
     if (!std::filesystem::is_regular_file(path)) throw UserError(std::string(what) + " " + path + " does not exist");
     cv::Mat img;
     try {
-        img = cv::imread(path, cv::IMREAD_UNCHANGED);
+        img = cv::imread(path, flags);
     } catch (const cv::Exception&) {
         img.release();
     }
     if (img.empty()) throw UserError(std::string(what) + " " + path + " is not a readable image");
+    return img;
+}
+
+}  // namespace
+
+cv::Mat read_image(const std::string& path, const char* what) { return decode(path, what, cv::IMREAD_COLOR); }
+
+cv::Mat read_background_image(const std::string& path) {
+    cv::Mat img = decode(path, "background", cv::IMREAD_UNCHANGED);
     if (img.depth() != CV_8U) {
         double hi = 0;
         cv::minMaxLoc(img.reshape(1), nullptr, &hi);
@@ -170,7 +181,7 @@ std::unique_ptr<Background> parse_background(const std::string& spec) {
             cv::Scalar(static_cast<double>(rgb & 0xFF), static_cast<double>((rgb >> 8) & 0xFF),
                        static_cast<double>((rgb >> 16) & 0xFF)));
     }
-    return std::make_unique<ImageBackground>(read_image(spec, "background"));
+    return std::make_unique<ImageBackground>(read_background_image(spec));
 }
 
 }  // namespace bgswap

@@ -42,7 +42,10 @@ cv::Mat cover_fit(const cv::Mat& img, int width, int height);
 // out = alpha * frame + (1 - alpha) * background.
 cv::Mat composite(const cv::Mat& frame, const cv::Mat& alpha, const cv::Mat& background);
 
-// An image file as BGR uint8 (alpha flattened onto white, grey expanded), UserError when unreadable.
+// An input photo as BGR uint8, as the Python app's image source reads it (cv2.IMREAD_COLOR: EXIF
+// orientation applied, alpha dropped). UserError when missing or unreadable.
 cv::Mat read_image(const std::string& path, const char* what);
+// A background picture as compose.read_image reads it (IMREAD_UNCHANGED: alpha flattened onto white).
+cv::Mat read_background_image(const std::string& path);
 
 }  // namespace bgswap

@@ -45,6 +45,7 @@ const char* USAGE =
     "  --background SPEC (video) what goes behind the person (default blur)\n"
     "  --frames N        (video) stop after N frames (default: the end of the file; a camera until Ctrl+C or q)\n"
     "  --show            (video) also show the result in a window (q or Esc stops)\n"
+    "  -v, --verbose     say which model, where from, and the input shape it is fed (on stderr)\n"
     "  -h, --help        this help\n"
     "\n"
     "exit codes: 0 done, 1 internal error, 2 bad input (option, model, image, video), 3 output not written\n";
@@ -59,6 +60,7 @@ struct Args {
     int threads = 1;
     long frames = -1;
     bool show = false;
+    bool verbose = false;
 };
 
 long parse_count(const std::string& opt, const std::string& value, long lo, long hi) {
@@ -90,6 +92,8 @@ Args parse_args(int argc, char** argv) {
             a.frames = parse_count(s, value(s), 1, 1000000000);
         } else if (s == "--show") {
             a.show = true;
+        } else if (s == "-v" || s == "--verbose") {
+            a.verbose = true;
         } else if (s.size() > 1 && s[0] == '-') {
             throw UserError("unknown option '" + s + "' (see bgswap-cpp --help)");
         } else if (a.command.empty()) {
@@ -118,6 +122,15 @@ fs::path model_dir_of(const Args& a, const char* argv0) {
     return dir;
 }
 
+void describe(const Args& a, const Segmenter& seg, const fs::path& dir, const cv::Mat& frame) {
+    if (!a.verbose) return;
+    const ModelMeta& m = seg.meta();
+    const cv::Size in = m.input_shape(frame.rows, frame.cols);
+    std::fprintf(stderr, "bgswap-cpp: model %s v%s from %s (%d repeated depthwise convs folded); %dx%d frame fed at "
+                 "%dx%d%s\n", m.name.c_str(), m.version.c_str(), dir.string().c_str(), seg.folded_convs(), frame.cols,
+                 frame.rows, in.width, in.height, m.frame_aspect ? " (shaped like the frame)" : "");
+}
+
 void refuse_overwriting_input(const std::string& in, const std::string& out) {
     std::error_code ec;
     if (fs::exists(out, ec) && fs::equivalent(in, out, ec))
@@ -144,7 +157,9 @@ int cmd_matte(const Args& a, const char* argv0) {
     const std::string &in = a.positional[0], &out = a.positional[1];
     refuse_overwriting_input(in, out);
     const cv::Mat frame = read_image(in, "image");
-    Segmenter seg(model_dir_of(a, argv0));
+    const fs::path dir = model_dir_of(a, argv0);
+    Segmenter seg(dir);
+    describe(a, seg, dir, frame);
     write_image(out, to_uint8(seg.predict(frame)));
     return 0;
 }
@@ -154,7 +169,9 @@ int cmd_composite(const Args& a, const char* argv0) {
     refuse_overwriting_input(in, out);
     const cv::Mat frame = read_image(in, "image");
     auto background = parse_background(bg_spec);
-    Segmenter seg(model_dir_of(a, argv0));
+    const fs::path dir = model_dir_of(a, argv0);
+    Segmenter seg(dir);
+    describe(a, seg, dir, frame);
     const cv::Mat alpha = soft_threshold(seg.predict(frame));
     write_image(out, composite(frame, alpha, background->render(frame, alpha)));
     return 0;
@@ -171,7 +188,8 @@ int cmd_video(const Args& a, const char* argv0) {
         refuse_overwriting_input(in, out);
     }
     auto background = parse_background(a.background.value_or("blur"));
-    Segmenter seg(model_dir_of(a, argv0));
+    const fs::path dir = model_dir_of(a, argv0);
+    Segmenter seg(dir);
 
     cv::VideoCapture cap;
     if (camera) cap.open(std::stoi(in));
@@ -179,6 +197,7 @@ int cmd_video(const Args& a, const char* argv0) {
     cv::Mat frame;
     if (!cap.isOpened() || !cap.read(frame) || frame.empty())
         throw UserError(camera ? "camera " + in + " could not be opened" : "video " + in + " is not a readable video");
+    describe(a, seg, dir, frame);
     double fps = cap.get(cv::CAP_PROP_FPS);
     if (!(fps >= 1 && fps <= 240)) fps = 30.0;
 

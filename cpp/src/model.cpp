@@ -25,13 +25,13 @@ void read_field(const json& d, const char* key, T& into) {
 }
 
 // model.onnx read with the export's repeated depthwise convs folded back (onnx_rewrite.hpp).
-cv::dnn::Net read_net(const fs::path& onnx) {
+cv::dnn::Net read_net(const fs::path& onnx, int* folded_convs) {
     std::ifstream in(onnx, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in.good() && !in.eof()) throw UserError("model file " + onnx.string() + " could not be read");
     std::string folded;
     try {
-        folded = fold_repeated_depthwise(bytes);
+        folded = fold_repeated_depthwise(bytes, folded_convs);
     } catch (const std::runtime_error& e) {
         throw UserError("model file " + onnx.string() + " is not an ONNX file (" + e.what() + ")");
     }
@@ -138,7 +138,7 @@ cv::Mat shrink_to(const cv::Mat& frame, int width, int height) {
 Segmenter::Segmenter(const fs::path& model_dir) : onnx_(model_dir / "model.onnx"), meta_(ModelMeta::load(model_dir)) {
     if (!fs::is_regular_file(onnx_))
         throw UserError("model file " + onnx_.string() + " not found (the fp32 ONNX export; meta.json is there)");
-    net_ = read_net(onnx_);
+    net_ = read_net(onnx_, &folded_);
     // As Segmenter.__init__: blobFromImage subtracts mean * 255 (in the model's channel order), then each
     // channel is multiplied by 1 / (255 * std) (float32, as numpy computes it there).
     mean255_ = cv::Scalar(meta_.mean[0] * 255.0, meta_.mean[1] * 255.0, meta_.mean[2] * 255.0);
@@ -162,7 +162,7 @@ cv::Mat Segmenter::run(const cv::Mat& blob) {
     const cv::Size shape(blob.size[3], blob.size[2]);
     if (net_shape_ != cv::Size() && shape != net_shape_) {
         // A new input shape: a fresh network, so no layer keeps shapes worked out for the old one.
-        net_ = read_net(onnx_);
+        net_ = read_net(onnx_, &folded_);
     }
     net_shape_ = shape;
     net_.setInput(blob, meta_.input_name);

@@ -58,6 +58,7 @@ class Segmenter {
 public:
     explicit Segmenter(const std::filesystem::path& model_dir);
     const ModelMeta& meta() const { return meta_; }
+    int folded_convs() const { return folded_; }   // repeated depthwise convs folded back on loading
     // BGR uint8 -> the network input (1x3xHxW float32) at the frame's input shape (Segmenter.preprocess).
     cv::Mat preprocess(const cv::Mat& frame_bgr) const;
     // The network on a preprocessed input: the person probability (float32 HxW in [0, 1]) at its shape.
@@ -71,6 +72,7 @@ private:
     std::filesystem::path onnx_;
     ModelMeta meta_;
     cv::dnn::Net net_;
+    int folded_ = 0;
     cv::Size net_shape_;                            // the input shape net_ last ran at
     cv::Scalar mean255_;
     cv::Scalar inv_std_;
