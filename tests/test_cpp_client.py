@@ -139,8 +139,9 @@ def test_video_writes_a_playable_file_and_prints_stage_times(cpp_client, tmp_pat
 
 
 @pytest.mark.parametrize("case", ["missing model dir", "model dir without model.onnx", "corrupt meta.json",
+                                  "corrupt model.onnx", "not a video",
                                   "unreadable image", "missing image", "unknown option", "unknown command",
-                                  "bad background", "too few paths", "bad --frames"])
+                                  "bad background", "too few paths", "bad --frames", "--show without a display"])
 def test_errors_exit_non_zero_with_a_message(cpp_client, tmp_path, case):
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("not a picture")
@@ -150,11 +151,17 @@ def test_errors_exit_non_zero_with_a_message(cpp_client, tmp_path, case):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "meta.json").write_text("{ not json")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(MODEL_DIR / "meta.json", broken / "meta.json")
+    (broken / "model.onnx").write_bytes((MODEL_DIR / "model.onnx").read_bytes()[:100000])
     out = tmp_path / "out.png"
     args, words = {
         "missing model dir": (("matte", DEMO_PHOTO, out, "--model-dir", tmp_path / "nowhere"), "does not exist"),
         "model dir without model.onnx": (("matte", DEMO_PHOTO, out, "--model-dir", half_model), "model.onnx"),
         "corrupt meta.json": (("matte", DEMO_PHOTO, out, "--model-dir", corrupt), "corrupt"),
+        "corrupt model.onnx": (("matte", DEMO_PHOTO, out, "--model-dir", broken), "model.onnx"),
+        "not a video": (("video", not_an_image, tmp_path / "o.mp4", "--model-dir", MODEL_DIR), "not a readable video"),
         "unreadable image": (("matte", not_an_image, out, "--model-dir", MODEL_DIR), "not a readable image"),
         "missing image": (("composite", tmp_path / "nope.jpg", "blur", out, "--model-dir", MODEL_DIR), "does not exist"),
         "unknown option": (("matte", DEMO_PHOTO, out, "--bogus"), "unknown option '--bogus'"),
@@ -162,10 +169,13 @@ def test_errors_exit_non_zero_with_a_message(cpp_client, tmp_path, case):
         "bad background": (("composite", DEMO_PHOTO, "color:#12", out, "--model-dir", MODEL_DIR), "colour"),
         "too few paths": (("composite", DEMO_PHOTO, out), "takes 3 paths"),
         "bad --frames": (("video", DEMO_PHOTO, tmp_path / "o.mp4", "--frames", "many"), "--frames"),
+        "--show without a display": (("video", DEMO_PHOTO, tmp_path / "o.mp4", "--show"), "needs a display"),
     }[case]
-    r = run(cpp_client, *args)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    r = subprocess.run([str(cpp_client), *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2, (r.returncode, r.stderr)           # 2: bad input; never a signal (negative)
-    assert words in r.stderr and r.stderr.startswith("bgswap-cpp: error:"), r.stderr
+    last = r.stderr.strip().splitlines()[-1]      # (FFmpeg may say something first)
+    assert words in r.stderr and last.startswith("bgswap-cpp: error:"), r.stderr
     assert not out.exists()
 
 

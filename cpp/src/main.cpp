@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -187,6 +188,12 @@ int cmd_video(const Args& a, const char* argv0) {
         if (!fs::is_regular_file(in)) throw UserError("video " + in + " does not exist");
         refuse_overwriting_input(in, out);
     }
+#if defined(__linux__)
+    // OpenCV's window (Qt or GTK) aborts the process when there is no display: refuse first instead.
+    if (a.show && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY") && !std::getenv("QT_QPA_PLATFORM"))
+        throw UserError("--show needs a display (DISPLAY or WAYLAND_DISPLAY is not set); leave it out to only write " +
+                        out);
+#endif
     auto background = parse_background(a.background.value_or("blur"));
     const fs::path dir = model_dir_of(a, argv0);
     Segmenter seg(dir);
@@ -208,6 +215,7 @@ int cmd_video(const Args& a, const char* argv0) {
     }
     if (!writer.isOpened()) throw UserError("could not open " + out + " for writing", EXIT_NO_OUTPUT);
 
+    const cv::Size size = frame.size(), input = seg.meta().input_shape(frame.rows, frame.cols);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     TemporalFilter temporal;
@@ -221,7 +229,7 @@ int cmd_video(const Args& a, const char* argv0) {
     while (!g_stop && (a.frames < 0 || n < a.frames)) {
         if (n > 0) {
             auto t = Clock::now();
-            if (!cap.read(frame) || frame.empty()) break;
+            if (!cap.read(frame) || frame.empty() || frame.size() != size) break;   // the end (or a new size)
             capture_ms = ms_since(t);
         }
         total_ms[CAPTURE] += capture_ms;
@@ -253,9 +261,8 @@ int cmd_video(const Args& a, const char* argv0) {
     const double cpu_ms = 1000.0 * static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
     writer.release();
     if (n == 0) throw UserError("no frame was written", EXIT_NO_OUTPUT);
-    std::printf("%ld frames %dx%d in %.2f s: %.1f fps; model input %dx%d\n", n, frame.cols, frame.rows, wall_s,
-                static_cast<double>(n) / wall_s, seg.meta().input_shape(frame.rows, frame.cols).width,
-                seg.meta().input_shape(frame.rows, frame.cols).height);
+    std::printf("%ld frames %dx%d in %.2f s: %.1f fps; model input %dx%d\n", n, size.width, size.height, wall_s,
+                static_cast<double>(n) / wall_s, input.width, input.height);
     std::printf("ms per frame:");
     double sum = 0;
     for (int s = 0; s < N_STAGES; ++s) {
