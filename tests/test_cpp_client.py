@@ -13,7 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import DEMO_PHOTO, MODEL_DIR, ROOT, shared_val_pairs
+from bgswap.inference.resources import GPU_MODEL, shipped_model_dir
+
+from .conftest import DEMO_PHOTO, ROOT, shared_val_pairs
+
+# BiSeNetV2's export: Debian's OpenCV 4.6 cannot read the MobileSeg export (its adaptive pools compute
+# from the input's shape, and 4.6 refuses a dynamic Shape node); OpenCV 5 reads both.
+MODEL_DIR = shipped_model_dir(GPU_MODEL)
 
 pytestmark = pytest.mark.slow       # a CMake build, then a process per photo
 
