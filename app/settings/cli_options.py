@@ -65,7 +65,9 @@ OPTIONS: tuple[Option, ...] = (
            type=resolution, metavar="WxH"),
     Option("--fps", ("engine.fps",), "capture and output rate", type=number, metavar="FPS"),
     Option("--mirror", ("engine.mirror",), "flip the image horizontally", const=True),
-    Option("--sync", ("engine.async_segmentation",), "segment every frame before compositing it", const=False),
+    Option("--sync", ("engine.async_segmentation",), "a frame waits while the model makes its mask, instead of "
+           "taking the newest mask; the model still runs at most --mask-rate times a second (the last mask "
+           "serves the frames between): add --mask-rate 0 to segment every frame", const=False),
     Option("--model-dir", ("engine.model_dir",), "folder with model.onnx / model.json + meta.json", metavar="DIR"),
     Option("--backend", ("engine.backend",), "inference runtime", choices=BACKENDS),
     Option("--compute", ("engine.compute",), "where the model runs", choices=COMPUTE_TARGETS),
