@@ -60,6 +60,8 @@ def platform_problem(env: "os._Environ[str] | dict[str, str]" = os.environ) -> s
     missing = next((m for m in (_missing(str(plugin)), *map(_missing, RUNTIME_LIBS)) if m), None)
     if missing is None:
         return None
-    return (f"bgswap: the window cannot start: Qt's X11 plugin needs {missing}, which is not installed. "
+    what = (f"needs {missing}, which is not installed" if " " not in missing and "/" not in missing
+            else f"cannot be loaded ({missing})")
+    return (f"bgswap: the window cannot start: Qt's X11 plugin {what}. "
             f"Install the X11 libraries Qt uses with:\n    {APT_LINE}\n"
             "(or run without a window: bgswap --no-gui --virtual-cam)")
