@@ -611,5 +611,5 @@ def test_a_virtual_camera_error_is_short_with_its_fix_once(make_window, qtbot, r
     tip = w.vcam.button.toolTip()
     lines = [re.sub(r"<[^>]+>", "", line) for line in tip.split("<br>")]
     fm = QFontMetrics(QToolTip.font())
-    assert len(lines) > 1 and max(fm.horizontalAdvance(line) for line in lines) <= 480, lines
+    assert len(lines) > 1 and 250 <= max(fm.horizontalAdvance(line) for line in lines) <= 480, lines
     assert tip.count("modprobe") + tip.count("OBS") == 1

@@ -23,7 +23,7 @@ def wrapped_tooltip(text: str, chars: int = TOOLTIP_CHARS) -> str:
     """``text`` as a tooltip of lines of at most ``chars`` characters (Qt shows plain text on one line,
     however long); a command in `backticks` is kept on one line where it fits."""
     lines = textwrap.wrap(text, chars, break_on_hyphens=False, break_long_words=False)
-    return "<qt>" + "<br>".join(html.escape(line) for line in lines) + "</qt>"
+    return '<p style="white-space:pre">' + "<br>".join(html.escape(line) for line in lines) + "</p>"   # Qt's own wrap is narrower
 
 
 class VirtualCameraControl:
