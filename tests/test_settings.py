@@ -206,7 +206,7 @@ def test_gui_mode_rejects_a_bad_option_before_anything_is_saved(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--background", "color:nope"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and "--background color:nope" in r.stderr
-    assert not (tmp_path / "settings.json").exists()
+    assert not (tmp_path / "settings.json").exists() and not (tmp_path / "settings.json.lock").exists()
     r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--output", "x.mp4"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 2 and "add --no-gui" in r.stderr
