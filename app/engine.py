@@ -78,6 +78,7 @@ class Engine:
         self._out_cond = threading.Condition()
         self._started_at = time.monotonic()
         self._first_out = True                           # log the first frame out of each start
+        self.first_out_at: float | None = None           # monotonic time of this start's first frame out
         self.last_output: np.ndarray | None = None
         self.last_matte: Matte | None = None
 
@@ -100,6 +101,7 @@ class Engine:
         self._stopping.clear()
         self._started_at = time.monotonic()
         self._first_out = True
+        self.first_out_at = None
         self._running.set()
         self._threads = [
             threading.Thread(target=self.capture.run, args=(self._running, self._stopping), name="capture",
@@ -379,7 +381,8 @@ class Engine:
         self.stats.stage("sinks", (time.perf_counter() - t) * 1000)
         if self._first_out:
             self._first_out = False
-            log.info("first frame out %.1f s after start", time.monotonic() - self._started_at)
+            self.first_out_at = time.monotonic()
+            log.info("first frame out %.1f s after start", self.first_out_at - self._started_at)
         with self._out_cond:
             self.stats.frame_out(item.captured_at)
             self._out_cond.notify_all()

@@ -7,6 +7,7 @@ far is finalised and kept). SIGHUP re-reads ``--config`` and applies what can ch
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -81,6 +82,11 @@ def _run(settings: Settings, signals: SignalCatcher, reload: Callable[[], Settin
         if problem:
             log.error("%s", problem)
             return EXIT_BAD_INPUT
+    if o.output and o.duration is not None and o.frames is None:
+        # S seconds of video: a recording ends once it holds S x fps frames (counted from the first frame
+        # out, so start-up takes none of them, and a frame the busy machine dropped does not shorten it)
+        o = dataclasses.replace(o, frames=max(1, round(o.duration * settings.engine.fps)))
+        settings = dataclasses.replace(settings, outputs=o)
     engine = Engine(settings.engine)
     recording = FileSink(o.output, max_frames=o.frames, overwrite=o.overwrite) if o.output else None
     try:
@@ -132,15 +138,18 @@ def _start_and_run(engine: Engine, settings: Settings, signals: SignalCatcher,
 def _loop(engine: Engine, settings: Settings, signals: SignalCatcher, reload: Callable[[], Settings] | None,
           recording: FileSink | None) -> int:
     o = settings.outputs
-    t0 = last = time.monotonic()
+    last = time.monotonic()
     while True:
-        if signals.stop.wait(0.1):
+        started = engine.first_out_at        # --duration counts from the first frame out, not the model loading
+        left = o.duration - (time.monotonic() - started) if o.duration is not None and started is not None else 0.1
+        if signals.stop.wait(min(0.1, max(0.0, left))):
             log.info("signal %d: stopping", signals.signum)
             return signals.exit_code or 0
         now = time.monotonic()
         if o.frames is not None and engine.stats.frames_out >= o.frames:
             return EXIT_OK
-        if o.duration is not None and now - t0 >= o.duration:
+        if (o.duration is not None and started is not None and now - started >= o.duration
+                and (recording is None or o.frames is None)):
             return EXIT_OK
         if recording is not None and recording.failed:
             return EXIT_RECORDING_FAILED

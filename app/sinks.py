@@ -21,6 +21,7 @@ import numpy as np
 
 from .device_readers import ReaderWatch
 from .slots import LatestSlot
+from .sources import fit_frame
 from .video_writer import VideoWriter, open_video_writer
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,36 @@ class CallbackSink:
         pass
 
 
+LINUX_VCAM_FIX = "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=\"BgSwap Camera\""
+NO_VCAM_LINUX = f"No virtual camera device: run `{LINUX_VCAM_FIX}` (package v4l2loopback-dkms)"
+
+
 def virtual_camera_fix() -> str:
-    """What the user has to do to get a virtual camera device on this OS."""
+    """What the user has to do to get a virtual camera device on this OS (one short sentence)."""
     system = platform.system()
     if system == "Linux":
-        return ("load the v4l2loopback kernel module: sudo apt install v4l2loopback-dkms && "
-                "sudo modprobe v4l2loopback devices=1 exclusive_caps=1 card_label=\"BgSwap Camera\"")
+        return f"run `{LINUX_VCAM_FIX}` (package v4l2loopback-dkms)"
     if system in ("Windows", "Darwin"):
         return "install OBS Studio (27+) and start its virtual camera once, so the device exists"
     return "no virtual camera backend is known for this system"
+
+
+def virtual_camera_message(raw: str, device: str | None = None) -> str:
+    """pyvirtualcam's error text (every backend's failure, with its own advice) as one short sentence a
+    person can act on, giving the fix once. The raw text goes to the log (-v)."""
+    low = raw.lower()
+    where = f" {device}" if device else ""
+    if platform.system() == "Linux":
+        if "no v4l2 loopback device found" in low or (device and not Path(device).exists()):
+            return f"No virtual camera device{where}: run `{LINUX_VCAM_FIX}` (package v4l2loopback-dkms)"
+        if "not a v4l2 loopback" in low or "not a loopback" in low:
+            return f"{device or 'The device'} is a real camera, not a virtual one: choose a v4l2loopback device or Auto"
+        if "busy" in low or "in use" in low:
+            return f"The virtual camera{where} is in use by another program: close it, or choose another device"
+    elif platform.system() in ("Windows", "Darwin"):
+        return f"No virtual camera{where}: {virtual_camera_fix()}"
+    reason = re.sub(r"^\W*'[^']*' backend:\s*", "", raw.strip()).split(". ")[0].strip(" .()")
+    return f"Virtual camera{where} cannot be opened ({reason}): {virtual_camera_fix()}"
 
 
 def virtual_camera_problem(backend: str | None = None) -> str | None:
@@ -78,7 +100,7 @@ def virtual_camera_problem(backend: str | None = None) -> str | None:
 
     if Path("/sys/module/v4l2loopback").exists() or list_virtual_cameras():
         return None
-    return f"no virtual camera device: the v4l2loopback kernel module is not loaded. Fix: {virtual_camera_fix()}"
+    return NO_VCAM_LINUX
 
 
 class VirtualCameraSink:
@@ -110,9 +132,8 @@ class VirtualCameraSink:
             self._cam = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR,
                                             device=self.device, backend=self.backend)
         except Exception as exc:  # pyvirtualcam raises RuntimeError listing each backend's failure
-            where = f" {self.device}" if self.device else ""
-            raise SinkUnavailable(f"virtual camera{where} unavailable ({str(exc).strip()}). Fix: "
-                                  f"{virtual_camera_fix()}") from exc
+            log.debug("pyvirtualcam: %s", exc)
+            raise SinkUnavailable(virtual_camera_message(str(exc), self.device)) from exc
         self.device_name = self._cam.device
         node = self.reader_node or (self._cam.device if platform.system() == "Linux" else None)
         if node and Path(node).exists():
@@ -143,7 +164,7 @@ class VirtualCameraSink:
                 continue
             try:
                 if last.shape[:2] != (self._cam.height, self._cam.width):
-                    last = cv2.resize(last, (self._cam.width, self._cam.height))
+                    last = fit_frame(last, self._cam.width, self._cam.height)      # never stretched
                 self._cam.send(last)
                 if watched:
                     self._cam.sleep_until_next_frame()
@@ -299,7 +320,7 @@ class FileSink:
             if self.error is not None:
                 continue
             if (frame.shape[1], frame.shape[0]) != self._size:
-                frame = cv2.resize(frame, self._size)
+                frame = fit_frame(frame, *self._size)          # never stretched
             try:
                 self._writer.write(frame)
             except Exception as exc:          # disk full, file system gone

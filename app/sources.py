@@ -56,6 +56,64 @@ class CaptureRequest:
     fps: float = 30.0
 
 
+NATURAL_LIMIT = (1920, 1080)    # a file's own size as the output, scaled down to fit this (either way round)
+
+
+def fit_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``frame`` at ``width`` x ``height`` without distortion: scaled to fit, the rest black (letterbox or
+    pillarbox). A frame already that size is returned as it is."""
+    h, w = frame.shape[:2]
+    if (w, h) == (width, height):
+        return frame
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width) + frame.shape[2:], frame.dtype)
+    x, y = (width - nw) // 2, (height - nh) // 2
+    out[y:y + nh, x:x + nw] = small
+    return out
+
+
+def source_file(spec: str) -> Path | None:
+    """The file a source spec names (None for the demos, a camera index or /dev/videoN)."""
+    s = str(spec).strip()
+    if s in ("demo", "demo:walk") or s.isdigit() or s.startswith("/dev/video"):
+        return None
+    return Path(s).expanduser()
+
+
+def natural_size(spec: str, limit: tuple[int, int] = NATURAL_LIMIT) -> tuple[int, int] | None:
+    """A file source's own frame size (an image's header, a video's stream), scaled down to fit ``limit``
+    (landscape or portrait) and made even (video encoders and virtual cameras want even sizes);
+    None for cameras and the demos, or a file that cannot be read (opening it says why)."""
+    path = source_file(spec)
+    if path is None or not path.is_file():
+        return None
+    size = None
+    if media_kind(path) == "image":
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:        # the header only
+                size = im.size
+        except Exception:
+            return None
+    else:
+        with opencv_quiet():
+            cap = cv2.VideoCapture(str(path))
+            try:
+                if cap.isOpened():
+                    size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            finally:
+                cap.release()
+    if not size or min(size) < 2:
+        return None
+    w, h = size
+    lw, lh = limit if w >= h else limit[::-1]
+    scale = min(1.0, lw / w, lh / h)
+    return max(16, round(w * scale / 2) * 2), max(16, round(h * scale / 2) * 2)
+
+
 class CameraSource:
     """A webcam by index (``0``) or device path (``/dev/video0``), MJPG where offered."""
 
@@ -133,7 +191,8 @@ class _PacedSource:
 
 
 class VideoFileSource(_PacedSource):
-    """A video file played in a loop at its own frame rate."""
+    """A video file played in a loop at its own frame rate, fitted to the requested size without
+    distortion (the natural size, the file's own, needs no fitting: ``natural_size``)."""
 
     live = False
 
@@ -142,6 +201,7 @@ class VideoFileSource(_PacedSource):
         self.name = f"video {self.path.name}"
         self.loop, self.realtime = loop, realtime
         self.fps = req.fps
+        self.size = (req.width, req.height)          # frames are fitted to this
         self._cap: cv2.VideoCapture | None = None
         self._pace: _Paced | None = None
 
@@ -164,7 +224,7 @@ class VideoFileSource(_PacedSource):
         if not ok and self.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._cap.read()
-        return frame if ok else None
+        return fit_frame(frame, *self.size) if ok and frame is not None else None
 
     def close(self) -> None:
         if self._cap is not None:
@@ -173,7 +233,8 @@ class VideoFileSource(_PacedSource):
 
 
 class StillSource(_PacedSource):
-    """One image, repeated at the requested rate (frames are copies: consumers may draw on them)."""
+    """One image, repeated at the requested rate (frames are copies: consumers may draw on them), fitted
+    to the requested size without distortion (letterboxed when its shape differs)."""
 
     live = False
 
@@ -192,7 +253,7 @@ class StillSource(_PacedSource):
             img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
             if img is None:
                 raise SourceError(f"image source {self.path} is not a readable image")
-            self.image = img
+            self.image = fit_frame(img, self.req.width, self.req.height)
 
     def read(self) -> np.ndarray | None:
         if self.realtime:

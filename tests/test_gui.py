@@ -76,7 +76,11 @@ def test_window_starts_and_shows_live_preview(make_window, qtbot):
     colors = {img.pixelColor(x, y).name() for x in range(0, 640, 80) for y in range(0, 480, 80)}
     assert len(colors) > 10                        # a real picture, not a blank
     qtbot.waitUntil(lambda: "fps" in w.stats_label.text(), timeout=5000)   # the readout updates itself
-    assert "latency" in w.preview.overlay
+    assert w.preview.overlay == "" and not w.stats_action.isChecked()     # the tuning overlay is off by default
+    qtbot.keyClick(w, Qt.Key.Key_S)                                       # S shows it
+    assert "latency" in w.preview.overlay and w.settings.gui.show_stats
+    qtbot.keyClick(w, Qt.Key.Key_S)
+    assert w.preview.overlay == ""
 
 
 def test_each_background_mode_changes_the_output(make_window, qtbot, monkeypatch, portrait_frame):
@@ -527,3 +531,85 @@ def test_without_a_tray_closing_the_window_ends_the_app(make_window, qtbot):
     qtbot.waitUntil(lambda: w.vcam.state == "on", timeout=30000)
     w.close()
     assert not w.engine.running
+
+
+def test_started_in_the_tray_with_the_window_hidden_it_goes_idle(qtbot, tmp_path, monkeypatch, still_path,
+                                                                 recording_backend, caplog):
+    """``bgswap --tray``: only the icon, the virtual camera off. Nobody sees a frame, so within 5 s the
+    app logs idle and stops processing (it used to run at ~36 % of a core all day); showing the window
+    brings the picture back."""
+    import logging
+    import time
+
+    from bgswap.app.gui.main_window import open_window
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("BGSWAP_CONFIG_DIR", str(tmp_path / "config"))
+    settings = Settings(engine=EngineSettings(source=str(still_path), background="blur"),
+                        outputs=OutputSettings(vcam_backend="recording"))
+    started = time.monotonic()
+    w = open_window(settings, in_tray=True, tray=True)           # what run_gui does for --tray
+    qtbot.addWidget(w)
+    assert w.tray is not None and not w.isVisible()
+    qtbot.waitUntil(lambda: w.engine.stats.idle, timeout=30000)
+    took = time.monotonic() - started
+    assert took < 5, f"idle only after {took:.1f} s"
+    assert any("idle" in r.getMessage() for r in caplog.records)
+    qtbot.wait(300)                                               # a frame already in the pipeline may finish
+    out = w.engine.stats.frames_out
+    qtbot.wait(1500)
+    assert w.engine.stats.frames_out == out and w.engine.stats.idle      # nothing made while idle
+    w.tray.toggle_window()                                        # the tray's Show window
+    qtbot.waitUntil(lambda: w.engine.stats.frames_out > out + 3 and not w.engine.stats.idle, timeout=10000)
+    w.quit()
+    assert not w.engine.running
+
+
+def test_restore_defaults_refreshes_every_value_label(make_window, qtbot):
+    """The labels beside the sliders follow Restore defaults (they were left at the old values: the
+    sliders are moved with their signals blocked)."""
+    w = make_window()
+    q = w.quality_tab
+    sliders = (q.edge_slider, q.temporal_slider, q.threshold_slider, q.feather_slider, q.wrap_slider)
+    for sl in sliders:
+        sl.setValue(sl.maximum() - 1 if sl.value() != sl.maximum() - 1 else sl.minimum())
+    q.threshold_slider.setValue(60)
+    assert q.threshold_slider.value_label.text() == "0.60"
+    q.restore_defaults()
+    d = EngineSettings().refine
+    qtbot.waitUntil(lambda: q.threshold_slider.value() == round(d.threshold * 100), timeout=30000)
+    assert q.threshold_slider.value_label.text() == f"{d.threshold:.2f}"
+    for sl in sliders:
+        shown = sl.value_label.text()
+        sl.show_value()                                           # what the label should say for the handle
+        assert sl.value_label.text() == shown, sl.toolTip()
+
+
+def test_a_virtual_camera_error_is_short_with_its_fix_once(make_window, qtbot, recording_backend):
+    """pyvirtualcam's own text (backend names, its advice) becomes one sentence with the fix once; the
+    status bar's text fits beside the stats; the tooltip wraps to a readable width."""
+    import platform
+    import re
+
+    from PySide6.QtGui import QFontMetrics
+    from PySide6.QtWidgets import QToolTip
+
+    w = make_window()
+    recording_backend.fail_with = ("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99]. "
+                                   "Did you run 'modprobe v4l2loopback'? See also pyvirtualcam's documentation.")
+    w.vcam.button.setChecked(True)
+    qtbot.waitUntil(lambda: w.vcam.state == "unavailable", timeout=10000)
+    message = w.last_message
+    assert "backend" not in message and "pyvirtualcam" not in message and "Did you run" not in message
+    if platform.system() == "Linux":
+        assert message.startswith("No virtual camera device: run `sudo modprobe v4l2loopback devices=1 "
+                                  "exclusive_caps=1")
+    assert message.count("modprobe") + message.count("OBS") == 1
+    assert w.banner.text() == message
+    status = w.statusBar().currentMessage()
+    assert status and w.statusBar().fontMetrics().horizontalAdvance(status) <= w.status_room()
+    tip = w.vcam.button.toolTip()
+    lines = [re.sub(r"<[^>]+>", "", line) for line in tip.split("<br>")]
+    fm = QFontMetrics(QToolTip.font())
+    assert len(lines) > 1 and 250 <= max(fm.horizontalAdvance(line) for line in lines) <= 480, lines
+    assert tip.count("modprobe") + tip.count("OBS") == 1

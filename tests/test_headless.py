@@ -55,6 +55,15 @@ def test_bad_background_is_a_clear_error(tmp_path):
     assert "missing.png does not exist" in r.stderr
 
 
+def test_duration_gives_that_much_video(tmp_path):
+    """--duration 2 at 15 fps records 2 s of video, 30 frames from the first frame out (--duration 10 gave
+    9.3 s: the clock started before the first frame, and frames a busy machine dropped shortened it)."""
+    out = tmp_path / "two_seconds.avi"
+    r = run("--source", "demo", "--fps", "15", "--output", str(out), "--duration", "2")
+    assert r.returncode == 0, r.stderr
+    assert count_frames(out) == 30
+
+
 def test_bad_cli_values_are_rejected():
     r = run("--resolution", "big")
     assert r.returncode == 2 and "640x480" in r.stderr

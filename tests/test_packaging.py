@@ -4,6 +4,7 @@ from __future__ import annotations
 import configparser
 import subprocess
 import sys
+from importlib.metadata import version as _metadata_version
 
 import numpy as np
 import pytest
@@ -155,3 +156,6 @@ def test_wheel_installs_one_top_level_package(tmp_path):
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, timeout=300)
     added = {n for n in set(os.listdir(site)) - before if not n.endswith(".dist-info")}
     assert added == {"bgswap"}
+    version = subprocess.run([str(py), "-c", "import bgswap; print(bgswap.__file__ is not None, bgswap.__version__)"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60).stdout.split()
+    assert version == ["True", _metadata_version("bgswap")]      # a real package, one version: pyproject's

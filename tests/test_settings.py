@@ -125,10 +125,10 @@ def test_session_only_values_are_not_saved_unless_changed_again(tmp_path):
     store = SettingsStore(path)
     s = store.load()
     s.engine.background = "color:#FF0000"       # from the command line
-    s.gui.show_stats = False                    # the user's own change
+    s.gui.show_stats = True                     # the user's own change (the default is off)
     store.save(s, {"engine.background": "color:#FF0000"})
     saved = SettingsStore(path).load()
-    assert saved.engine.background == "blur:20" and saved.gui.show_stats is False
+    assert saved.engine.background == "blur:20" and saved.gui.show_stats is True
     s.engine.background = "blur:5"              # the user picked another one in the window
     store.save(s, {"engine.background": "color:#FF0000"})
     assert SettingsStore(path).load().engine.background == "blur:5"
@@ -206,7 +206,7 @@ def test_gui_mode_rejects_a_bad_option_before_anything_is_saved(tmp_path):
     r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--background", "color:nope"], capture_output=True,
                        text=True, env=env, timeout=60)
     assert r.returncode == 2 and "--background color:nope" in r.stderr
-    assert not (tmp_path / "settings.json").exists()
+    assert not (tmp_path / "settings.json").exists() and not (tmp_path / "settings.json.lock").exists()
     r = subprocess.run([sys.executable, "-m", "bgswap.app.cli", "--output", "x.mp4"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 2 and "add --no-gui" in r.stderr
@@ -326,7 +326,7 @@ def test_a_damaged_group_and_a_planted_backup_link_do_not_break_saving(tmp_path)
     damaged file replaces a link planted at settings.json.bad instead of writing through it."""
     victim = tmp_path / "victim"
     victim.write_text("precious")
-    (tmp_path / "settings.json").write_text(json.dumps({"engine": 3, "gui": {"show_stats": False}}))
+    (tmp_path / "settings.json").write_text(json.dumps({"engine": 3, "gui": {"show_stats": True}}))
     (tmp_path / "settings.json.bad").symlink_to(victim)
     store = SettingsStore(tmp_path / "settings.json")
     s = store.load()
@@ -335,4 +335,4 @@ def test_a_damaged_group_and_a_planted_backup_link_do_not_break_saving(tmp_path)
     s.engine.fps = 20
     assert store.save(s)
     saved = json.loads((tmp_path / "settings.json").read_text())
-    assert saved["engine"]["fps"] == 20 and saved["gui"]["show_stats"] is False
+    assert saved["engine"]["fps"] == 20 and saved["gui"]["show_stats"] is True

@@ -105,3 +105,60 @@ def test_walking_demo_walks_across_sits_and_loops():
     steps = [float(np.abs(a - b).mean()) for a, b in zip(thumbs[1:], thumbs[:-1])]
     assert max(steps) < 12 and np.mean(steps) > 1.5        # always moving, never jumping
     np.testing.assert_array_equal(src.frame_at(0), src.frame_at(int(PERIOD_S * 30)))
+
+
+def _disc_photo(path, w, h):
+    """A white disc on grey, touching the shorter sides: stretching would make it an ellipse."""
+    img = np.full((h, w, 3), 90, np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(w, h) // 2 - 1, (255, 255, 255), -1)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def test_a_photo_is_never_stretched_and_a_file_is_its_own_size(tmp_path):
+    """A 512x512 photo at 640x480 is fitted (the disc stays round, bars beside it); without --resolution a
+    file source's own size is the output size (a 1280x720 video stays 1280x720), with it the asked one."""
+    from bgswap.app import cli
+    from bgswap.app.sources import fit_frame, natural_size
+
+    photo = _disc_photo(tmp_path / "square.png", 512, 512)
+    src = open_source(str(photo), CaptureRequest(640, 480, 30), realtime=False)
+    src.open()
+    frame = src.read()
+    assert frame.shape == (480, 640, 3)
+    ys, xs = np.nonzero(frame[..., 0] > 200)
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert abs(width - height) <= 2, (width, height)              # round, not squashed
+    assert frame[:, :70].max() == 0 and frame[:, -70:].max() == 0  # bars beside it, the photo whole
+    video = write_video(tmp_path / "hd.avi", [np.full((720, 1280, 3), v, np.uint8) for v in (10, 20)])
+    assert natural_size(str(photo)) == (512, 512) and natural_size(str(video)) == (1280, 720)
+    assert natural_size("demo") is None and natural_size("0") is None
+    parser = cli.build_parser()
+    for argv, size in (([], (1280, 720)), (["--resolution", "640x480"], (640, 480))):
+        settings, session = cli.resolve_settings(parser.parse_args(["--source", str(video), *argv]), None)
+        assert (settings.engine.width, settings.engine.height) == size
+        assert session["engine.width"] == size[0]                   # this run's, never saved
+    settings, _ = cli.resolve_settings(parser.parse_args(["--source", str(photo)]), None)
+    assert (settings.engine.width, settings.engine.height) == (512, 512)
+    big = natural_size(str(_disc_photo(tmp_path / "tall.png", 1500, 4000)))
+    assert big == (720, 1920)                                       # scaled to fit 1080x1920 (portrait), even
+    assert fit_frame(np.zeros((48, 64, 3), np.uint8), 64, 48).shape == (48, 64, 3)
+
+
+def test_sinks_fit_frames_of_another_shape_without_stretching(tmp_path, recording_backend):
+    from bgswap.app.sinks import VirtualCameraSink
+
+    sink = VirtualCameraSink(backend="recording")
+    sink.start(64, 48, 30)
+    try:
+        sink.send(np.full((48, 48, 3), 200, np.uint8))             # square into 4:3
+        import time
+
+        deadline = time.monotonic() + 5
+        cam = recording_backend.instances[-1]
+        while not cam.frames and time.monotonic() < deadline:
+            time.sleep(0.02)
+        out = cam.frames[-1]
+    finally:
+        sink.close()
+    assert out.shape == (48, 64, 3) and out[:, :8].max() == 0 and out[:, 8:56].min() == 200

@@ -6,8 +6,9 @@
 
 Opens the window on the demo clip with a bundled background (settings in a temporary folder),
 and writes ``<out>/tab-background.png``, ``tab-camera.png``, ``tab-quality.png`` (default size),
-``quality-1024x600.png``, ``tray-menu.png`` and ``screen-tray.png`` (the whole screen, with the
-tray host and BgSwap's icon in it).
+``quality-after-restore-defaults.png``, ``vcam-banner.png`` and ``vcam-tooltip.png`` (the virtual
+camera's error, on a machine without v4l2loopback), ``quality-1024x600.png``, ``tray-menu.png`` and
+``screen-tray.png`` (the whole screen, with the tray host and BgSwap's icon in it).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main(out: Path) -> int:
     os.environ.setdefault("BGSWAP_CONFIG_DIR", tempfile.mkdtemp())
     from PySide6.QtCore import QEventLoop, QPoint, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QToolTip
 
     from bgswap.app.gui.main_window import MainWindow
     from bgswap.app.gui.none_refcount import keep_refs_alive
@@ -45,6 +46,22 @@ def main(out: Path) -> int:
         win.tabs.setCurrentWidget(tab)
         wait(700)
         win.grab().save(str(out / f"tab-{name}.png"))
+    q = win.quality_tab                              # Restore defaults: every value label follows its handle
+    q.threshold_slider.setValue(60)
+    q.feather_slider.setValue(40)
+    wait(300)
+    q.restore_defaults()
+    wait(1500)
+    win.grab().save(str(out / "quality-after-restore-defaults.png"))
+    win.vcam.button.setChecked(True)                 # without v4l2loopback: the banner and the status bar
+    wait(2500)
+    win.grab().save(str(out / "vcam-banner.png"))
+    button = win.vcam.button                         # its tooltip, wrapped, on the screen round the window
+    QToolTip.showText(button.mapToGlobal(button.rect().bottomLeft()), button.toolTip(), button)
+    wait(1000)
+    top_left = win.mapToGlobal(QPoint(0, 0))
+    app.primaryScreen().grabWindow(0, top_left.x(), top_left.y(), 760, 260).save(str(out / "vcam-tooltip.png"))
+    QToolTip.hideText()
     win.resize(1024, 600)
     wait(1000)
     win.grab().save(str(out / "quality-1024x600.png"))

@@ -55,6 +55,7 @@ class MainWindow(QMainWindow):
         self.tasks: list[Task] = []
         self.last_message = ""
         self.preview_sink = CallbackSink(self.bridge.push, "preview")
+        self.preview_sink.watched = False   # until the window is shown: started in the tray, nobody sees it
         self._quitting = False
         self._build_ui()
         self._build_shortcuts()
@@ -152,14 +153,33 @@ class MainWindow(QMainWindow):
         if frame is not None:
             self.preview.show_frame(frame)
 
-    def show_message(self, level: str, message: str, ms: int = 8000) -> None:
-        """Non-blocking: a banner over the preview (warnings, errors) and the status bar."""
+    def show_message(self, level: str, message: str, ms: int = 8000, status: str | None = None) -> None:
+        """Non-blocking: a banner over the preview (warnings, errors) and the status bar. The status bar
+        gets ``status``, or the message when it fits there, else its start, pointing at the banner:
+        never a sentence cut off."""
         self.last_message = message
-        self.statusBar().showMessage(message, ms)
+        self.statusBar().showMessage(status or self._status_text(level, message), ms)
         if level in ("warning", "error"):
             self.banner.setText(message)
             self.banner.show()
             self._banner_timer.start(ms)
+
+    def status_room(self) -> int:
+        """Pixels the status bar has for a message beside the stats readout."""
+        bar = self.statusBar()
+        return max(200, bar.width() - self.stats_label.sizeHint().width() - 40)
+
+    def _status_text(self, level: str, message: str) -> str:
+        fm = self.statusBar().fontMetrics()
+        room = self.status_room()
+        if fm.horizontalAdvance(message) <= room:
+            return message
+        if level in ("warning", "error"):       # the banner shows it whole
+            head = message.split(": ", 1)[0].rstrip(".")
+            short = f"{head}: see the message above the picture"
+            if fm.horizontalAdvance(short) <= room:
+                return short
+        return fm.elidedText(message, Qt.TextElideMode.ElideRight, room)
 
     def _update_stats(self) -> None:
         snap = self.engine.snapshot()
@@ -264,6 +284,22 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
+def open_window(settings: Settings | None = None, store: SettingsStore | None = None,
+                session_only: dict[str, Any] | None = None, in_tray: bool = False,
+                tray: bool | None = None) -> MainWindow:
+    """The window, shown, or with ``in_tray`` only its tray icon (the window where the desktop has no
+    tray). Hidden, its preview counts as unwatched, so with the virtual camera off the app idles."""
+    app = QApplication.instance()
+    win = MainWindow(settings, store, session_only, tray=tray)
+    if win.tray is not None:
+        app.setQuitOnLastWindowClosed(False)       # a hidden window keeps the camera running
+    if in_tray and win.tray is None:
+        log.warning("--tray: this desktop has no system tray; opening the window")
+    if not (in_tray and win.tray is not None):
+        win.show()
+    return win
+
+
 def run_gui(settings: Settings | None = None, store: SettingsStore | None = None,
             session_only: dict[str, Any] | None = None, in_tray: bool = False) -> int:
     """Open the window with ``settings`` (default: the saved ones) and run Qt's loop; ``in_tray``:
@@ -273,13 +309,7 @@ def run_gui(settings: Settings | None = None, store: SettingsStore | None = None
     keep_refs_alive(app)
     signals = SignalCatcher().install()
     try:
-        win = MainWindow(settings, store, session_only)
-        if win.tray is not None:
-            app.setQuitOnLastWindowClosed(False)       # a hidden window keeps the camera running
-        if in_tray and win.tray is None:
-            log.warning("--tray: this desktop has no system tray; opening the window")
-        if not (in_tray and win.tray is not None):
-            win.show()
+        win = open_window(settings, store, session_only, in_tray)
         close_on_signal(win, signals)
         code = app.exec()
     finally:

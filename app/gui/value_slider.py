@@ -17,4 +17,15 @@ def with_value(slider: QSlider, shown: Callable[[int], str]) -> QWidget:
     layout.addWidget(slider, 1)
     layout.addWidget(label)
     slider.value_label = label          # for tests and screenshots
+    slider.show_value = lambda: label.setText(shown(slider.value()))   # after a change with signals blocked
     return row
+
+
+def set_quietly(slider: QSlider, value: int) -> None:
+    """Move ``slider`` without sending its change on (it came from the settings), its label following."""
+    slider.blockSignals(True)
+    slider.setValue(value)
+    slider.blockSignals(False)
+    show = getattr(slider, "show_value", None)
+    if show is not None:
+        show()

@@ -4,15 +4,26 @@ exists is probed at start and every few seconds, so "unavailable" shows before a
 goes away by itself once the kernel module is loaded."""
 from __future__ import annotations
 
+import html
+import textwrap
+
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QLabel, QPushButton, QToolBar
 
-from ..sinks import SinkUnavailable, VirtualCameraSink, virtual_camera_fix, virtual_camera_problem
+from ..sinks import SinkUnavailable, VirtualCameraSink, virtual_camera_message, virtual_camera_problem
 from ..sources import list_virtual_cameras
 from .context import WindowContext
 
 STATE_COLOURS = {"on": "#1e7b34", "unavailable": "#9a2a2a"}
 PROBE_MS = 5000             # how often the device is looked for while the camera is off
+TOOLTIP_CHARS = 60          # a tooltip's lines wrap at about this many characters (~400 px)
+
+
+def wrapped_tooltip(text: str, chars: int = TOOLTIP_CHARS) -> str:
+    """``text`` as a tooltip of lines of at most ``chars`` characters (Qt shows plain text on one line,
+    however long); a command in `backticks` is kept on one line where it fits."""
+    lines = textwrap.wrap(text, chars, break_on_hyphens=False, break_long_words=False)
+    return '<p style="white-space:pre">' + "<br>".join(html.escape(line) for line in lines) + "</p>"   # Qt's own wrap is narrower
 
 
 class VirtualCameraControl:
@@ -56,8 +67,8 @@ class VirtualCameraControl:
             if self.state != "unavailable":
                 self._set_state("unavailable", "no device: hover for the fix")
                 self._probed = True
-                self.label.setToolTip(reason)
-                self.button.setToolTip(reason)
+                self.label.setToolTip(wrapped_tooltip(reason))
+                self.button.setToolTip(wrapped_tooltip(reason))
             return
         if self.state == "unavailable":
             self._probed = False
@@ -88,16 +99,21 @@ class VirtualCameraControl:
                 self.sink = sink
                 out.virtual_camera = True
                 self._set_state("on", f"on: {sink.device_name}")
+                self.label.setToolTip("")
+                self.button.setToolTip("Publish the result as a camera for Zoom, Teams, browsers (V)")
                 self.ctx.settings_changed()
 
             def failed(exc):
                 self.button.blockSignals(True)
                 self.button.setChecked(False)
                 self.button.blockSignals(False)
-                reason = str(exc) if isinstance(exc, SinkUnavailable) else f"{exc}. Fix: {virtual_camera_fix()}"
-                self._set_state("unavailable", "unavailable")
-                self.label.setToolTip(reason)
-                self.ctx.show_message("warning", reason, 15000)
+                reason = (str(exc) if isinstance(exc, SinkUnavailable)
+                          else virtual_camera_message(str(exc), self.device_box.currentData()))
+                self._set_state("unavailable", "unavailable: hover for the fix")
+                self.label.setToolTip(wrapped_tooltip(reason))
+                self.button.setToolTip(wrapped_tooltip(reason))
+                self.ctx.show_message("warning", reason, 15000,
+                                      status="Virtual camera unavailable: the message above the picture says why")
 
             self.ctx.run_task(lambda: self.ctx.engine.add_sink(sink), started, failed)
         elif not on and self.sink is not None:

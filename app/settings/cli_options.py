@@ -66,7 +66,9 @@ OPTIONS: tuple[Option, ...] = (
            type=resolution, metavar="WxH"),
     Option("--fps", ("engine.fps",), "capture and output rate", type=number, metavar="FPS"),
     Option("--mirror", ("engine.mirror",), "flip the image horizontally", const=True),
-    Option("--sync", ("engine.async_segmentation",), "segment every frame before compositing it", const=False),
+    Option("--sync", ("engine.async_segmentation",), "a frame waits while the model makes its mask, instead of "
+           "taking the newest mask; the model still runs at most --mask-rate times a second (the last mask "
+           "serves the frames between): add --mask-rate 0 to segment every frame", const=False),
     Option("--model", ("engine.model",), "shipped model: auto (the light network on the CPU, BiSeNetV2 on a "
            "GPU), portrait_mobileseg or portrait_bisenetv2", choices=("auto", *SHIPPED_MODELS)),
     Option("--model-dir", ("engine.model_dir",), "folder with model.onnx / model.json + meta.json", metavar="DIR"),

@@ -114,7 +114,7 @@ class GuiSettings:
     user_backgrounds: list[str] = rule(default_factory=list)
     blur_strength: int = rule(15, range=(1, 100))
     color: str = rule("#2E8B57", check=_color_problem)
-    show_stats: bool = rule(True)
+    show_stats: bool = rule(False)                # the tuning readout over the preview (S)
     preview_mirror: bool = rule(False)
     geometry: str = rule("")                      # QMainWindow.saveGeometry(), base64
     tray_hint_shown: bool = rule(False)           # "still running in the tray" has been said once

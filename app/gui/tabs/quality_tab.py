@@ -13,7 +13,7 @@ from bgswap.inference.resources import default_model_dir
 from ...settings import EngineSettings
 from ...settings.presets import CUSTOM, PRESET_HELP, PRESET_LABELS, PRESET_NAMES, preset_values
 from ..context import WindowContext
-from ..value_slider import with_value
+from ..value_slider import set_quietly, with_value
 
 INPUT_SIZES = [160, 192, 224, 256, 320]   # offered beside the model's own size (meta.json)
 
@@ -115,7 +115,7 @@ class QualityTab(QWidget):
         self.preset_box.setCurrentIndex(max(0, i))
 
     def _show_settings(self) -> None:
-        """Every control from the engine's settings, without sending anything back."""
+        """Every control from the engine's settings, without sending anything back (value labels follow)."""
         s = self.ctx.engine.settings
         r = s.refine
         for widget, value in ((self.edge_slider, r.edge_radius), (self.temporal_slider, round(r.temporal * 100)),
@@ -124,9 +124,12 @@ class QualityTab(QWidget):
                               (self.decontaminate, r.decontaminate), (self.wrap_slider, round(r.light_wrap * 100)),
                               (self.colour_edges, r.colour_edges), (self.async_box, s.async_segmentation),
                               (self.auto_frame, s.auto_frame)):
-            widget.blockSignals(True)
-            widget.setValue(value) if isinstance(widget, QSlider) else widget.setChecked(value)
-            widget.blockSignals(False)
+            if isinstance(widget, QSlider):
+                set_quietly(widget, value)
+            else:
+                widget.blockSignals(True)
+                widget.setChecked(value)
+                widget.blockSignals(False)
         self._show_input_size()
         self._show_preset()
 
