@@ -1,8 +1,9 @@
 """Inference backends behind one tiny interface, and the one place that picks among them.
 
-``create_backend`` decides: Paddle Inference on a CUDA GPU when paddle was built
-with CUDA and sees a device (TensorRT fp16 optional), else ONNX Runtime with its
-CUDA provider when present, else ONNX Runtime on the CPU. ONNX Runtime on the CPU
+``create_backend`` tries the registered runtimes in order (``register_backend``; each says why it
+was skipped): Paddle Inference on a CUDA GPU when paddle was built with CUDA and sees a device
+(TensorRT fp16 optional), else ONNX Runtime with its CUDA provider when present, else ONNX Runtime
+on the CPU; Paddle on the CPU only when asked for by name. ONNX Runtime on the CPU
 runs the model's int8 version when it ships one (``precision="auto"``): 1.2-1.7x
 faster there (2-core hosts) at the same accuracy. ``paddle`` is only
 imported when the Paddle backend is asked for or a GPU is requested: importing
@@ -15,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -159,8 +160,33 @@ class PaddleBackend:
         return self.output.copy_to_cpu()
 
 
+class Unavailable(Exception):
+    """A runtime cannot serve these options on this machine; the message says why (``create_backend``
+    tries the next one)."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A registered way to run the model: ``build(model_dir, opts)`` returns a Backend or raises Unavailable."""
+
+    name: str                  # the ``backend`` option that asks for it
+    label: str                 # what the skip log calls it
+    build: Callable[[Path, BackendOptions], Backend]
+    auto: bool = True          # tried for ``backend="auto"`` (else only when named)
+
+
+RUNTIMES: list[Runtime] = []
+
+
+def register_backend(runtime: Runtime) -> None:
+    """Add a runtime; ``create_backend`` tries them in the order registered (as pyvirtualcam does its
+    camera backends). A new runtime is one builder and one call to this."""
+    RUNTIMES.append(runtime)
+
+
 def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
-    """Pick and build the backend for ``opts``; GPU requests fall back to the CPU with a warning."""
+    """The first registered runtime that can serve ``opts`` (only those named ``opts.backend`` unless it
+    is "auto"); says at INFO why each one before it was skipped."""
     if opts.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {opts.backend!r}")
     if opts.compute not in COMPUTE_TARGETS:
@@ -170,35 +196,60 @@ def create_backend(model_dir: str | Path, opts: BackendOptions) -> Backend:
     if opts.precision == "int8" and opts.backend == "paddle":
         raise ValueError("precision 'int8' is an ONNX Runtime model: use backend 'onnxruntime' or 'auto'")
     model_dir = Path(model_dir)
-    want_gpu = opts.compute in ("auto", "gpu")
-
-    if opts.backend == "paddle" or (opts.backend == "auto" and opts.compute == "gpu"):
-        if importlib.util.find_spec("paddle") is None:
-            if opts.backend == "paddle":
-                raise ModelError("backend 'paddle' needs PaddlePaddle: pip install '.[paddle]'")
-        else:
-            gpu = want_gpu and _paddle_gpu_available()
-            if opts.compute == "gpu" and not gpu:
-                log.warning("no CUDA GPU visible to paddle: using the CPU")
-            return PaddleBackend(model_dir, "gpu" if gpu else "cpu", opts.threads, opts.tensorrt, opts.input_hw)
-
-    if (opts.backend == "auto" and opts.compute == "auto" and opts.precision != "int8" and _cuda_hint()
-            and _paddle_gpu_available()):
+    skipped = []
+    for rt in RUNTIMES:
+        if (opts.backend == "auto" and not rt.auto) or opts.backend not in ("auto", rt.name):
+            continue
         try:
-            return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt, opts.input_hw)
-        except ModelError:
-            raise
-        except Exception as exc:   # a broken CUDA/TensorRT install: the CPU still works
-            log.warning("Paddle GPU predictor failed (%s): using ONNX Runtime", exc)
+            return rt.build(model_dir, opts)
+        except Unavailable as why:
+            log.info("%s skipped: %s", rt.label, why)
+            skipped.append(f"{rt.label}: {why}")
+    raise ModelError("no runtime can run the model here (" + "; ".join(skipped) + ")")
 
+
+def _paddle_on_gpu(model_dir: Path, opts: BackendOptions) -> Backend:
+    """Paddle Inference on a CUDA GPU (TensorRT fp16 optional): the default wherever paddle sees one."""
+    if opts.compute == "cpu" or opts.precision == "int8":
+        raise Unavailable("the CPU was asked for" if opts.compute == "cpu" else "int8 is an ONNX Runtime model")
+    if opts.backend == "auto" and opts.compute == "auto" and not _cuda_hint():
+        raise Unavailable("no NVIDIA driver")
+    if importlib.util.find_spec("paddle") is None:
+        raise Unavailable("PaddlePaddle is not installed (pip install '.[paddle]')")
+    if not _paddle_gpu_available():
+        if opts.compute == "gpu":
+            log.warning("no CUDA GPU visible to paddle: using the CPU")
+        raise Unavailable("no CUDA GPU visible to paddle")
     try:
-        return OnnxRuntimeBackend(model_dir, "cpu" if opts.compute == "cpu" else opts.compute, opts.threads,
-                                  opts.precision, opts.spin)
+        return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt, opts.input_hw)
+    except ModelError:
+        raise
+    except Exception as exc:   # a broken CUDA/TensorRT install: the CPU still works
+        log.warning("Paddle GPU predictor failed (%s): trying the next runtime", exc)
+        raise Unavailable(f"the GPU predictor failed: {exc}") from exc
+
+
+def _onnxruntime(model_dir: Path, opts: BackendOptions) -> Backend:
+    """ONNX Runtime: its CUDA provider where present, else the CPU (int8 there when the model ships it)."""
+    try:
+        return OnnxRuntimeBackend(model_dir, opts.compute, opts.threads, opts.precision, opts.spin)
     except RuntimeError as exc:
         if isinstance(exc, ModelError) or opts.compute != "gpu":
             raise
         log.warning("%s: using ONNX Runtime on the CPU", exc)
         return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision, opts.spin)
+
+
+def _paddle_on_cpu(model_dir: Path, opts: BackendOptions) -> Backend:
+    """Paddle Inference on the CPU: only when paddle is asked for by name."""
+    if importlib.util.find_spec("paddle") is None:
+        raise ModelError("backend 'paddle' needs PaddlePaddle: pip install '.[paddle]'")
+    return PaddleBackend(model_dir, "cpu", opts.threads, opts.tensorrt, opts.input_hw)
+
+
+register_backend(Runtime("paddle", "Paddle Inference on a CUDA GPU", _paddle_on_gpu))
+register_backend(Runtime("onnxruntime", "ONNX Runtime", _onnxruntime))
+register_backend(Runtime("paddle", "Paddle Inference on the CPU", _paddle_on_cpu, auto=False))
 
 
 def gpu_expected(backend: str, compute: str) -> bool:

@@ -8,6 +8,7 @@ import pytest
 import bgswap.inference.backends as backends
 from bgswap.inference.backends import BackendOptions, create_backend
 from bgswap.inference.model_meta import ModelError, ModelMeta
+from bgswap.inference.resources import GPU_MODEL, shipped_model_dir
 
 
 class FakePaddle:
@@ -71,7 +72,8 @@ def test_onnxruntime_prefers_its_cuda_provider_when_present(model_dir, monkeypat
     assert seen["providers"][0] == "CUDAExecutionProvider" and b.compute == "gpu"
 
 
-def test_precision_auto_runs_int8_on_the_cpu_only_when_the_model_ships_it(model_dir, tmp_path):
+def test_precision_auto_runs_int8_on_the_cpu_only_when_the_model_ships_it(tmp_path):
+    model_dir = shipped_model_dir(GPU_MODEL)            # BiSeNetV2 ships an int8 version
     assert create_backend(model_dir, BackendOptions(compute="cpu")).precision == "int8"
     assert create_backend(model_dir, BackendOptions(compute="cpu", precision="fp32")).precision == "fp32"
     plain = tmp_path / "fp32_only"
@@ -93,7 +95,8 @@ def test_precision_auto_runs_int8_on_the_cpu_only_when_the_model_ships_it(model_
         create_backend(model_dir, BackendOptions(backend="paddle", precision="int8"))
 
 
-def test_int8_is_not_used_on_a_cuda_provider_unless_asked(model_dir):
+def test_int8_is_not_used_on_a_cuda_provider_unless_asked():
+    model_dir = shipped_model_dir(GPU_MODEL)
     assert backends._onnx_file(model_dir, "auto", on_gpu=True)[1] == "fp32"
     assert backends._onnx_file(model_dir, "auto", on_gpu=False)[1] == "int8"
     assert backends._onnx_file(model_dir, "int8", on_gpu=True)[1] == "int8"
@@ -110,3 +113,29 @@ def test_the_cuda_hint_reads_cuda_visible_devices(monkeypatch):
     assert not backends._cuda_hint()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert backends._cuda_hint()
+
+
+def test_each_skipped_runtime_says_why(model_dir, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(backends, "_cuda_hint", lambda: False)
+    with caplog.at_level(logging.INFO, logger="bgswap.inference.backends"):
+        b = create_backend(model_dir, BackendOptions())
+    assert b.name == "onnxruntime"
+    assert "Paddle Inference on a CUDA GPU skipped: no NVIDIA driver" in caplog.text
+
+
+def test_a_registered_runtime_is_tried_in_its_turn(model_dir, monkeypatch):
+    calls = []
+
+    def refuse(_dir, _opts):
+        calls.append("refuse")
+        raise backends.Unavailable("not on this machine")
+
+    monkeypatch.setattr(backends, "RUNTIMES", [backends.Runtime("onnxruntime", "a runtime that refuses", refuse),
+                                               *backends.RUNTIMES])
+    assert create_backend(model_dir, BackendOptions(compute="cpu")).name == "onnxruntime"
+    assert calls == ["refuse"]
+    monkeypatch.setattr(backends, "RUNTIMES", [backends.Runtime("onnxruntime", "a runtime that refuses", refuse)])
+    with pytest.raises(ModelError, match="a runtime that refuses: not on this machine"):
+        create_backend(model_dir, BackendOptions(compute="cpu"))

@@ -48,17 +48,19 @@ def test_input_shape_follows_the_frame_for_models_trained_so():
     assert ModelMeta(frame_aspect=True).input_shape((600, 450), (192, 192)) == (192, 160)
 
 
-def test_a_frame_aspect_model_is_fed_frames_shaped_like_themselves(model_dir, tmp_path):
+@pytest.mark.parametrize("floor, step, wide_hw", [(0.75, 32, (192, 256)),     # BiSeNetV2's rule
+                                                  (0.5625, 16, (144, 256))])   # MobileSeg's: 16:9 as it is
+def test_a_frame_aspect_model_is_fed_frames_shaped_like_themselves(model_dir, tmp_path, floor, step, wide_hw):
     meta = json.loads((model_dir / "meta.json").read_text())
-    meta.update(frame_aspect=True, int8_onnx="")
+    meta.update(frame_aspect=True, int8_onnx="", short_side_floor=floor, short_side_step=step)
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     shutil.copy(model_dir / "model.onnx", tmp_path / "model.onnx")
     seg = Segmenter(tmp_path, backend="onnxruntime", precision="fp32")
     wide, tall = np.full((720, 1280, 3), 90, np.uint8), np.full((600, 450, 3), 90, np.uint8)
-    assert seg.predict_lowres(wide).shape == (192, 256) and seg(tall).shape == (600, 450)
+    assert seg.predict_lowres(wide).shape == wide_hw and seg(tall).shape == (600, 450)
     assert seg.preprocess([tall]).shape == (1, 3, 256, 192)
     mixed = seg.predict_batch([wide, tall, wide])                  # one call per shape, answers in order
-    assert [p.shape for p in mixed] == [(192, 256), (256, 192), (192, 256)]
+    assert [p.shape for p in mixed] == [wide_hw, (256, 192), wide_hw]
     np.testing.assert_allclose(mixed[0], seg.predict_lowres(wide), atol=1e-5)
 
 
