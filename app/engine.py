@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gc
 import logging
 import threading
 import time
@@ -28,8 +27,9 @@ from bgswap.inference.refine import MaskRefiner, Matte, RefineSettings
 
 from .capture import Capture, Frame
 from .mask_schedule import MaskSchedule
-from .memory import release_memory
+from .model_holder import ModelHolder
 from .settings import EngineSettings
+from .settings.schema import RESTART, fields_that_change
 from .settings.presets import preset_of
 from .slots import LatestSlot
 from .sinks import Sink
@@ -38,13 +38,13 @@ from .stats import PipelineStats, StatsSnapshot
 
 log = logging.getLogger(__name__)
 
+RESTART_FIELDS = fields_that_change(EngineSettings, RESTART)
+
 # OpenCV's own thread pool splits every resize and filter of a 640x480 frame across the cores. For
 # frames that small the hand-offs cost more than they save (refinement: 8.7 CPU ms per frame on
 # 2 threads against 2.6 on one, and slower in wall time too), and the engine already runs capture,
 # model and processing on threads of their own. One OpenCV thread per caller.
 OPENCV_THREADS = 1
-
-LIVE_FIELDS = ("mirror", "async_segmentation", "mask_rate", "preset", "input_size", "threads", "passes", "auto_frame")
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
 
@@ -61,7 +61,7 @@ class Engine:
         self._framed_mask: np.ndarray | None = None      # the mask the framer last saw
         self.refiner = MaskRefiner(self.settings.refine)
         self.schedule = MaskSchedule(self.settings.mask_rate)
-        self.segmenter: Segmenter | None = None
+        self.models = ModelHolder()
         self.background: Background | None = None
         self.sinks: list[Sink] = []
         self._sinks_lock = threading.Lock()
@@ -91,9 +91,7 @@ class Engine:
         """
         s = self.settings
         cv2.setNumThreads(OPENCV_THREADS)
-        if self.segmenter is None:
-            self.segmenter = self._make_segmenter(s)
-        self.stats.backend = self.segmenter.backend_name
+        self.stats.backend = self.models.ensure(s).backend_name
         if self.background is None:
             self.background = parse_background(s.background, fit=(s.width, s.height))
         self.capture.open_first(source or open_source(s.source, CaptureRequest(s.width, s.height, s.fps),
@@ -190,40 +188,56 @@ class Engine:
     def output_size(self) -> tuple[int, int]:
         return self.settings.width, self.settings.height
 
-    def update(self, **changes) -> None:
-        """Change settings while running: refine fields and LIVE_FIELDS (a model field builds the model
-        anew, off the frame path). Checked like every setting; SettingsError names a bad one."""
-        new = copy.deepcopy(self.settings)
-        refine_fields = {f.name for f in dataclasses.fields(RefineSettings)}
-        for key, value in changes.items():
-            if key in refine_fields:
-                setattr(new.refine, key, value)
-            elif key in LIVE_FIELDS:
-                setattr(new, key, value)
-            else:
-                raise ValueError(f"setting {key!r} cannot be changed while running")
-        new.validate()
-        if self.segmenter is not None and self._segmenter_key(new) != self._segmenter_key(self.settings):
-            old, self.segmenter = self.segmenter, self._make_segmenter(new)
-            self.stats.backend = self.segmenter.backend_name
-            del old                         # the old session's memory goes back to the system, not the heap
-            gc.collect()
-            release_memory()
-        if "preset" not in changes:         # knobs set one by one: name the preset they match, or custom
+    @property
+    def segmenter(self) -> Segmenter | None:
+        """The model in use (None before the first start)."""
+        return self.models.segmenter
+
+    def apply(self, new: EngineSettings) -> list[str]:
+        """Bring the engine to ``new``: LIVE fields at once, a new model when a MODEL field changed (built
+        before anything changes, off the frame path), a new background when it changed. Returns the
+        RESTART fields that differ (kept as they are until the next start). A bad value raises
+        SettingsError, a bad background file BackgroundError, a model that cannot be built its error:
+        each leaves the engine as it was."""
+        new = copy.deepcopy(new).validate()
+        cur = self.settings
+        changed = {f.name for f in dataclasses.fields(new) if getattr(new, f.name) != getattr(cur, f.name)}
+        restart = sorted(changed & RESTART_FIELDS)
+        for name in restart:
+            setattr(new, name, getattr(cur, name))
+        background = None
+        if "background" in changed:
+            background = parse_background(BackgroundSpec.parse(new.background), fit=self.output_size)
+        if self.models.differs(new):
+            try:
+                self.stats.backend = self.models.ensure(new).backend_name
+            except BaseException:
+                if background is not None:
+                    background.close()
+                raise
+        if background is not None:
+            self.set_background(new.background, background)
+        if "preset" not in changed:         # knobs set one by one: name the preset they match, or custom
             new.preset = preset_of(new)
         for f in dataclasses.fields(new):
             setattr(self.settings, f.name, getattr(new, f.name))
         self.refiner.settings = self.compositor.settings = self.settings.refine
         self.schedule.max_rate = self.settings.mask_rate
+        return restart
 
-    @staticmethod
-    def _segmenter_key(s: EngineSettings) -> tuple:
-        return s.input_size or 0, s.threads, s.passes
-
-    @staticmethod
-    def _make_segmenter(s: EngineSettings) -> Segmenter:
-        return Segmenter(s.model_dir, model=s.model, backend=s.backend, compute=s.compute, tensorrt=s.tensorrt,
-                         input_size=s.input_size, threads=s.threads, precision=s.precision, passes=s.passes)
+    def update(self, **changes) -> None:
+        """``apply`` the settings with ``changes``: top-level field names or RefineSettings' names. Only
+        what can change while running (ValueError names any other)."""
+        new = copy.deepcopy(self.settings)
+        refine_fields = {f.name for f in dataclasses.fields(RefineSettings)}
+        for key, value in changes.items():
+            if key in refine_fields:
+                setattr(new.refine, key, value)
+            elif hasattr(new, key) and key not in RESTART_FIELDS:
+                setattr(new, key, value)
+            else:
+                raise ValueError(f"setting {key!r} cannot be changed while running")
+        self.apply(new)
 
     def set_source(self, spec: str, width: int | None = None, height: int | None = None,
                    fps: float | None = None) -> None:

@@ -7,6 +7,7 @@ far is finalised and kept). SIGHUP re-reads ``--config`` and applies what can ch
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Callable
 from bgswap.inference.compose import BackgroundError
 from bgswap.inference.model_meta import ModelError
 
-from .engine import LIVE_FIELDS, Engine
+from .engine import Engine
 from .settings import EngineSettings, Settings, SettingsError
 from .signals import SignalCatcher
 from .sinks import FileSink, SinkUnavailable, VirtualCameraSink
@@ -37,28 +38,21 @@ def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
     return None
 
 
-def apply_live(engine: Engine, new: EngineSettings) -> None:
-    """Apply what changed between the engine's settings and ``new`` that can change while running;
-    say which changes need a restart."""
-    cur = engine.settings
-    if new.background != cur.background:
-        try:
-            engine.set_background(new.background)
-            log.info("background: %s", new.background)
-        except BackgroundError as exc:
-            log.error("%s: keeping the current background", exc)
-    changes = {f: getattr(new, f) for f in LIVE_FIELDS if getattr(new, f) != getattr(cur, f)}
-    changes.update({k: v for k, v in vars(new.refine).items() if getattr(cur.refine, k) != v})
-    if changes:
-        try:
-            engine.update(**changes)
-            log.info("applied: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
-        except ValueError as exc:
-            log.error("not applied: %s", exc)
-    fixed = [k for k, v in vars(new).items()
-             if k not in LIVE_FIELDS + ("background", "refine") and getattr(cur, k) != v]
-    if fixed:
-        log.warning("%s changed: restart to apply", ", ".join(fixed))
+def reload_into(engine: Engine, new: EngineSettings) -> None:
+    """SIGHUP: bring the running engine to the reloaded settings (``Engine.apply``), saying what changed,
+    what was refused and which changes wait for a restart."""
+    before = copy.deepcopy(engine.settings)
+    try:
+        restart = engine.apply(new)
+    except (ValueError, BackgroundError, ModelError) as exc:
+        log.error("not applied: %s; keeping the current settings", exc)
+        return
+    applied = [f.name for f in dataclasses.fields(before)
+               if getattr(before, f.name) != getattr(engine.settings, f.name)]
+    if applied:
+        log.info("applied: %s", ", ".join(f"{k}={getattr(engine.settings, k)}" for k in applied))
+    if restart:
+        log.warning("%s changed: restart to apply", ", ".join(restart))
 
 
 def run_headless(settings: Settings, signals: SignalCatcher | None = None,
@@ -162,7 +156,7 @@ def _loop(engine: Engine, settings: Settings, signals: SignalCatcher, reload: Ca
                 log.info("SIGHUP: no --config to reload")
             else:
                 try:
-                    apply_live(engine, reload().engine)
+                    reload_into(engine, reload().engine)
                 except SettingsError as exc:
                     log.error("reloading the settings failed: %s; keeping the current ones", exc)
         if now - last >= o.stats_every:

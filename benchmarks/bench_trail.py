@@ -19,7 +19,9 @@ import time
 import numpy as np
 
 from bgswap.app.engine import Engine
+from bgswap.app.model_holder import make_segmenter
 from bgswap.app.settings.schema import EngineSettings
+from bgswap.app.settings.convert import engine_with
 from bgswap.app.settings.presets import preset_values
 from bgswap.app.sources import CaptureRequest
 from bgswap.app.walking_demo import WalkingDemoSource
@@ -49,13 +51,7 @@ class ShortWalk(WalkingDemoSource):
 
 
 def settings_for(preset: str, sync: bool, model_dir: str | None) -> EngineSettings:
-    s = EngineSettings(model_dir=model_dir, mirror=False)
-    for path, value in preset_values(preset).items():
-        obj = s
-        parts = path.split(".")[1:]
-        for part in parts[:-1]:
-            obj = getattr(obj, part)
-        setattr(obj, parts[-1], value)
+    s = engine_with(EngineSettings(model_dir=model_dir, mirror=False), preset_values(preset))
     if sync is not None:
         s.async_segmentation = not sync
     return s
@@ -97,7 +93,7 @@ def every_frame_scores(s: EngineSettings, width: int, height: int, indices: list
     """The same model and refinement on every frame in turn, each frame with its own mask."""
     src = WalkingDemoSource(CaptureRequest(width, height, 30), realtime=False)
     src.open()
-    seg = Engine._make_segmenter(s)            # as the engine builds it
+    seg = make_segmenter(s)                    # as the engine builds it
     refiner = MaskRefiner(s.refine)
     out = {}
     wanted = set(indices)

@@ -324,3 +324,40 @@ def test_a_huge_background_keeps_only_what_the_output_needs(tmp_path):
     bg = parse_background(str(path), fit=(640, 480))
     assert bg.image.shape[:2] == (480, 720)          # covers 640x480 at the photo's 3:2 shape, nothing more
     assert parse_background(str(path)).image.shape[:2] == (2560, 3840)    # unknown output: 4K at most
+
+
+def test_every_engine_setting_says_how_a_change_reaches_the_engine():
+    import dataclasses
+
+    from bgswap.app.model_holder import MODEL_FIELDS
+    from bgswap.app.settings.schema import LIVE, MODEL, RESTART
+
+    kinds = {f.name: f.metadata["change"] for f in dataclasses.fields(EngineSettings)}
+    assert set(kinds.values()) <= {LIVE, MODEL, RESTART}
+    assert {k for k, v in kinds.items() if v == MODEL} == set(MODEL_FIELDS) >= {"input_size", "threads", "passes",
+                                                                               "model", "model_dir"}
+    assert {k for k, v in kinds.items() if v == RESTART} == {"source", "width", "height", "fps", "realtime"}
+
+
+def test_apply_takes_the_difference(portrait_frame, tmp_path):
+    from bgswap.app.settings.convert import engine_with
+    from bgswap.app.settings.presets import preset_values
+    from bgswap.inference.model_meta import ModelError
+
+    engine = Engine(EngineSettings(background="blur"))
+    first = engine.models.ensure(engine.settings)
+    new = engine_with(engine.settings, {"engine.refine.threshold": 0.6, "engine.mirror": True,
+                                        "engine.width": 320, "engine.background": "color:#00ff00"})
+    assert engine.apply(new) == ["width"]                        # waits for a restart, kept as it was
+    s = engine.settings
+    assert (s.refine.threshold, s.mirror, s.width, s.background) == (0.6, True, 640, "color:#00ff00")
+    assert engine.refiner.settings.threshold == 0.6 and engine.segmenter is first       # no model field changed
+    assert engine.apply(engine_with(s, preset_values("quality"))) == []
+    assert engine.segmenter is not first and engine.segmenter.passes == 2 and s.preset == "quality"
+    engine.update(threads=1)                                     # one knob: the preset it matches, or custom
+    assert s.preset == "custom" and engine.segmenter.backend is not None
+    built = engine.segmenter
+    bad = engine_with(s, {"engine.model_dir": str(tmp_path / "nothing"), "engine.mirror": False})
+    with pytest.raises(ModelError):
+        engine.apply(bad)
+    assert engine.segmenter is built and s.mirror and s.model_dir is None    # nothing changed

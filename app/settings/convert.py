@@ -136,4 +136,13 @@ def set_path(settings: Settings, path: str, value: Any) -> None:
     _apply(obj, {name: value}, ".".join(parents), True, [])
 
 
-__all__ = ["to_dict", "from_dict", "get_path", "set_path", "EngineSettings", "OutputSettings"]
+def engine_with(engine: EngineSettings, values: dict[str, Any]) -> EngineSettings:
+    """A copy of ``engine`` with ``values`` (dotted paths from ``engine.``, as presets give them) set and
+    checked."""
+    holder = Settings(engine=copy.deepcopy(engine))
+    for path, value in values.items():
+        set_path(holder, path, value)
+    return holder.engine
+
+
+__all__ = ["to_dict", "from_dict", "get_path", "set_path", "engine_with", "EngineSettings", "OutputSettings"]

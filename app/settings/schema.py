@@ -53,10 +53,17 @@ def _not_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+LIVE, MODEL, RESTART = "live", "model", "restart"   # how a changed setting reaches a running engine
+
+
 def rule(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
-         persist: bool = True, **meta: Any) -> Any:
-    """A dataclass field with its valid values; ``persist=False`` keeps it out of saved settings."""
-    meta["persist"] = persist
+         persist: bool = True, change: str = LIVE, **meta: Any) -> Any:
+    """A dataclass field with its valid values; ``persist=False`` keeps it out of saved settings.
+    ``change``: how a new value reaches a running engine (``Engine.apply``): LIVE (at once), MODEL
+    (the model is built anew, off the frame path) or RESTART (at the next start)."""
+    if change not in (LIVE, MODEL, RESTART):
+        raise ValueError(f"change must be {LIVE!r}, {MODEL!r} or {RESTART!r}, not {change!r}")
+    meta["persist"], meta["change"] = persist, change
     if default_factory is not dataclasses.MISSING:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -64,33 +71,39 @@ def rule(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclass
 
 @dataclass
 class EngineSettings:
-    """What the picture is made from; all but the source and model fields change live (``Engine.update``)."""
+    """What the picture is made from; each field's ``change`` says how a new value reaches a running
+    engine (``Engine.apply``; a new source goes through ``Engine.set_source``)."""
 
-    source: str = rule("demo", check=_not_empty)
-    width: int = rule(640, range=(16, 7680))
-    height: int = rule(480, range=(16, 4320))
-    fps: float = rule(30.0, range=(1, 240))
+    source: str = rule("demo", check=_not_empty, change=RESTART)
+    width: int = rule(640, range=(16, 7680), change=RESTART)
+    height: int = rule(480, range=(16, 4320), change=RESTART)
+    fps: float = rule(30.0, range=(1, 240), change=RESTART)
     background: str = rule(DEFAULT_BACKGROUND, check=_background_problem)
     mirror: bool = rule(False)
     async_segmentation: bool = rule(True)
-    model_dir: str | None = rule(None)
-    model: str = rule("auto", choices=("auto", *SHIPPED_MODELS))   # without model_dir: auto = by where it runs
-    backend: str = rule("auto", choices=BACKENDS)
-    compute: str = rule("auto", choices=COMPUTE_TARGETS)        # where the model runs
-    tensorrt: bool = rule(False)                               # TensorRT fp16 for Paddle on a CUDA GPU
-    input_size: int | None = rule(None, check=_input_size_problem)   # None: the size the model was trained for
-    threads: int = rule(DEFAULT_THREADS, range=(1, 64))        # model threads
-    precision: str = rule("auto", choices=PRECISIONS)          # auto: int8 on the CPU when the model has it
+    model_dir: str | None = rule(None, change=MODEL)
+    model: str = rule("auto", choices=("auto", *SHIPPED_MODELS), change=MODEL)   # without model_dir: auto = by where it runs
+    backend: str = rule("auto", choices=BACKENDS, change=MODEL)
+    compute: str = rule("auto", choices=COMPUTE_TARGETS, change=MODEL)        # where the model runs
+    tensorrt: bool = rule(False, change=MODEL)                               # TensorRT fp16 for Paddle on a CUDA GPU
+    input_size: int | None = rule(None, check=_input_size_problem, change=MODEL)   # None: the size the model was trained for
+    threads: int = rule(DEFAULT_THREADS, range=(1, 64), change=MODEL)        # model threads
+    precision: str = rule("auto", choices=PRECISIONS, change=MODEL)          # auto: int8 on the CPU when the model has it
     preset: str = rule("balanced", choices=(*PRESET_NAMES, CUSTOM))   # the preset the knobs below match
     mask_rate: float = rule(15.0, range=(0, 240))              # model runs per second at most; 0 = every frame
-    passes: int = rule(1, range=(1, 2))                        # 2: the mirror image too, averaged
-    realtime: bool = rule(True, persist=False)                 # pace files and the demo at their frame rate
+    passes: int = rule(1, range=(1, 2), change=MODEL)                        # 2: the mirror image too, averaged
+    realtime: bool = rule(True, persist=False, change=RESTART)                # pace files and the demo at their frame rate
     auto_frame: bool = rule(False)                             # digital pan and zoom that keeps the person centred
     refine: RefineSettings = rule(default_factory=RefineSettings)
 
     def validate(self) -> "EngineSettings":
         check_settings(self, "engine")
         return self
+
+
+def fields_that_change(cls: type, kind: str) -> frozenset[str]:
+    """The names of ``cls``'s fields whose ``rule(change=...)`` is ``kind``."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("change", LIVE) == kind)
 
 
 @dataclass

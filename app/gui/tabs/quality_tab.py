@@ -7,10 +7,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPushButton, QSlider, QWidget
 
 from bgswap.inference.model_meta import ModelError, ModelMeta
-from bgswap.inference.refine import RefineSettings
-from bgswap.inference.resources import default_model_dir
+from bgswap.inference.segmenter import model_dir_for
 
 from ...settings import EngineSettings
+from ...settings.convert import engine_with
 from ...settings.presets import CUSTOM, PRESET_HELP, PRESET_LABELS, PRESET_NAMES, preset_values
 from ..context import WindowContext
 from ..value_slider import set_quietly, with_value
@@ -34,9 +34,10 @@ class QualityTab(QWidget):
         self.preset_box.activated.connect(lambda _i: self.choose_preset(self.preset_box.currentData()))
         f.addRow("Performance", self.preset_box)
         self.size_box = QComboBox()
-        try:
-            meta = ModelMeta.load(s.model_dir or default_model_dir())        # meta.json's
-        except ModelError:            # the engine reports a bad model folder; the tab still opens
+        seg = self.ctx.engine.segmenter
+        try:                          # the running model's meta.json, else the one the settings name
+            meta = seg.meta if seg is not None else ModelMeta.load(model_dir_for(s.model_dir, s.model, compute="cpu"))
+        except (ModelError, ValueError):   # the engine reports a bad model folder; the tab still opens
             meta = ModelMeta()
         self.model_size = max(meta.input_size)
         self.size_box.setToolTip("The longer side of the model's input, in pixels; the other follows the camera's "
@@ -142,14 +143,14 @@ class QualityTab(QWidget):
     def restore_defaults(self) -> None:
         """Every field of this tab back to the schema's defaults (the default preset's knobs included)."""
         d = EngineSettings()
-        changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(d.preset).items()}
-        changes.update(vars(RefineSettings()), async_segmentation=d.async_segmentation, auto_frame=d.auto_frame)
+        new = engine_with(self.ctx.engine.settings, preset_values(d.preset))
+        new.refine, new.async_segmentation, new.auto_frame = d.refine, d.async_segmentation, d.auto_frame
 
         def applied(_):
             self._show_settings()
             self.ctx.settings_changed()
 
-        self.ctx.run_task(lambda: self.ctx.engine.update(**changes), applied)
+        self.ctx.run_task(lambda: self.ctx.engine.apply(new), applied)
 
     def _show_input_size(self) -> None:
         """Select the engine's input size (None: the model's own) in the size box."""
@@ -160,14 +161,14 @@ class QualityTab(QWidget):
         """Apply a preset's knobs (a new model is built off the GUI thread), then show them."""
         if name == CUSTOM:                  # already the state: there is nothing to apply
             return
-        changes = {path.rsplit(".", 1)[1]: v for path, v in preset_values(name).items()}
+        new = engine_with(self.ctx.engine.settings, preset_values(name))
 
         def applied(_):
             self._show_settings()
             self.ctx.show_message("info", f"Performance: {PRESET_LABELS[name]} ({PRESET_HELP[name]})", 5000)
             self.ctx.settings_changed()
 
-        self.ctx.run_task(lambda: self.ctx.engine.update(**changes), applied)
+        self.ctx.run_task(lambda: self.ctx.engine.apply(new), applied)
 
     def _input_size_chosen(self, _index: int) -> None:
         size = self.size_box.currentData()
