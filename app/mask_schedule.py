@@ -27,7 +27,7 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
 
 @dataclass
 class MaskSchedule:
-    max_rate: float = 15.0          # model runs per second at most; 0 = every frame, still or not
+    max_rate: float                 # model runs per second at most; 0 = every frame, still or not
     still_level: float = 1.5        # mean grey change (0-255) under which the frame counts as still
     max_still_age: float = 1.0      # seconds: even a still picture gets a fresh mask this often
 

@@ -10,9 +10,10 @@ from .media import media_kind
 
 KINDS = ("none", "blur", "color", "green", "file")
 MADE_KINDS = ("none", "blur", "color", "colour", "green")   # the words a background made without a file starts with
-DEFAULT_BLUR = 15
+DEFAULT_BLUR = 15                 # the one home of the blur's default and range, and of the default colour
 BLUR_RANGE = (1, 100)
-MADE_SYNTAX = "blur[:1-100], color:#RRGGBB, green or none"      # the backgrounds made without a file
+DEFAULT_COLOR = "#2E8B57"
+MADE_SYNTAX = f"blur[:{BLUR_RANGE[0]}-{BLUR_RANGE[1]}], color:#RRGGBB, green or none"      # the backgrounds made without a file
 SYNTAX = f"an image or video file, {MADE_SYNTAX}"
 
 

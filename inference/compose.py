@@ -10,7 +10,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .background_spec import BackgroundError, BackgroundSpec, parse_color
+from .background_spec import BLUR_RANGE, DEFAULT_BLUR, BackgroundError, BackgroundSpec, parse_color
 from .media import IMAGE_EXTS, VIDEO_EXTS, media_kind
 from .refine import Matte, RefineSettings, block_mean
 
@@ -201,9 +201,9 @@ class BlurBackground(HoldsNothingOpen):
 
     kind = "blur"
 
-    def __init__(self, strength: int = 15):
-        if not 1 <= int(strength) <= 100:
-            raise BackgroundError("blur strength must be between 1 and 100")
+    def __init__(self, strength: int = DEFAULT_BLUR):
+        if not BLUR_RANGE[0] <= int(strength) <= BLUR_RANGE[1]:
+            raise BackgroundError(f"blur strength must be between {BLUR_RANGE[0]} and {BLUR_RANGE[1]}")
         self.strength = int(strength)
         self.label = f"Blur {self.strength}"
         self.small: tuple[np.ndarray, int] | None = None   # the last result before scaling up, and its factor

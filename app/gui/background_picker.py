@@ -10,7 +10,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QListView, QListWidget, QListWidgetItem
 
-from bgswap.inference.background_spec import BackgroundError, BackgroundSpec
+from bgswap.inference.background_spec import DEFAULT_BLUR, DEFAULT_COLOR, BackgroundError, BackgroundSpec
 from bgswap.inference.media import media_kind
 
 from .bridge import Task
@@ -86,8 +86,8 @@ class BackgroundGallery(QListWidget):
         self.setAcceptDrops(True)
         self.setDragDropMode(QListWidget.DragDropMode.DropOnly)
         self.itemClicked.connect(self._clicked)
-        self.blur_strength = 15
-        self.color = "#2E8B57"
+        self.blur_strength = DEFAULT_BLUR
+        self.color = DEFAULT_COLOR
         self._by_identity: dict[str, QListWidgetItem] = {}    # file identity -> its item: no scans
         self._thumbs: deque[tuple[str, QListWidgetItem]] = deque()   # read one at a time, in order
         self._reading = False

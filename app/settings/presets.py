@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 PRESET_NAMES = ("battery", "balanced", "quality")
+DEFAULT_PRESET = "balanced"   # the schema's defaults for the knobs below are this preset's
 CUSTOM = "custom"             # the knobs were changed one by one and match no preset
 PRESET_LABELS = {"battery": "Battery saver", "balanced": "Balanced", "quality": "Best quality", CUSTOM: "Custom"}
 PRESET_HELP = {

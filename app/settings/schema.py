@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bgswap.inference.backends import BACKENDS, COMPUTE_TARGETS, PRECISIONS
-from bgswap.inference.background_spec import BackgroundError, BackgroundSpec, parse_color
+from bgswap.inference.background_spec import (BLUR_RANGE, DEFAULT_BLUR, DEFAULT_COLOR, BackgroundError, BackgroundSpec,
+                                               parse_color)
 from bgswap.inference.refine import RefineSettings
 from bgswap.inference.resources import SHIPPED_MODELS, backgrounds_dir
-from bgswap.inference.model_meta import DEFAULT_THREADS, input_size_problem
+from bgswap.inference.model_meta import input_size_problem
 
-from .presets import CUSTOM, PRESET_NAMES
+from .presets import CUSTOM, DEFAULT_PRESET, PRESET_NAMES, PRESETS
 
 DEFAULT_BACKGROUND = str(backgrounds_dir() / "evening_bokeh.jpg")
 
@@ -47,6 +48,11 @@ def _color_problem(value: str) -> str | None:
 
 def _input_size_problem(value: int | None) -> str | None:
     return None if value is None else input_size_problem(value)
+
+
+def _preset_default(name: str) -> Any:
+    """The default preset's value of an engine knob (presets.PRESETS is its one home)."""
+    return PRESETS[DEFAULT_PRESET][f"engine.{name}"]
 
 
 def _not_empty(value: str) -> str | None:
@@ -86,12 +92,12 @@ class EngineSettings:
     backend: str = rule("auto", choices=BACKENDS, change=MODEL)
     compute: str = rule("auto", choices=COMPUTE_TARGETS, change=MODEL)        # where the model runs
     tensorrt: bool = rule(False, change=MODEL)                               # TensorRT fp16 for Paddle on a CUDA GPU
-    input_size: int | None = rule(None, check=_input_size_problem, change=MODEL)   # None: the size the model was trained for
-    threads: int = rule(DEFAULT_THREADS, range=(1, 64), change=MODEL)        # model threads
+    input_size: int | None = rule(_preset_default("input_size"), check=_input_size_problem, change=MODEL)   # None: meta.json's
+    threads: int = rule(_preset_default("threads"), range=(1, 64), change=MODEL)   # model threads
     precision: str = rule("auto", choices=PRECISIONS, change=MODEL)          # auto: int8 on the CPU when the model has it
-    preset: str = rule("balanced", choices=(*PRESET_NAMES, CUSTOM))   # the preset the knobs below match
-    mask_rate: float = rule(15.0, range=(0, 240))              # model runs per second at most; 0 = every frame
-    passes: int = rule(1, range=(1, 2), change=MODEL)                        # 2: the mirror image too, averaged
+    preset: str = rule(DEFAULT_PRESET, choices=(*PRESET_NAMES, CUSTOM))   # the preset the knobs below match
+    mask_rate: float = rule(_preset_default("mask_rate"), range=(0, 240))             # model runs per second at most; 0 = every frame
+    passes: int = rule(_preset_default("passes"), range=(1, 2), change=MODEL)                       # 2: the mirror image too, averaged
     realtime: bool = rule(True, persist=False, change=RESTART)                # pace files and the demo at their frame rate
     auto_frame: bool = rule(False)                             # digital pan and zoom that keeps the person centred
     refine: RefineSettings = rule(default_factory=RefineSettings)
@@ -125,8 +131,8 @@ class GuiSettings:
     """What the window remembers between runs."""
 
     user_backgrounds: list[str] = rule(default_factory=list)
-    blur_strength: int = rule(15, range=(1, 100))
-    color: str = rule("#2E8B57", check=_color_problem)
+    blur_strength: int = rule(DEFAULT_BLUR, range=BLUR_RANGE)
+    color: str = rule(DEFAULT_COLOR, check=_color_problem)
     show_stats: bool = rule(False)                # the tuning readout over the preview (S)
     preview_mirror: bool = rule(False)
     geometry: str = rule("")                      # QMainWindow.saveGeometry(), base64
