@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -25,7 +24,7 @@ from bgswap.inference.compose import Background, BackgroundError, Compositor, pa
 from bgswap.inference.framing import AutoFramer
 from bgswap.inference.refine import MaskRefiner, Matte, RefineSettings
 
-from .capture import Capture, Frame
+from .capture import Capture, Frame, StatusCallback
 from .mask_schedule import MaskSchedule
 from .model_holder import ModelHolder
 from .settings import EngineSettings
@@ -46,7 +45,6 @@ RESTART_FIELDS = fields_that_change(EngineSettings, RESTART)
 # model and processing on threads of their own. One OpenCV thread per caller.
 OPENCV_THREADS = 1
 
-StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
 
 
 class Engine:
@@ -137,11 +135,6 @@ class Engine:
     @property
     def source(self) -> Source | None:
         return self.capture.source
-
-    @property
-    def last_alpha(self) -> np.ndarray | None:
-        """The last composited frame's matte at the frame's size (float32, 0-1), or None."""
-        return self.last_matte.full() if self.last_matte is not None else None
 
     @property
     def failure(self) -> str | None:

@@ -185,10 +185,6 @@ class VirtualCameraSink:
             self._readers = None
 
 
-class RecordingError(RuntimeError):
-    """A recording could not be completed (disk full, write error); nothing half-written is kept."""
-
-
 class OutputLocked(SinkUnavailable):
     """Another process is writing the same output file."""
 

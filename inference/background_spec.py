@@ -91,8 +91,3 @@ class BackgroundSpec:
             return str(p.resolve()) if p.exists() else str(p)
         return self.kind
 
-    def same_entry(self, other: "BackgroundSpec | str") -> bool:
-        try:
-            return self.identity == BackgroundSpec.parse(other).identity
-        except BackgroundError:
-            return False

@@ -46,7 +46,7 @@ def test_output_is_the_alpha_blend_of_frame_and_background(portrait_frame):
     engine.add_sink(CallbackSink(col))
     assert engine.wait_for_frames(10, timeout=30)
     engine.stop()
-    out, alpha = engine.last_output, engine.last_alpha
+    out, alpha = engine.last_output, engine.last_matte.full()
     expected = alpha[..., None] * portrait_frame + (1 - alpha[..., None]) * np.array([255, 0, 0])
     assert np.abs(out.astype(float) - expected).max() <= 2
     assert len(col.frames) >= 10 and col.frames[-1].shape == portrait_frame.shape
@@ -71,7 +71,7 @@ def test_background_changes_apply_while_running_and_bad_files_keep_the_previous(
         assert engine.wait_for_frames(n + 5, timeout=30)
     finally:
         engine.stop()
-    out, alpha = engine.last_output, engine.last_alpha
+    out, alpha = engine.last_output, engine.last_matte.full()
     bg = alpha < 0.02
     assert bg.mean() > 0.05                       # the demo photo has room around the person
     assert np.abs(out[bg].astype(int) - [0, 255, 0]).max() <= 6   # wherever the model saw background, it is green now

@@ -64,7 +64,7 @@ def wait_new_frames(qtbot, w, n=4):
 
 
 def blend_error(w, frame, bg) -> float:
-    out, alpha = w.engine.last_output.astype(np.float32), w.engine.last_alpha[..., None]
+    out, alpha = w.engine.last_output.astype(np.float32), w.engine.last_matte.full()[..., None]
     expected = alpha * frame + (1 - alpha) * bg
     return float(np.percentile(np.abs(out - expected), 99))
 
@@ -119,8 +119,8 @@ def test_bad_background_keeps_the_previous_one(make_window, qtbot, tmp_path):
     before = w.engine.settings.background
     count = w.gallery.count()
     w.add_backgrounds([str(bad)])
-    qtbot.waitUntil(lambda: "broken.png" in w.last_message, timeout=10000)
-    assert "not a readable image" in w.last_message and w.banner.isVisible()
+    qtbot.waitUntil(lambda: "broken.png" in w.banner.text(), timeout=10000)
+    assert "not a readable image" in w.banner.text() and w.banner.isVisible()
     assert w.engine.settings.background == before and w.gallery.count() == count
 
 
@@ -154,8 +154,8 @@ def test_virtual_camera_unavailable_shows_reason_and_fix(make_window, qtbot, rec
     w.vcam.button.setChecked(True)
     qtbot.waitUntil(lambda: w.vcam.state == "unavailable", timeout=10000)
     assert not w.vcam.button.isChecked()
-    assert "no loopback device" in w.last_message
-    assert "modprobe v4l2loopback" in w.last_message or "OBS" in w.last_message
+    assert "no loopback device" in w.banner.text()
+    assert "modprobe v4l2loopback" in w.banner.text() or "OBS" in w.banner.text()
     assert w.engine.stats.frames_out > 0 and w.engine.running    # the preview keeps running
 
 
@@ -313,7 +313,7 @@ def test_a_damaged_settings_file_opens_the_window_with_a_banner(qtbot, tmp_path,
         {"engine": {"source": "demo", "mirror": "no", "background": 123}, "gui": {"user_backgrounds": 5}}))
     w = MainWindow(autostart=False)
     qtbot.addWidget(w)
-    assert w.banner.isVisibleTo(w) and "settings.json.bad" in w.last_message
+    assert w.banner.isVisibleTo(w) and "settings.json.bad" in w.banner.text()
     assert (tmp_path / "settings.json.bad").exists()
     assert w.engine.settings.source == "demo" and w.engine.settings.mirror is False
     w.close()
@@ -599,7 +599,7 @@ def test_a_virtual_camera_error_is_short_with_its_fix_once(make_window, qtbot, r
                                    "Did you run 'modprobe v4l2loopback'? See also pyvirtualcam's documentation.")
     w.vcam.button.setChecked(True)
     qtbot.waitUntil(lambda: w.vcam.state == "unavailable", timeout=10000)
-    message = w.last_message
+    message = w.banner.text()
     assert "backend" not in message and "pyvirtualcam" not in message and "Did you run" not in message
     if platform.system() == "Linux":
         assert message.startswith("No virtual camera device: run `sudo modprobe v4l2loopback devices=1 "

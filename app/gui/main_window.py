@@ -53,7 +53,6 @@ class MainWindow(QMainWindow):
         self.settings.engine = self.engine.settings
         self.ctx = WindowContext(self.engine, self.settings, self.run_task, self.show_message, self._settings_changed)
         self.tasks: list[Task] = []
-        self.last_message = ""
         self.preview_sink = CallbackSink(self.bridge.push, "preview")
         self.preview_sink.watched = False   # until the window is shown: started in the tray, nobody sees it
         self._quitting = False
@@ -157,7 +156,6 @@ class MainWindow(QMainWindow):
         """Non-blocking: a banner over the preview (warnings, errors) and the status bar. The status bar
         gets ``status``, or the message when it fits there, else its start, pointing at the banner:
         never a sentence cut off."""
-        self.last_message = message
         self.statusBar().showMessage(status or self._status_text(level, message), ms)
         if level in ("warning", "error"):
             self.banner.setText(message)
