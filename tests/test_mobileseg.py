@@ -117,3 +117,37 @@ def test_export_runs_like_the_network_at_every_frame_shape(loaded, tmp_path):
     with paddle.no_grad():
         want = PersonProbability(model)(paddle.to_tensor(x)).numpy()[0, 0]
     assert np.abs(seg.predict_lowres(frame) - want).max() < 1e-4
+
+
+def test_training_starts_from_the_inference_files_and_resumes(loaded, tmp_path):
+    """A MobileSeg run starts from the released weights (kept as init.pdparams for blending), trains on
+    frame-shaped inputs of several sizes, stops, and resumes from its checkpoint (the first save after
+    a resume once failed)."""
+    import paddle
+
+    from training import train
+    from training.config import load_config
+
+    from .training_data import CONFIGS, make_dataset
+
+    model, _ = loaded
+    root = make_dataset(tmp_path / "d")
+    cfg = load_config(CONFIGS / "portrait_mobileseg_v5.yml")
+    cfg.pop("scenes")
+    cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+               init_inference=str(TEACHER), batch_size=2, stages=[[2, 96]], sizes=[64, 96], val_every=100,
+               save_every=1, log_every=1, cache_long_side=96)
+    train.train(cfg)
+    run = tmp_path / "run"
+    init = paddle.load(str(run / "init.pdparams"))
+    from training.mobileseg import AUX_HEADS
+
+    for key, value in model.state_dict().items():       # the released weights, as loaded (aux heads start fresh)
+        if not key.startswith(AUX_HEADS):
+            np.testing.assert_array_equal(init[key].numpy(), value.numpy())
+    assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 2
+    cfg["stages"] = [[4, 96]]
+    train.train(cfg)
+    log_text = (run / "train.log").read_text()
+    assert "resumed from" in log_text and "inputs shaped like frames" in log_text
+    assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 4
