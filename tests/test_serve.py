@@ -669,3 +669,43 @@ def test_a_phone_photo_turned_by_its_exif_orientation_is_accepted(client):
     rgba = client.post("/v1/matte?format=rgba", content=buf.getvalue())
     assert rgba.status_code == 200 and decode(rgba.content).shape == (320, 240, 4)
     assert client.post("/v1/composite?background=blur", content=buf.getvalue()).status_code == 200
+
+
+# ---- hardening, third round (issue 44) ---------------------------------------------------------
+@pytest.mark.parametrize("url, shown, secret", [
+    ("redis://:SuperSecretPw@127.0.0.1:16380", "redis://:***@127.0.0.1:16380", "SuperSecretPw"),
+    ("redis://alice:SuperSecretPw@redis-host:6379/2", "redis://alice:***@redis-host:6379/2", "SuperSecretPw"),
+    ("rediss://SuperSecretPw@redis-host", "rediss://***@redis-host", "SuperSecretPw"),
+    ("redis://:Super%40SecretPw@h:1", "redis://:***@h:1", "Super@SecretPw"),
+    ("redis://redis-host:6379", "redis://redis-host:6379", None),
+])
+def test_broker_urls_are_shown_without_their_password(url, shown, secret):
+    from bgswap.app.serve.redact import redact, redact_url
+
+    assert redact_url(url) == shown
+    quoted = f"Error connecting to {url}: the password {secret} was refused"
+    assert redact(quoted, url) == f"Error connecting to {shown}: the password {'***' if secret else None} was refused"
+
+
+def test_the_broker_password_is_in_no_response_and_no_log_line(caplog):
+    """The broker unreachable: /healthz, a request's 503 and every log line of the API and of a worker
+    name the broker without its password."""
+    import logging
+    import threading
+
+    from bgswap.app.serve.redis_broker import RedisRunner, run_worker
+
+    pytest.importorskip("redis")
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://:SuperSecretPw@127.0.0.1:{free_port()}"          # nothing listens there
+    with TestClient(create_app(ServeConfig(), RedisRunner(url, 4, deadline_s=2))) as c:
+        health = c.get("/healthz")
+        r = c.post("/v1/matte", content=PHOTO.read_bytes())
+    assert health.status_code == 503 and "redis://:***@127.0.0.1" in health.json()["detail"], health.text
+    assert r.status_code == 503 and "broker" in r.json()["error"]
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    run_worker(url, lambda frames: frames, stop=stop)                   # logs its start and the lost broker
+    assert "redis://:***@127.0.0.1" in caplog.text and "unreachable" in caplog.text
+    for text in (health.text, r.text, caplog.text, *(str(rec.args) for rec in caplog.records)):
+        assert "SuperSecretPw" not in text

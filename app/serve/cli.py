@@ -7,6 +7,7 @@ import os
 import sys
 
 from .config import MB, ServeConfig
+from .redact import redact
 
 log = logging.getLogger("bgswap.serve")
 DEFAULTS = ServeConfig()        # every option's default comes from here
@@ -87,7 +88,7 @@ def serve_main(argv: list[str]) -> int:
     try:
         runner = build_runner(config)
     except Exception as exc:
-        log.error("cannot start: %s", exc)
+        log.error("cannot start: %s", redact(exc, config.broker))
         return 2
     app = create_app(config, runner)
     log.info("serving on http://%s:%d (page at /, API docs at /docs)", config.host, config.port)
