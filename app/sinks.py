@@ -303,7 +303,9 @@ class FileSink:
             try:
                 self._writer.write(frame)
             except Exception as exc:          # disk full, file system gone
-                self._fail(f"writing {self.path} failed after {self.frames_written} frames: {exc}")
+                hint = (": free some space or choose another --output folder"
+                        if getattr(exc, "errno", None) == errno.ENOSPC else "")
+                self._fail(f"writing {self.path} failed after {self.frames_written} frames: {exc}{hint}")
                 continue
             self.frames_written += 1
             if self._writer.silent_failures and self.frames_written % self.GROWTH_CHECK_FRAMES == 0:

@@ -287,3 +287,26 @@ def test_a_missing_camera_is_reported_once_without_opencvs_warnings():
     assert "[ WARN" not in r.stderr, r.stderr
     assert r.stderr.count("camera 7 could not be opened") == 1
     assert "PySide6" not in r.stderr                      # no start-up noise either
+
+
+def _small_tmpfs(where: Path, size: str) -> None:
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+
+
+def test_an_mp4_recording_onto_a_full_disk_exits_4_without_a_crash(tmp_path):
+    """PyAV raises ENOSPC on a write; finishing the file must not mux again (PyAV crashed with SIGSEGV),
+    and neither the lock nor the partial file is left behind."""
+    disk = tmp_path / "full"
+    _small_tmpfs(disk, "96k")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=4k"], capture_output=True)
+        r = run("--source", "demo", "--output", str(disk / "out.mp4"), "--frames", "30", timeout=90)
+        assert r.returncode == 4, (r.returncode, r.stderr[-2000:])
+        assert "No space left on device" in r.stderr and "free some space" in r.stderr and "nothing was kept" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]        # no lock, no partial file
+    finally:
+        subprocess.run(["umount", str(disk)])
