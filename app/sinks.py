@@ -21,7 +21,7 @@ import numpy as np
 
 from .device_readers import ReaderWatch
 from .slots import LatestSlot
-from .video_writer import VideoWriter, open_video_writer
+from .video_writer import VideoWriter, open_video_writer, video_path_problem
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,9 @@ class FileSink:
     def start(self, width: int, height: int, fps: float) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
+        problem = video_path_problem(self.path)      # before recording, not after (then all would be lost)
+        if problem:
+            raise SinkUnavailable(problem)
         self._take_lock()
         self._remove_stale_partials()
         try:

@@ -99,6 +99,18 @@ class OpenCVWriter:
         self._writer.release()
 
 
+def video_path_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot take a recording (a folder, a suffix no writer makes), or None."""
+    path = Path(path)
+    if path.is_dir():
+        return (f"--output {path} is a folder: name a video file in it, such as "
+                f"{path / 'recording.mp4'}")
+    suffix = path.suffix.lower()
+    if suffix not in MP4_SUFFIXES + AVI_SUFFIXES:
+        return f"unsupported video file type {suffix or '(none)'!r} for {path.name}: name the file .mp4 or .avi"
+    return None
+
+
 def open_video_writer(path: str | Path, width: int, height: int, fps: float) -> VideoWriter:
     """A writer for ``path`` by its suffix: ``.mp4``/``.m4v``/``.mov`` H.264, ``.avi`` Motion-JPEG.
     Raises ``ValueError`` for another suffix and ``OSError`` when the file cannot be opened."""

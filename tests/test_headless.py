@@ -257,12 +257,17 @@ def test_a_file_that_appears_during_the_run_is_kept(tmp_path):
     assert count_frames(tmp_path / "out (2).mp4") > 10 and "appeared during the run" in err
 
 
-def test_a_failed_final_move_exits_4_and_leaves_nothing(tmp_path):
-    (tmp_path / "dir.mp4").mkdir()
-    r = run("--source", "demo", "--frames", "10", "--output", str(tmp_path / "dir.mp4"), "--overwrite")
-    assert r.returncode == 4, r.stderr
-    assert "saving" in r.stderr and "Traceback" not in r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4"] and not any((tmp_path / "dir.mp4").iterdir())
+@pytest.mark.parametrize("name", ["dir.mp4", "plain_dir"])
+def test_an_output_that_is_a_folder_is_refused_before_recording(tmp_path, name):
+    """Even with --overwrite: caught at the start (exit 2, naming the folder), not after the whole run."""
+    (tmp_path / name).mkdir()
+    t = time.monotonic()
+    r = run("--source", "demo", "--frames", "200", "--output", str(tmp_path / name), "--overwrite")
+    assert r.returncode == 2, r.stderr
+    assert "is a folder" in r.stderr and "recording.mp4" in r.stderr and ".partial" not in r.stderr
+    assert "Traceback" not in r.stderr and "frames" not in r.stderr.split("is a folder")[0][-200:]
+    assert time.monotonic() - t < 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name] and not any((tmp_path / name).iterdir())
 
 
 def test_a_full_disk_stops_an_avi_recording_at_once(tmp_path):
