@@ -14,7 +14,7 @@ from typing import Iterator, Protocol
 import cv2
 import numpy as np
 
-from bgswap.inference.media import media_kind
+from bgswap.inference.media import file_problem, media_kind
 from bgswap.inference.resources import assets_dir
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,9 @@ class VideoFileSource(_PacedSource):
         self._pace: _Paced | None = None
 
     def open(self) -> None:
-        if not self.path.is_file():
-            raise SourceError(f"video source {self.path} does not exist")
+        problem = file_problem(self.path, "video source")
+        if problem:
+            raise SourceError(problem)
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise SourceError(f"video source {self.path} cannot be decoded")
@@ -189,6 +190,9 @@ class StillSource(_PacedSource):
 
     def open(self) -> None:
         if self.image is None and self.path is not None:
+            problem = file_problem(self.path, "image source")
+            if problem:
+                raise SourceError(problem)
             img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
             if img is None:
                 raise SourceError(f"image source {self.path} is not a readable image")
@@ -309,6 +313,9 @@ def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = T
     path = Path(s).expanduser()
     if not path.exists():
         raise SourceError(f"source {spec!r} is not 'demo', 'demo:walk', a camera index, /dev/videoN, or an existing file")
+    problem = file_problem(path, "source")           # stat only: opening a FIFO could wait for ever
+    if problem:
+        raise SourceError(problem)
     if media_kind(path) == "image":
         return StillSource(None, req, name=f"image {path.name}", path=path, realtime=realtime)
     if path.is_file():

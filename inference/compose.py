@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .background_spec import BackgroundError, BackgroundSpec, parse_color
-from .media import IMAGE_EXTS, VIDEO_EXTS, media_kind
+from .media import IMAGE_EXTS, VIDEO_EXTS, file_problem, media_kind
 from .refine import Matte, RefineSettings, block_mean
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ def read_image(path: str | Path) -> np.ndarray:
     before it is decoded (a small PNG can hold gigabytes of pixels), and so is a file whose header
     does not tell its size."""
     path = Path(path)
-    if not path.is_file():
-        raise BackgroundError(f"background file {path} does not exist")
+    problem = file_problem(path, "background file")      # stat only: a FIFO is never opened
+    if problem:
+        raise BackgroundError(problem)
     flags = cv2.IMREAD_UNCHANGED
     head = image_size(path)
     if head is None:              # its size cannot be checked before decoding: OpenCV would take gigapixels
@@ -148,8 +149,9 @@ class VideoBackground:
 
     def __init__(self, path: str | Path, label: str | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise BackgroundError(f"background video {self.path} does not exist")
+        problem = file_problem(self.path, "background video")
+        if problem:
+            raise BackgroundError(problem)
         self._cap = cv2.VideoCapture(str(self.path))
         ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
         if not ok or first is None:

@@ -315,3 +315,12 @@ def test_an_mp4_recording_onto_a_full_disk_exits_4_without_a_crash(tmp_path):
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]        # no lock, no partial file
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.parametrize("option", ["--source", "--background"])
+def test_a_fifo_source_or_background_exits_2_at_once(tmp_path, option):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    args = ["--source", str(fifo)] if option == "--source" else ["--source", "demo", "--background", str(fifo)]
+    r = run(*args, "--frames", "3", timeout=60)
+    assert r.returncode == 2 and "named pipe (FIFO), not a file" in r.stderr, r.stderr[-2000:]

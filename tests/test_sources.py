@@ -105,3 +105,46 @@ def test_walking_demo_walks_across_sits_and_loops():
     steps = [float(np.abs(a - b).mean()) for a, b in zip(thumbs[1:], thumbs[:-1])]
     assert max(steps) < 12 and np.mean(steps) > 1.5        # always moving, never jumping
     np.testing.assert_array_equal(src.frame_at(0), src.frame_at(int(PERIOD_S * 30)))
+
+
+def _without_waiting(fn, fifo) -> Exception | None:
+    """Run ``fn`` in a thread: what it raised, or a failure when it is still waiting after 5 s (then the
+    FIFO gets a writer, which lets the stuck open() return)."""
+    import os
+    import threading
+
+    out: dict = {}
+
+    def call():
+        try:
+            fn()
+        except Exception as exc:
+            out["exc"] = exc
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail(f"waited on the FIFO {fifo}")
+    return out.get("exc")
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "clip.mp4", "no_suffix"])
+def test_a_fifo_source_is_refused_without_opening_it(tmp_path, name):
+    import os
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    exc = _without_waiting(lambda: open_source(str(fifo), CaptureRequest(), realtime=False).open(), fifo)
+    assert isinstance(exc, SourceError) and "named pipe (FIFO), not a file" in str(exc), exc
+
+
+def test_a_still_source_whose_file_became_a_fifo_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    exc = _without_waiting(lambda: StillSource(None, CaptureRequest(), path=fifo, realtime=False).open(), fifo)
+    assert isinstance(exc, SourceError) and "named pipe" in str(exc)
