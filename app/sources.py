@@ -278,7 +278,7 @@ class DemoSource(RenderedClip):
 def to_bgr_frame(frame: np.ndarray | None) -> np.ndarray | None:
     """A source's frame as HxWx3 uint8 BGR: grey and BGRA are converted, 16-bit and float scaled;
     None for None or for something that is not a picture."""
-    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 2:
+    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 1:
         return None
     if frame.dtype != np.uint8:
         if frame.dtype == np.uint16:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .background_spec import BackgroundError, BackgroundSpec, parse_color
 from .media import IMAGE_EXTS, VIDEO_EXTS, file_problem, media_kind
-from .refine import Matte, RefineSettings, block_mean
+from .refine import Matte, RefineSettings, at_least, block_mean, mask_of
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +298,8 @@ def edge_band(work_alpha: np.ndarray, grow: int = 0) -> np.ndarray:
     (alpha < 1), which also catches a step from 0 straight to 1, and one pixel round them (scaling up
     blends a pixel with its neighbours); and ``grow`` pixels more into the person."""
     k = np.ones((3, 3), np.uint8)
-    person = cv2.compare(work_alpha, 0.0, cv2.CMP_GT)
-    near_room = cv2.dilate(cv2.compare(work_alpha, 1.0, cv2.CMP_LT), k)
+    person = mask_of(work_alpha > 0)            # numpy, not cv2.compare with a number: see mask_of
+    near_room = cv2.dilate(mask_of(work_alpha < 1), k)
     band = cv2.dilate(cv2.bitwise_and(cv2.dilate(person, k), near_room), k)
     if grow:
         inside = cv2.bitwise_and(cv2.dilate(band, np.ones((1 + 2 * grow, 1 + 2 * grow), np.uint8)), person)
@@ -383,10 +383,10 @@ class Compositor:
                 if spread is None:       # decontamination alone: partial pixels take the person's colour
                     v = inv
                 else:                    # the spill: strongest just inside the outline, none deep inside
-                    v = cv2.multiply(a, cv2.subtract(1.0, _box_of(spread, ys, xs, g)), scale=wrap)
+                    v = cv2.multiply(a, 1.0 - _box_of(spread, ys, xs, g), scale=wrap)
                     if s.decontaminate:
                         v = cv2.add(inv, cv2.multiply(a, v))
-                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), cv2.subtract(1.0, v), v)
+                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), 1.0 - v, v)
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
@@ -408,12 +408,12 @@ class Compositor:
         own = spread = None
         if s.decontaminate:       # a blur of the frame where alpha ~ 1, normalised by a blur of that mask
             f_small = _reduce(matte.work_frame, g // k)
-            sure = cv2.compare(a_small, 0.98, cv2.CMP_GE)
+            sure = at_least(a_small, 0.98)
             num = cv2.GaussianBlur(cv2.bitwise_and(f_small, f_small, mask=sure).astype(np.float32), (0, 0),
                                    COLOUR_REACH)
-            den = cv2.GaussianBlur(cv2.multiply(sure, 1 / 255.0, dtype=cv2.CV_32F), (0, 0), COLOUR_REACH)
+            den = cv2.GaussianBlur(sure.astype(np.float32) * np.float32(1 / 255.0), (0, 0), COLOUR_REACH)
             own = cv2.divide(num, cv2.merge([np.maximum(den, 1e-3)] * 3), dtype=cv2.CV_8U)
-            cv2.copyTo(f_small, cv2.compare(den, 1e-3, cv2.CMP_LE), own)      # no person nearby: as it is
+            cv2.copyTo(f_small, mask_of(den <= np.float32(1e-3)), own)      # no person nearby: as it is
         if s.light_wrap <= 0:
             return own, None
         light = self._background_light(bg, g, bg_small)
@@ -421,8 +421,8 @@ class Compositor:
         if own is None:
             return light, spread
         inv = 1.0 - a_small
-        spill = cv2.multiply(a_small, cv2.subtract(1.0, spread), scale=float(s.light_wrap))
-        w_own = cv2.multiply(inv, cv2.subtract(1.0, spill))
+        spill = cv2.multiply(a_small, 1.0 - spread, scale=float(s.light_wrap))
+        w_own = cv2.multiply(inv, 1.0 - spill)
         total = np.maximum(w_own + spill, 1e-3)
         colour = cv2.blendLinear(own, light, w_own / total, spill / total)
         return colour, spread

@@ -709,3 +709,25 @@ def test_the_broker_password_is_in_no_response_and_no_log_line(caplog):
     assert "redis://:***@127.0.0.1" in caplog.text and "unreachable" in caplog.text
     for text in (health.text, r.text, caplog.text, *(str(rec.args) for rec in caplog.records)):
         assert "SuperSecretPw" not in text
+
+
+TINY = sorted({(w, h) for w in range(1, 6) for h in range(1, 6)} | {(1, 16), (16, 1), (1, 36), (36, 1), (1, 333),
+                                                                 (333, 1), (8, 8), (8, 32), (32, 8), (9, 36), (36, 9)})
+
+
+def test_tiny_images_are_served_never_a_500(client):
+    """Every size from 1x1 to 5x5 and 1-pixel strips: a matte and composites of the photo's own size.
+    (1x4 and 1x1 gave 500 from cv2.error in the refiner.)"""
+    photo = cv2.imread(str(PHOTO))
+    failures = []
+    for w, h in TINY:
+        img = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+        for url, channels in (("/v1/matte", None), ("/v1/matte?format=rgba", 4),
+                              ("/v1/composite?background=blur&format=png", 3),
+                              ("/v1/composite?background=aurora&format=png", 3)):
+            r = client.post(url, content=png_bytes(img))
+            out = decode(r.content) if r.status_code == 200 else None
+            shape = (h, w) if channels is None else (h, w, channels)
+            if out is None or out.shape != shape:
+                failures.append((w, h, url, r.status_code, r.text[:80] if out is None else out.shape))
+    assert not failures, failures
