@@ -731,3 +731,71 @@ def test_tiny_images_are_served_never_a_500(client):
             if out is None or out.shape != shape:
                 failures.append((w, h, url, r.status_code, r.text[:80] if out is None else out.shape))
     assert not failures, failures
+
+
+def _big_jpeg(mb: float = 3.0) -> bytes:
+    """A noise JPEG of about ``mb`` MB: a multipart part that large is spooled to a temporary file."""
+    rng = np.random.default_rng(0)
+    side = int((mb * 1e6 / 1.2) ** 0.5)
+    return cv2.imencode(".jpg", rng.integers(0, 256, (side, side, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+
+
+def _open_files_in(folder: Path) -> list[str]:
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_multipart_temporary_files_are_closed_after_the_response(segmenter_, tmp_path, monkeypatch):
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    data = _big_jpeg()
+    assert len(data) > 1024 * 1024
+    with make_client(segmenter_) as c:
+        r = c.post("/v1/matte", files={"image": ("a.jpg", data, "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert _open_files_in(spool) == []
+        r = c.post("/v1/composite", files={"image": ("a.jpg", data, "image/jpeg"), "background": (None, "nope")})
+        assert r.status_code == 400
+        assert _open_files_in(spool) == []
+
+
+def test_a_full_temporary_folder_is_a_503_not_the_clients_fault(segmenter_, tmp_path, monkeypatch):
+    """The multipart spool cannot be written (ENOSPC): 503 with Retry-After and a plain message, not 400
+    with the server's errno text. A real full tmpfs as root, else the spool's write fails the same way."""
+    import errno
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(spool)],
+                             capture_output=True).returncode == 0
+    try:
+        if mounted:
+            subprocess.run(["dd", "if=/dev/zero", f"of={spool / 'filler'}", "bs=4k"], capture_output=True)
+            monkeypatch.setattr(tempfile, "tempdir", str(spool))
+        else:
+            import starlette.formparsers
+
+            class FullSpool(tempfile.SpooledTemporaryFile):
+                def rollover(self):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", FullSpool)
+        with make_client(segmenter_) as c:
+            r = c.post("/v1/matte", files={"image": ("a.jpg", _big_jpeg(), "image/jpeg")})
+        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        assert "temporary" in r.json()["error"] and "Errno" not in r.text and str(spool) not in r.text
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(spool)])

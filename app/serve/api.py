@@ -111,15 +111,24 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             request._body = await read_body(request, config.max_bytes * 2 + 65536)   # image + background
             try:
                 form = await request.form(max_files=2, max_fields=10, max_part_size=config.max_bytes + 1)
+            except OSError as exc:                   # the spool for large parts: the server's disk, not the client
+                raise spool_failed(exc) from None
             except Exception as exc:
                 raise ApiError(413 if "size" in str(exc).lower() else 400, f"the form cannot be read: {exc}") from None
+            request.state.form = form                # its spooled files are closed when the request ends
             upload = form.get(field)
             if upload is None or isinstance(upload, str):
                 raise ApiError(400, f"send the photo as the multipart field '{field}' (or as the raw body)")
-            data = await upload.read(config.max_bytes + 1)
+            data = await read_part(upload)
             fields = {k: v for k, v in form.items() if k != field}
             return data, fields
         return await read_body(request, config.max_bytes), {}
+
+    async def read_part(upload) -> bytes:
+        try:
+            return await upload.read(config.max_bytes + 1)
+        except OSError as exc:
+            raise spool_failed(exc) from None
 
     def probe(data: bytes, what: str) -> tuple[int, int]:
         """The upload's width and height, from its header (400/413/415 for a bad or too large one)."""
@@ -170,6 +179,10 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             response = JSONResponse({"error": "internal error: see the server's log"}, status_code=500)
         finally:
             bodies.give(request.state)
+            form = getattr(request.state, "form", None)
+            if form is not None:                  # starlette leaves a parsed form's temporary files open
+                request.state.form = None
+                await form.close()
         if endpoint:
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - t)
@@ -200,7 +213,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         data, fields = await read_upload(request, "image")
         spec = background or fields.get("background") or "blur"
         bg_upload = fields.get("background_file")
-        bg_data = await bg_upload.read(config.max_bytes + 1) if bg_upload is not None and not isinstance(
+        bg_data = await read_part(bg_upload) if bg_upload is not None and not isinstance(
             bg_upload, str) else None
         w, h = probe(data, "image")
         bw, bh = probe(bg_data, "background image") if bg_data is not None else (0, 0)
@@ -249,6 +262,17 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
     return app
+
+
+def spool_failed(exc: OSError) -> ApiError:
+    """The multipart parser could not write a large part to its temporary file (a full or read-only
+    TMPDIR): the server's trouble, said plainly to the client (503) and with the details in the log."""
+    import tempfile
+
+    log.error("cannot spool an upload to a temporary file in %s: %s (is it full? set TMPDIR to a folder "
+              "with space)", tempfile.gettempdir(), exc)
+    return ApiError(503, "the server has no temporary disk space for the upload: retry in a moment",
+                    {"Retry-After": "10"})
 
 
 def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]):
