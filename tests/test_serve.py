@@ -799,3 +799,20 @@ def test_a_full_temporary_folder_is_a_503_not_the_clients_fault(segmenter_, tmp_
     finally:
         if mounted:
             subprocess.run(["umount", str(spool)])
+
+
+def test_a_huge_background_value_is_refused_early_and_never_echoed(client):
+    """A 15 MB form field is cut at the field limit (413); a long bad value is quoted by its start only."""
+    huge = "A" * 15_000_000
+    r = client.post("/v1/composite", files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg"),
+                                            "background": (None, huge)})
+    assert r.status_code == 413 and "background" in r.json()["error"] and len(r.content) < 300, r.text[:300]
+    for long in ("B" * 900, "color:" + "C" * 5000):
+        r = client.post("/v1/composite", files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg"),
+                                                "background": (None, long)})
+        q = client.post("/v1/composite", params={"background": long}, content=PHOTO.read_bytes())
+        for resp in (r, q):
+            assert resp.status_code in (400, 413) and len(resp.content) < 400, resp.text[:300]
+            assert long[:20] in resp.text or resp.status_code == 413
+    r = client.get(f"/v1/backgrounds/{'D' * 3000}.jpg")
+    assert r.status_code == 404 and len(r.content) < 300

@@ -35,6 +35,8 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+MAX_FIELD_BYTES = 1024          # a text form field (background) over this is refused while it arrives: 413
+QUOTE_CHARS = 40                # an error message quotes at most this much of a client's value
 
 
 def bundled_images() -> dict[str, Path]:
@@ -110,11 +112,15 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         if ctype.startswith("multipart/form-data"):
             request._body = await read_body(request, config.max_bytes * 2 + 65536)   # image + background
             try:
-                form = await request.form(max_files=2, max_fields=10, max_part_size=config.max_bytes + 1)
+                # max_part_size bounds the text fields (the background's name) as they arrive, not the files
+                form = await request.form(max_files=2, max_fields=10, max_part_size=MAX_FIELD_BYTES)
             except OSError as exc:                   # the spool for large parts: the server's disk, not the client
                 raise spool_failed(exc) from None
             except Exception as exc:
-                raise ApiError(413 if "size" in str(exc).lower() else 400, f"the form cannot be read: {exc}") from None
+                if "size" in str(exc).lower():
+                    raise ApiError(413, f"a text field of the form is over {MAX_FIELD_BYTES} bytes: background is a "
+                                        "name, blur[:1-100] or color:#RRGGBB; send images as files") from None
+                raise ApiError(400, f"the form cannot be read: {quoted(str(exc))}") from None
             request.state.form = form                # its spooled files are closed when the request ends
             upload = form.get(field)
             if upload is None or isinstance(upload, str):
@@ -212,6 +218,9 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         ``background_file``. JPEG unless ``?format=png`` or ``Accept: image/png``."""
         data, fields = await read_upload(request, "image")
         spec = background or fields.get("background") or "blur"
+        if not isinstance(spec, str):
+            raise ApiError(400, "send background as a text field (a name, blur or color:#RRGGBB), or an image as "
+                                "the file field background_file")
         bg_upload = fields.get("background_file")
         bg_data = await read_part(bg_upload) if bg_upload is not None and not isinstance(
             bg_upload, str) else None
@@ -239,7 +248,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     @app.get("/v1/backgrounds/{name}.jpg", include_in_schema=False)
     async def background_preview(name: str) -> Response:
         if name not in backgrounds:                # names only: nothing outside the bundled folder
-            raise ApiError(404, f"no bundled background {name!r}")
+            raise ApiError(404, f"no bundled background {quoted(name)}")
         return FileResponse(backgrounds[name])
 
     @app.get("/healthz")
@@ -286,8 +295,15 @@ def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]
         except BackgroundError:
             pass
     if bs is None or bs.kind == "file":
-        raise ApiError(400, f"background {spec!r} is not a bundled name ({', '.join(bundled)}), {MADE_SYNTAX}")
+        raise ApiError(400, f"background {quoted(spec)} is not a bundled name ({', '.join(bundled)}), {MADE_SYNTAX}")
     return parse_background(bs)
+
+
+def quoted(value: str, limit: int = QUOTE_CHARS) -> str:
+    """``value`` as an error message quotes it: its start only, so a huge value is never echoed back."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 _REFINE = RefineSettings(temporal=0.0)
