@@ -816,3 +816,26 @@ def test_a_huge_background_value_is_refused_early_and_never_echoed(client):
             assert long[:20] in resp.text or resp.status_code == 413
     r = client.get(f"/v1/backgrounds/{'D' * 3000}.jpg")
     assert r.status_code == 404 and len(r.content) < 300
+
+
+def test_a_truncated_jpeg_with_an_end_marker_is_flagged(client, caplog):
+    """A JPEG cut short with its end marker appended passes the end-marker check and decodes with a
+    grey lower part: it is processed, with an X-Image-Warning header and a log line saying so. Whole
+    photos, and a photo with a grey band under it, get no warning."""
+    import logging
+
+    data = PHOTO.read_bytes()
+    cut = data[:20000] + b"\xff\xd9"
+    band = cv2.imread(str(PHOTO))
+    band[-64:] = 128
+    with caplog.at_level(logging.WARNING):
+        for url in ("/v1/matte", "/v1/matte?format=rgba", "/v1/composite?background=blur"):
+            r = client.post(url, content=cut)
+            assert r.status_code == 200 and "looks truncated" in r.headers.get("x-image-warning", ""), r.headers
+            for whole in (data, cv2.imencode(".jpg", band)[1].tobytes()):
+                ok = client.post(url, content=whole)
+                assert ok.status_code == 200 and "x-image-warning" not in ok.headers
+    assert "looks truncated" in caplog.text
+    r = client.post("/v1/composite", files={"image": ("a.jpg", data, "image/jpeg"),
+                                            "background_file": ("bg.jpg", cut, "image/jpeg")})
+    assert r.status_code == 200 and "background image looks truncated" in r.headers["x-image-warning"]

@@ -165,13 +165,20 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             raise ApiError(504, f"no answer from the model within {config.deadline_s:g} s") from None
         return await run_in_threadpool(_refine, prob, img)
 
-    async def decode(data: bytes, what: str, reduce_to_mp: float | None = None) -> np.ndarray:
+    async def decode(data: bytes, what: str, reduce_to_mp: float | None = None,
+                     notes: list[str] | None = None) -> np.ndarray:
+        """The upload as BGR; a warning about a damaged but decodable image goes to ``notes`` and the log."""
+        seen = len(notes) if notes is not None else 0
         try:
-            return await run_in_threadpool(decode_upload, data, config.max_bytes, config.max_megapixels, what,
-                                           reduce_to_mp)
+            img = await run_in_threadpool(decode_upload, data, config.max_bytes, config.max_megapixels, what,
+                                          reduce_to_mp, notes)
         except ImageRejected as exc:
             metrics.errors.labels(f"bad_{what.replace(' ', '_')}").inc()
             raise ApiError(exc.status, exc.message) from None
+        for note in (notes or [])[seen:]:
+            metrics.errors.labels(f"damaged_{what.replace(' ', '_')}").inc()
+            log.warning("an upload was processed although damaged: %s", note)
+        return img
 
     @app.middleware("http")
     async def count_and_time(request: Request, call_next):
@@ -202,12 +209,14 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         w, h = probe(data, "image")
         with budget.hold(w * h / 1e6):
             # a grey matte needs the photo at the matte's working size only: a large JPEG decodes reduced
-            img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None)
+            notes: list[str] = []
+            img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None, notes)
             if (img.shape[0] > img.shape[1]) != (h > w):      # turned upright by its EXIF orientation
                 w, h = h, w
             a8 = await run_in_threadpool(_full_size, to_uint8(await alpha_for(img)), (w, h))
             out = a8 if format == "png" else np.dstack([img, a8])
-            return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png")
+            return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png",
+                            headers=warning_header(notes))
 
     @app.post("/v1/composite", dependencies=[Depends(require_key)],
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
@@ -227,10 +236,12 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         w, h = probe(data, "image")
         bw, bh = probe(bg_data, "background image") if bg_data is not None else (0, 0)
         with budget.hold((w * h * 2 + bw * bh) / 1e6):          # a composite holds about twice a matte
-            img = await decode(data, "image")
+            notes: list[str] = []
+            img = await decode(data, "image", None, notes)
             size = (img.shape[1], img.shape[0])
             if bg_data is not None:
-                bg = ImageBackground(image=await decode(bg_data, "background image"), label="upload", fit=size)
+                bg = ImageBackground(image=await decode(bg_data, "background image", None, notes), label="upload",
+                                     fit=size)
             else:
                 bg = resolve_background(str(spec), backgrounds, size)
             alpha = await run_in_threadpool(_full_size, await alpha_for(img), size)
@@ -238,7 +249,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             del alpha, img
             fmt = format or ("png" if "image/png" in request.headers.get("accept", "") else "jpeg")
             fmt = "png" if fmt == "png" else "jpeg"
-            return Response(await run_in_threadpool(encode, out, fmt), media_type=f"image/{fmt}")
+            return Response(await run_in_threadpool(encode, out, fmt), media_type=f"image/{fmt}",
+                            headers=warning_header(notes))
 
     @app.get("/v1/backgrounds")
     async def list_backgrounds() -> dict:
@@ -297,6 +309,11 @@ def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]
     if bs is None or bs.kind == "file":
         raise ApiError(400, f"background {quoted(spec)} is not a bundled name ({', '.join(bundled)}), {MADE_SYNTAX}")
     return parse_background(bs)
+
+
+def warning_header(notes: list[str]) -> dict[str, str]:
+    """``X-Image-Warning`` with what was wrong with an image that was still processed (a truncated JPEG)."""
+    return {"X-Image-Warning": "; ".join(notes)} if notes else {}
 
 
 def quoted(value: str, limit: int = QUOTE_CHARS) -> str:
