@@ -839,3 +839,29 @@ def test_a_truncated_jpeg_with_an_end_marker_is_flagged(client, caplog):
     r = client.post("/v1/composite", files={"image": ("a.jpg", data, "image/jpeg"),
                                             "background_file": ("bg.jpg", cut, "image/jpeg")})
     assert r.status_code == 200 and "background image looks truncated" in r.headers["x-image-warning"]
+
+
+def test_with_a_key_only_the_page_health_and_metrics_answer_without_it(segmenter_):
+    with make_client(segmenter_, host="0.0.0.0", api_key="s3cret") as c:
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/v1/backgrounds",
+                     "/v1/backgrounds/aurora.jpg", "/no/such/route"):
+            r = c.get(path)
+            assert r.status_code == 401 and "X-API-Key" in r.json()["error"], (path, r.status_code)
+            assert c.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
+            assert c.get(path, headers={"X-API-Key": "s3cret"}).status_code in (200, 404), path
+        for path in ("/", "/healthz", "/metrics"):
+            assert c.get(path).status_code == 200, path
+        assert "x-api-key" in c.get("/openapi.json", headers={"X-API-Key": "s3cret"}).text.lower()
+    with make_client(segmenter_) as c:                      # no key (loopback): everything answers
+        assert [c.get(p).status_code for p in ("/docs", "/openapi.json", "/v1/backgrounds")] == [200] * 3
+
+
+@pytest.mark.slow
+def test_a_request_that_is_not_valid_http_gets_a_json_400(server):
+    port = int(server.rsplit(":", 1)[1])
+    out = _raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n", [])
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower(), out[:300]
+    import json
+
+    assert "not valid HTTP" in json.loads(body)["error"]

@@ -35,6 +35,8 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics"})   # answer without the key; see the README
+KEY_ERROR = "missing or wrong X-API-Key header"
 MAX_FIELD_BYTES = 1024          # a text form field (background) over this is refused while it arrives: 413
 QUOTE_CHARS = 40                # an error message quotes at most this much of a client's value
 
@@ -60,11 +62,16 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     if hasattr(runner, "on_batch"):                 # the embedded batcher reports its model calls
         runner.on_batch = metrics.on_batch
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+    def key_matches(x_api_key: str | None) -> bool:
+        """Whether a request with this X-API-Key header may be served (always, when no key is set)."""
         # header values arrive as latin-1 text: compare the raw bytes with the key's UTF-8
-        if config.api_key and not (x_api_key and hmac.compare_digest(x_api_key.encode("latin-1", "replace"),
-                                                                     config.api_key.encode("utf-8"))):
-            raise ApiError(401, "missing or wrong X-API-Key header")
+        return not config.api_key or bool(x_api_key) and hmac.compare_digest(
+            x_api_key.encode("latin-1", "replace"), config.api_key.encode("utf-8"))
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        """The photo routes' check (declared per route, so the API docs show the header)."""
+        if not key_matches(x_api_key):
+            raise ApiError(401, KEY_ERROR)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
@@ -179,6 +186,14 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             metrics.errors.labels(f"damaged_{what.replace(' ', '_')}").inc()
             log.warning("an upload was processed although damaged: %s", note)
         return img
+
+    @app.middleware("http")
+    async def public_routes_only_without_a_key(request: Request, call_next):
+        """With a key set, only PUBLIC_PATHS answer without it: the API docs, the OpenAPI schema, the
+        background listings and unknown paths (401, not 404: routes cannot be probed) need it too."""
+        if request.url.path not in PUBLIC_PATHS and not key_matches(request.headers.get("x-api-key")):
+            return JSONResponse({"error": KEY_ERROR}, status_code=401)
+        return await call_next(request)
 
     @app.middleware("http")
     async def count_and_time(request: Request, call_next):
