@@ -190,13 +190,12 @@ class StillSource(_PacedSource):
 
     def open(self) -> None:
         if self.image is None and self.path is not None:
-            problem = file_problem(self.path, "image source")
-            if problem:
-                raise SourceError(problem)
-            img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
-            if img is None:
-                raise SourceError(f"image source {self.path} is not a readable image")
-            self.image = img
+            from bgswap.inference.compose import BackgroundError, read_image
+
+            try:        # the backgrounds' reader: not a FIFO, and its size checked before decoding (MAX_IMAGE_MP)
+                self.image = read_image(self.path, what="image source")
+            except BackgroundError as exc:
+                raise SourceError(str(exc)) from None
 
     def read(self) -> np.ndarray | None:
         if self.realtime:

@@ -74,31 +74,31 @@ def image_size(path: Path) -> tuple[str, int, int] | None:
         return None
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, what: str = "background") -> np.ndarray:
     """Read an image as BGR uint8 (any path, alpha flattened); BackgroundError when unreadable. A JPEG
     over MAX_IMAGE_MP is decoded at 1/2, 1/4 or 1/8 of its size; another format that large is refused
     before it is decoded (a small PNG can hold gigabytes of pixels), and so is a file whose header
-    does not tell its size."""
+    does not tell its size. ``what`` names the file in messages ("background", "image source")."""
     path = Path(path)
-    problem = file_problem(path, "background file")      # stat only: a FIFO is never opened
+    problem = file_problem(path, f"{what} file")      # stat only: a FIFO is never opened
     if problem:
         raise BackgroundError(problem)
     flags = cv2.IMREAD_UNCHANGED
     head = image_size(path)
     if head is None:              # its size cannot be checked before decoding: OpenCV would take gigapixels
-        raise BackgroundError(f"background {path} is not a readable image (supported: "
+        raise BackgroundError(f"{what} {path} is not a readable image (supported: "
                               f"{', '.join(sorted(IMAGE_EXTS))})")
     if head[1] * head[2] > MAX_IMAGE_MP * 1e6:
         fmt, w, h = head
         factor = reduction(w, h, MAX_IMAGE_MP)
         if fmt != "JPEG" or factor is None:
-            raise BackgroundError(f"background {path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is "
+            raise BackgroundError(f"{what} {path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is "
                                   f"{MAX_IMAGE_MP:g}: scale it down (a 4K picture, 3840x2160, is plenty)")
         flags = REDUCED_READ[factor]
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
-        raise BackgroundError(f"background {path} is not a readable image (supported: "
+        raise BackgroundError(f"{what} {path} is not a readable image (supported: "
                               f"{', '.join(sorted(IMAGE_EXTS))})")
     if img.dtype != np.uint8:
         img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))

@@ -148,3 +148,25 @@ def test_a_still_source_whose_file_became_a_fifo_is_refused(tmp_path):
     os.mkfifo(fifo)
     exc = _without_waiting(lambda: StillSource(None, CaptureRequest(), path=fifo, realtime=False).open(), fifo)
     assert isinstance(exc, SourceError) and "named pipe" in str(exc)
+
+
+def test_an_image_source_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    """A PNG whose header claims 10000x6000 (60 MP, a few hundred bytes on disk) and a file whose size
+    Pillow cannot read (Radiance HDR, which OpenCV would decode unchecked) are refused unread, as
+    backgrounds are."""
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 6000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    with pytest.raises(SourceError, match="60 megapixels"):
+        open_source(str(big), CaptureRequest(), realtime=False).open()
+    hdr = tmp_path / "radiance.png"
+    hdr.write_bytes(cv2.imencode(".hdr", np.ones((8, 8, 3), np.float32))[1].tobytes())
+    assert cv2.imread(str(hdr)) is not None
+    with pytest.raises(SourceError, match="image source .* is not a readable image"):
+        open_source(str(hdr), CaptureRequest(), realtime=False).open()
