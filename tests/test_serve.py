@@ -865,3 +865,46 @@ def test_a_request_that_is_not_valid_http_gets_a_json_400(server):
     import json
 
     assert "not valid HTTP" in json.loads(body)["error"]
+
+
+class HeldRunner:
+    """A model that answers only when ``release`` is set: requests stay in work as long as a test needs."""
+
+    def __init__(self):
+        import threading
+
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    async def infer(self, small, deadline):
+        import asyncio
+
+        self.entered.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return np.full(small.shape[:2], 255, np.uint8)
+
+    def depth(self) -> int:
+        return 0
+
+    def healthy(self):
+        return True, "held"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fmt, second", [("png", 200), ("rgba", 503)])
+def test_a_cut_out_counts_twice_in_the_memory_budget(fmt, second):
+    """With one 512x512 photo (0.26 MP) in work and a budget of 0.8 MP, a second grey matte fits; a
+    second cut-out, which holds the photo at full size and a 4-channel copy, counts as a composite."""
+    runner = HeldRunner()
+    with TestClient(create_app(ServeConfig(max_inflight_mp=0.8), runner)) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(c.post, f"/v1/matte?format={fmt}", content=PHOTO.read_bytes())
+        assert runner.entered.wait(30)
+        other = pool.submit(c.post, f"/v1/matte?format={fmt}", content=PHOTO.read_bytes())
+        if second == 503:
+            r = other.result(timeout=30)
+            assert r.status_code == 503 and "large photos" in r.json()["error"], r.text
+        runner.release.set()
+        assert first.result(timeout=30).status_code == 200
+        assert other.result(timeout=30).status_code == second

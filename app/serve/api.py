@@ -222,7 +222,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         Send a JPEG, PNG, WebP or BMP as the multipart field ``image`` or as the raw body."""
         data, _ = await read_upload(request, "image")
         w, h = probe(data, "image")
-        with budget.hold(w * h / 1e6):
+        # a cut-out holds the photo at full size, its alpha and a 4-channel copy: as much as a composite
+        with budget.hold(w * h / 1e6 * (1 if format == "png" else 2)):
             # a grey matte needs the photo at the matte's working size only: a large JPEG decodes reduced
             notes: list[str] = []
             img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None, notes)
