@@ -737,7 +737,8 @@ def _big_jpeg(mb: float = 3.0) -> bytes:
     """A noise JPEG of about ``mb`` MB: a multipart part that large is spooled to a temporary file."""
     rng = np.random.default_rng(0)
     side = int((mb * 1e6 / 1.2) ** 0.5)
-    return cv2.imencode(".jpg", rng.integers(0, 256, (side, side, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    noise = rng.integers(0, 256, (side, side, 3), np.uint8)
+    return cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
 
 
 def _open_files_in(folder: Path) -> list[str]:
