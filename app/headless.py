@@ -22,6 +22,7 @@ from .settings import EngineSettings, Settings, SettingsError
 from .signals import SignalCatcher
 from .sinks import FileSink, SinkUnavailable, VirtualCameraSink
 from .sources import SourceError
+from .video_writer import video_path_problem
 
 log = logging.getLogger("bgswap")
 
@@ -33,6 +34,9 @@ def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
     replace), or None."""
     if Path(source).exists() and output.resolve() == Path(source).resolve():
         return f"--output {output} is the source file: choose another name"
+    problem = video_path_problem(output)             # a folder, or a suffix no writer makes
+    if problem:
+        return problem
     if output.exists() and not overwrite:
         return f"{output} exists: add --overwrite to replace it, or choose another name"
     return None

@@ -22,7 +22,7 @@ import numpy as np
 from .device_readers import ReaderWatch
 from .slots import LatestSlot
 from .sources import fit_frame
-from .video_writer import VideoWriter, open_video_writer
+from .video_writer import VideoWriter, open_video_writer, video_path_problem
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,9 @@ class FileSink:
     def start(self, width: int, height: int, fps: float) -> None:
         if self.path.parent and not self.path.parent.exists():
             raise SinkUnavailable(f"output folder {self.path.parent} does not exist")
+        problem = video_path_problem(self.path)      # before recording, not after (then all would be lost)
+        if problem:
+            raise SinkUnavailable(problem)
         self._take_lock()
         self._remove_stale_partials()
         try:
@@ -320,7 +323,9 @@ class FileSink:
             try:
                 self._writer.write(frame)
             except Exception as exc:          # disk full, file system gone
-                self._fail(f"writing {self.path} failed after {self.frames_written} frames: {exc}")
+                hint = (": free some space or choose another --output folder"
+                        if getattr(exc, "errno", None) == errno.ENOSPC else "")
+                self._fail(f"writing {self.path} failed after {self.frames_written} frames: {exc}{hint}")
                 continue
             self.frames_written += 1
             if self._writer.silent_failures and self.frames_written % self.GROWTH_CHECK_FRAMES == 0:

@@ -14,7 +14,7 @@ from typing import Iterator, Protocol
 import cv2
 import numpy as np
 
-from bgswap.inference.media import media_kind
+from bgswap.inference.media import file_problem, media_kind
 from bgswap.inference.resources import assets_dir
 
 log = logging.getLogger(__name__)
@@ -206,8 +206,9 @@ class VideoFileSource(_PacedSource):
         self._pace: _Paced | None = None
 
     def open(self) -> None:
-        if not self.path.is_file():
-            raise SourceError(f"video source {self.path} does not exist")
+        problem = file_problem(self.path, "video source")
+        if problem:
+            raise SourceError(problem)
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise SourceError(f"video source {self.path} cannot be decoded")
@@ -250,9 +251,12 @@ class StillSource(_PacedSource):
 
     def open(self) -> None:
         if self.image is None and self.path is not None:
-            img = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
-            if img is None:
-                raise SourceError(f"image source {self.path} is not a readable image")
+            from bgswap.inference.compose import BackgroundError, read_image
+
+            try:        # the backgrounds' reader: not a FIFO, and its size checked before decoding (MAX_IMAGE_MP)
+                img = read_image(self.path, what="image source")
+            except BackgroundError as exc:
+                raise SourceError(str(exc)) from None
             self.image = fit_frame(img, self.req.width, self.req.height)
 
     def read(self) -> np.ndarray | None:
@@ -335,7 +339,7 @@ class DemoSource(RenderedClip):
 def to_bgr_frame(frame: np.ndarray | None) -> np.ndarray | None:
     """A source's frame as HxWx3 uint8 BGR: grey and BGRA are converted, 16-bit and float scaled;
     None for None or for something that is not a picture."""
-    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 2:
+    if frame is None or not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or min(frame.shape[:2]) < 1:
         return None
     if frame.dtype != np.uint8:
         if frame.dtype == np.uint16:
@@ -370,6 +374,9 @@ def open_source(spec: str, req: CaptureRequest | None = None, realtime: bool = T
     path = Path(s).expanduser()
     if not path.exists():
         raise SourceError(f"source {spec!r} is not 'demo', 'demo:walk', a camera index, /dev/videoN, or an existing file")
+    problem = file_problem(path, "source")           # stat only: opening a FIFO could wait for ever
+    if problem:
+        raise SourceError(problem)
     if media_kind(path) == "image":
         return StillSource(None, req, name=f"image {path.name}", path=path, realtime=realtime)
     if path.is_file():

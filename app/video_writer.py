@@ -34,6 +34,7 @@ class H264Writer:
         from fractions import Fraction
 
         self._container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        self._failed = False     # a write failed: the muxer's state is broken, closing must not mux again
         try:
             self._stream = self._container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
             self._stream.width, self._stream.height = width - width % 2, height - height % 2   # 4:2:0 needs even sizes
@@ -46,16 +47,38 @@ class H264Writer:
     def write(self, frame_bgr: np.ndarray) -> None:
         import av
 
+        if self._failed:
+            raise OSError("the video file is broken by an earlier write error")
         frame = frame_bgr[:self._stream.height, :self._stream.width]
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
+                                                                         format="bgr24")):
+                self._container.mux(packet)
+        except Exception:
+            self._failed = True
+            raise
 
     def close(self) -> None:
+        """Flush the encoder and write the index. After a failed write (a full disk) nothing more is
+        muxed: FFmpeg's muxer is then in a broken state, and PyAV crashed (SIGSEGV) muxing into it."""
+        if self._failed:
+            self._abandon()
+            raise OSError("the video file was not finished: an earlier write failed")
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)
-        finally:
+        except Exception:
+            self._failed = True
+            self._abandon()
+            raise
+        self._container.close()
+
+    def _abandon(self) -> None:
+        """Close the file without writing the trailer (the caller removes it)."""
+        try:
             self._container.close()
+        except Exception as exc:      # the trailer cannot be written either: the file is deleted anyway
+            log.debug("closing a failed video file: %s", exc)
 
 
 class OpenCVWriter:
@@ -74,6 +97,18 @@ class OpenCVWriter:
 
     def close(self) -> None:
         self._writer.release()
+
+
+def video_path_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot take a recording (a folder, a suffix no writer makes), or None."""
+    path = Path(path)
+    if path.is_dir():
+        return (f"--output {path} is a folder: name a video file in it, such as "
+                f"{path / 'recording.mp4'}")
+    suffix = path.suffix.lower()
+    if suffix not in MP4_SUFFIXES + AVI_SUFFIXES:
+        return f"unsupported video file type {suffix or '(none)'!r} for {path.name}: name the file .mp4 or .avi"
+    return None
 
 
 def open_video_writer(path: str | Path, width: int, height: int, fps: float) -> VideoWriter:

@@ -11,9 +11,10 @@ model's time per image at batch 1 and 8 (what batching buys on this machine).
     python benchmarks/bench_serve.py --fault        # Redis restarted twice and a worker killed under load
     python benchmarks/bench_serve.py --big          # 16 concurrent 40-megapixel uploads: peak memory
 
-``--fault``: 2,000 mattes at concurrency 32 through Redis and two workers; Redis is stopped for 3 s
-(losing its data) at 5 s and 25 s, and one worker is killed at 15 s. Prints the answers by status
-and, for each restart, how long after Redis came back the first 200 arrived.
+``--fault``: 2,000 mattes at concurrency 32 through Redis and two workers (and more, until 5 s after
+the last fault); Redis is stopped for ``--down`` seconds (3; losing its data) at 5 s and again 20 s
+after it came back, and one worker is killed 10 s after Redis came back the first time. Prints the
+answers by status and, for each restart, how long after Redis came back the first 200 arrived.
 ``--big``: 16 composites of a 40-megapixel JPEG at once to the embedded service; prints the
 answers by status and the API process's peak resident memory (VmHWM).
 """
@@ -145,7 +146,7 @@ def _start_redis(exe: str, port: int) -> subprocess.Popen:
     raise RuntimeError("redis-server did not start")
 
 
-def fault_run(n: int = 2000, concurrency: int = 32) -> None:
+def fault_run(n: int = 2000, concurrency: int = 32, down: float = 3.0) -> None:
     exe = shutil.which("redis-server")
     if exe is None:
         print("redis-server is not installed: no fault run")
@@ -162,10 +163,10 @@ def fault_run(n: int = 2000, concurrency: int = 32) -> None:
         body = PHOTO.read_bytes()
 
         async def run() -> None:
-            sem = asyncio.Semaphore(concurrency)
+            faults_done = asyncio.Event()
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
-                async def one():
-                    async with sem:
+                async def client_loop():       # n requests in all, and on until 5 s after the last fault
+                    while len(answers) < n or not faults_done.is_set() or time.monotonic() < back_at[-1] + 5:
                         try:
                             r = await client.post(f"{url}/v1/matte", content=body)
                             answers.append((time.monotonic(), r.status_code))
@@ -173,19 +174,21 @@ def fault_run(n: int = 2000, concurrency: int = 32) -> None:
                             answers.append((time.monotonic(), type(exc).__name__))
 
                 async def faults():
-                    for at, what in ((5, "redis"), (15, "worker"), (25, "redis")):
+                    # Redis down at 5 s and again 20 s after it was back; a worker killed between
+                    for at, what in ((5, "redis"), (12 + down, "worker"), (22 + down, "redis")):
                         await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
                         if what == "worker":
                             workers[0].kill()
                             continue
                         holder["redis"].terminate()
                         await asyncio.to_thread(holder["redis"].wait)
-                        await asyncio.sleep(3)
+                        await asyncio.sleep(down)
                         holder["redis"] = await asyncio.to_thread(_start_redis, exe, rport)
                         back_at.append(time.monotonic())
+                    faults_done.set()
 
                 t0 = time.monotonic()
-                await asyncio.gather(faults(), *(one() for _ in range(n)))
+                await asyncio.gather(faults(), *(client_loop() for _ in range(concurrency)))
         asyncio.run(run())
     finally:
         for p in (api, *workers):
@@ -198,8 +201,8 @@ def fault_run(n: int = 2000, concurrency: int = 32) -> None:
                 p.kill()
         holder["redis"].terminate()
     codes = Counter(c for _, c in answers)
-    print(f"fault run: {n} mattes at concurrency {concurrency}, Redis restarted twice, a worker killed: "
-          f"answers {dict(sorted(codes.items(), key=str))}")
+    print(f"fault run: {len(answers)} mattes at concurrency {concurrency}, Redis down {down:g} s twice, a worker "
+          f"killed: answers {dict(sorted(codes.items(), key=str))}")
     for i, t in enumerate(back_at, 1):
         first = min((a for a, c in answers if c == 200 and a >= t), default=None)
         print(f"  restart {i}: first 200 {first - t:.1f} s after Redis was back" if first else
@@ -261,10 +264,11 @@ def main() -> int:
     ap.add_argument("--only", default="embedded,baseline,redis-1,redis-2,overload")
     ap.add_argument("--fault", action="store_true", help="only the fault run (Redis restarts, a worker killed)")
     ap.add_argument("--big", action="store_true", help="only the 16 x 40-megapixel memory run")
+    ap.add_argument("--down", type=float, default=3.0, help="seconds Redis stays down in the fault run")
     args = ap.parse_args()
     if args.fault or args.big:
         if args.fault:
-            fault_run(2000 if args.requests == 500 else args.requests, args.concurrency)
+            fault_run(2000 if args.requests == 500 else args.requests, args.concurrency, args.down)
         if args.big:
             big_run()
         return 0

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from .background_spec import BLUR_RANGE, DEFAULT_BLUR, BackgroundError, BackgroundSpec, parse_color
-from .media import IMAGE_EXTS, VIDEO_EXTS, media_kind
-from .refine import Matte, RefineSettings, block_mean
+from .media import IMAGE_EXTS, VIDEO_EXTS, file_problem, media_kind
+from .refine import Matte, RefineSettings, at_least, block_mean, mask_of
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +74,31 @@ def image_size(path: Path) -> tuple[str, int, int] | None:
         return None
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, what: str = "background") -> np.ndarray:
     """Read an image as BGR uint8 (any path, alpha flattened); BackgroundError when unreadable. A JPEG
     over MAX_IMAGE_MP is decoded at 1/2, 1/4 or 1/8 of its size; another format that large is refused
     before it is decoded (a small PNG can hold gigabytes of pixels), and so is a file whose header
-    does not tell its size."""
+    does not tell its size. ``what`` names the file in messages ("background", "image source")."""
     path = Path(path)
-    if not path.is_file():
-        raise BackgroundError(f"background file {path} does not exist")
+    problem = file_problem(path, f"{what} file")      # stat only: a FIFO is never opened
+    if problem:
+        raise BackgroundError(problem)
     flags = cv2.IMREAD_UNCHANGED
     head = image_size(path)
     if head is None:              # its size cannot be checked before decoding: OpenCV would take gigapixels
-        raise BackgroundError(f"background {path} is not a readable image (supported: "
+        raise BackgroundError(f"{what} {path} is not a readable image (supported: "
                               f"{', '.join(sorted(IMAGE_EXTS))})")
     if head[1] * head[2] > MAX_IMAGE_MP * 1e6:
         fmt, w, h = head
         factor = reduction(w, h, MAX_IMAGE_MP)
         if fmt != "JPEG" or factor is None:
-            raise BackgroundError(f"background {path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is "
+            raise BackgroundError(f"{what} {path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels); the limit is "
                                   f"{MAX_IMAGE_MP:g}: scale it down (a 4K picture, 3840x2160, is plenty)")
         flags = REDUCED_READ[factor]
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
-        raise BackgroundError(f"background {path} is not a readable image (supported: "
+        raise BackgroundError(f"{what} {path} is not a readable image (supported: "
                               f"{', '.join(sorted(IMAGE_EXTS))})")
     if img.dtype != np.uint8:
         img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
@@ -148,8 +149,9 @@ class VideoBackground:
 
     def __init__(self, path: str | Path, label: str | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise BackgroundError(f"background video {self.path} does not exist")
+        problem = file_problem(self.path, "background video")
+        if problem:
+            raise BackgroundError(problem)
         self._cap = cv2.VideoCapture(str(self.path))
         ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
         if not ok or first is None:
@@ -296,8 +298,8 @@ def edge_band(work_alpha: np.ndarray, grow: int = 0) -> np.ndarray:
     (alpha < 1), which also catches a step from 0 straight to 1, and one pixel round them (scaling up
     blends a pixel with its neighbours); and ``grow`` pixels more into the person."""
     k = np.ones((3, 3), np.uint8)
-    person = cv2.compare(work_alpha, 0.0, cv2.CMP_GT)
-    near_room = cv2.dilate(cv2.compare(work_alpha, 1.0, cv2.CMP_LT), k)
+    person = mask_of(work_alpha > 0)            # numpy, not cv2.compare with a number: see mask_of
+    near_room = cv2.dilate(mask_of(work_alpha < 1), k)
     band = cv2.dilate(cv2.bitwise_and(cv2.dilate(person, k), near_room), k)
     if grow:
         inside = cv2.bitwise_and(cv2.dilate(band, np.ones((1 + 2 * grow, 1 + 2 * grow), np.uint8)), person)
@@ -381,10 +383,10 @@ class Compositor:
                 if spread is None:       # decontamination alone: partial pixels take the person's colour
                     v = inv
                 else:                    # the spill: strongest just inside the outline, none deep inside
-                    v = cv2.multiply(a, cv2.subtract(1.0, _box_of(spread, ys, xs, g)), scale=wrap)
+                    v = cv2.multiply(a, 1.0 - _box_of(spread, ys, xs, g), scale=wrap)
                     if s.decontaminate:
                         v = cv2.add(inv, cv2.multiply(a, v))
-                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), cv2.subtract(1.0, v), v)
+                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), 1.0 - v, v)
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
@@ -406,12 +408,12 @@ class Compositor:
         own = spread = None
         if s.decontaminate:       # a blur of the frame where alpha ~ 1, normalised by a blur of that mask
             f_small = _reduce(matte.work_frame, g // k)
-            sure = cv2.compare(a_small, 0.98, cv2.CMP_GE)
+            sure = at_least(a_small, 0.98)
             num = cv2.GaussianBlur(cv2.bitwise_and(f_small, f_small, mask=sure).astype(np.float32), (0, 0),
                                    COLOUR_REACH)
-            den = cv2.GaussianBlur(cv2.multiply(sure, 1 / 255.0, dtype=cv2.CV_32F), (0, 0), COLOUR_REACH)
+            den = cv2.GaussianBlur(sure.astype(np.float32) * np.float32(1 / 255.0), (0, 0), COLOUR_REACH)
             own = cv2.divide(num, cv2.merge([np.maximum(den, 1e-3)] * 3), dtype=cv2.CV_8U)
-            cv2.copyTo(f_small, cv2.compare(den, 1e-3, cv2.CMP_LE), own)      # no person nearby: as it is
+            cv2.copyTo(f_small, mask_of(den <= np.float32(1e-3)), own)      # no person nearby: as it is
         if s.light_wrap <= 0:
             return own, None
         light = self._background_light(bg, g, bg_small)
@@ -419,8 +421,8 @@ class Compositor:
         if own is None:
             return light, spread
         inv = 1.0 - a_small
-        spill = cv2.multiply(a_small, cv2.subtract(1.0, spread), scale=float(s.light_wrap))
-        w_own = cv2.multiply(inv, cv2.subtract(1.0, spill))
+        spill = cv2.multiply(a_small, 1.0 - spread, scale=float(s.light_wrap))
+        w_own = cv2.multiply(inv, 1.0 - spill)
         total = np.maximum(w_own + spill, 1e-3)
         colour = cv2.blendLinear(own, light, w_own / total, spill / total)
         return colour, spread

@@ -54,9 +54,21 @@ def soft_threshold(prob: np.ndarray, threshold: float, feather: float) -> np.nda
     """Map probability to alpha with a linear ramp of half-width ``feather`` around ``threshold``."""
     if feather <= 1e-6:
         return (prob >= threshold).astype(np.float32)
-    out = cv2.subtract(prob, float(threshold - feather))
-    cv2.multiply(out, 1.0 / (2 * feather), dst=out)
+    # numpy, not cv2.subtract/multiply with a number: OpenCV takes a 4x1 array for a scalar (cv2.error)
+    out = np.subtract(prob, np.float32(threshold - feather), dtype=np.float32)
+    out *= np.float32(1.0 / (2 * feather))
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def mask_of(condition: np.ndarray) -> np.ndarray:
+    """A boolean array as a uint8 0/255 mask. Used instead of cv2.compare with a number, which fails
+    on a 1x1 array (OpenCV cannot tell the number from an array of that size)."""
+    return np.multiply(condition.view(np.uint8), np.uint8(255), dtype=np.uint8)
+
+
+def at_least(values: np.ndarray, level: float) -> np.ndarray:
+    """uint8 0/255: where ``values`` >= ``level``."""
+    return mask_of(np.greater_equal(values, np.float32(level)))
 
 
 def keep_largest_region(alpha: np.ndarray, level: float = 0.5) -> np.ndarray:
@@ -279,8 +291,8 @@ class Matte:
     def person_mask(self) -> np.ndarray:
         """uint8 0/255 at the frame's size: where the alpha is at least 0.5."""
         if self._full is not None:
-            return cv2.compare(self._full, 0.5, cv2.CMP_GE)
-        return cv2.compare(self.level_full(), self.threshold, cv2.CMP_GE)
+            return at_least(self._full, 0.5)
+        return at_least(self.level_full(), self.threshold)
 
     def full(self) -> np.ndarray:
         """The alpha (float32, 0-1) at the frame's size (made once)."""

@@ -79,6 +79,23 @@ def test_bad_background_files_give_clear_errors(tmp_path):
         parse_background("blur:500")
 
 
+@pytest.mark.parametrize("name", ["bg.jpg", "bg.mp4", "bg"])
+def test_a_fifo_background_is_refused_as_a_fifo(tmp_path, name):
+    """Not 'does not exist', and without opening it (nobody writes to it: open() would wait for ever)."""
+    import os
+
+    from tests.test_sources import _without_waiting
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    exc = _without_waiting(lambda: parse_background(str(fifo)), fifo)
+    assert isinstance(exc, BackgroundError) and "named pipe (FIFO), not a file" in str(exc), exc
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    with pytest.raises(BackgroundError, match="is a folder"):
+        parse_background(str(folder))
+
+
 def test_parse_modes():
     assert parse_color("#FF8000") == (0, 128, 255)
     assert parse_background("none").kind == "none"

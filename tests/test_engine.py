@@ -361,3 +361,28 @@ def test_apply_takes_the_difference(portrait_frame, tmp_path):
     with pytest.raises(ModelError):
         engine.apply(bad)
     assert engine.segmenter is built and s.mirror and s.model_dir is None    # nothing changed
+
+
+@pytest.mark.parametrize("w, h", [(1, 1), (1, 4), (4, 1), (1, 480), (640, 1), (3, 5)])
+def test_a_camera_giving_tiny_frames_never_breaks_the_engine(portrait_frame, caplog, w, h):
+    """A 1-pixel-wide camera mode and the like: frames come out at that size, with every edge step on
+    (OpenCV's arithmetic with a number failed on 1x1 and 4x1 arrays)."""
+    import logging
+
+    import cv2
+
+    from bgswap.inference.refine import RefineSettings
+
+    frame = cv2.resize(portrait_frame, (w, h), interpolation=cv2.INTER_AREA)
+    refine = RefineSettings(decontaminate=True, light_wrap=0.5)
+    for background in ("blur", "color:#00FF00"):
+        engine, statuses = make_engine(portrait_frame, background=background, refine=refine, mask_rate=0)
+        with caplog.at_level(logging.ERROR):
+            engine.start(ScriptedSource([frame] * 200, live=False))
+            try:
+                assert engine.wait_for_frames(5, timeout=10), statuses
+                assert engine.last_output.shape == (h, w, 3)
+            finally:
+                engine.stop()
+        assert not [m for lvl, m in statuses if lvl == "error"]
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[-2000:]

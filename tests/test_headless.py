@@ -266,12 +266,17 @@ def test_a_file_that_appears_during_the_run_is_kept(tmp_path):
     assert count_frames(tmp_path / "out (2).mp4") > 10 and "appeared during the run" in err
 
 
-def test_a_failed_final_move_exits_4_and_leaves_nothing(tmp_path):
-    (tmp_path / "dir.mp4").mkdir()
-    r = run("--source", "demo", "--frames", "10", "--output", str(tmp_path / "dir.mp4"), "--overwrite")
-    assert r.returncode == 4, r.stderr
-    assert "saving" in r.stderr and "Traceback" not in r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4"] and not any((tmp_path / "dir.mp4").iterdir())
+@pytest.mark.parametrize("name", ["dir.mp4", "plain_dir"])
+def test_an_output_that_is_a_folder_is_refused_before_recording(tmp_path, name):
+    """Even with --overwrite: caught at the start (exit 2, naming the folder), not after the whole run."""
+    (tmp_path / name).mkdir()
+    t = time.monotonic()
+    r = run("--source", "demo", "--frames", "200", "--output", str(tmp_path / name), "--overwrite")
+    assert r.returncode == 2, r.stderr
+    assert "is a folder" in r.stderr and "recording.mp4" in r.stderr and ".partial" not in r.stderr
+    assert "Traceback" not in r.stderr and "frames" not in r.stderr.split("is a folder")[0][-200:]
+    assert time.monotonic() - t < 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name] and not any((tmp_path / name).iterdir())
 
 
 def test_a_full_disk_stops_an_avi_recording_at_once(tmp_path):
@@ -296,3 +301,36 @@ def test_a_missing_camera_is_reported_once_without_opencvs_warnings():
     assert "[ WARN" not in r.stderr, r.stderr
     assert r.stderr.count("camera 7 could not be opened") == 1
     assert "PySide6" not in r.stderr                      # no start-up noise either
+
+
+def _small_tmpfs(where: Path, size: str) -> None:
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+
+
+def test_an_mp4_recording_onto_a_full_disk_exits_4_without_a_crash(tmp_path):
+    """PyAV raises ENOSPC on a write; finishing the file must not mux again (PyAV crashed with SIGSEGV),
+    and neither the lock nor the partial file is left behind."""
+    disk = tmp_path / "full"
+    _small_tmpfs(disk, "96k")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=4k"], capture_output=True)
+        r = run("--source", "demo", "--output", str(disk / "out.mp4"), "--frames", "30", timeout=90)
+        assert r.returncode == 4, (r.returncode, r.stderr[-2000:])
+        assert "No space left on device" in r.stderr and "free some space" in r.stderr
+        assert "nothing was kept" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]        # no lock, no partial file
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.parametrize("option", ["--source", "--background"])
+def test_a_fifo_source_or_background_exits_2_at_once(tmp_path, option):
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    args = ["--source", str(fifo)] if option == "--source" else ["--source", "demo", "--background", str(fifo)]
+    r = run(*args, "--frames", "3", timeout=60)
+    assert r.returncode == 2 and "named pipe (FIFO), not a file" in r.stderr, r.stderr[-2000:]

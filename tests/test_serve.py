@@ -670,3 +670,243 @@ def test_a_phone_photo_turned_by_its_exif_orientation_is_accepted(client):
     rgba = client.post("/v1/matte?format=rgba", content=buf.getvalue())
     assert rgba.status_code == 200 and decode(rgba.content).shape == (320, 240, 4)
     assert client.post("/v1/composite?background=blur", content=buf.getvalue()).status_code == 200
+
+
+# ---- hardening, third round (issue 44) ---------------------------------------------------------
+@pytest.mark.parametrize("url, shown, secret", [
+    ("redis://:SuperSecretPw@127.0.0.1:16380", "redis://:***@127.0.0.1:16380", "SuperSecretPw"),
+    ("redis://alice:SuperSecretPw@redis-host:6379/2", "redis://alice:***@redis-host:6379/2", "SuperSecretPw"),
+    ("rediss://SuperSecretPw@redis-host", "rediss://***@redis-host", "SuperSecretPw"),
+    ("redis://:Super%40SecretPw@h:1", "redis://:***@h:1", "Super@SecretPw"),
+    ("redis://redis-host:6379", "redis://redis-host:6379", None),
+])
+def test_broker_urls_are_shown_without_their_password(url, shown, secret):
+    from bgswap.app.serve.redact import redact, redact_url
+
+    assert redact_url(url) == shown
+    quoted = f"Error connecting to {url}: the password {secret} was refused"
+    assert redact(quoted, url) == f"Error connecting to {shown}: the password {'***' if secret else None} was refused"
+
+
+def test_the_broker_password_is_in_no_response_and_no_log_line(caplog):
+    """The broker unreachable: /healthz, a request's 503 and every log line of the API and of a worker
+    name the broker without its password."""
+    import logging
+    import threading
+
+    from bgswap.app.serve.redis_broker import RedisRunner, run_worker
+
+    pytest.importorskip("redis")
+    caplog.set_level(logging.DEBUG)
+    url = f"redis://:SuperSecretPw@127.0.0.1:{free_port()}"          # nothing listens there
+    with TestClient(create_app(ServeConfig(), RedisRunner(url, 4, deadline_s=2))) as c:
+        health = c.get("/healthz")
+        r = c.post("/v1/matte", content=PHOTO.read_bytes())
+    assert health.status_code == 503 and "redis://:***@127.0.0.1" in health.json()["detail"], health.text
+    assert r.status_code == 503 and "broker" in r.json()["error"]
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    run_worker(url, lambda frames: frames, stop=stop)                   # logs its start and the lost broker
+    assert "redis://:***@127.0.0.1" in caplog.text and "unreachable" in caplog.text
+    for text in (health.text, r.text, caplog.text, *(str(rec.args) for rec in caplog.records)):
+        assert "SuperSecretPw" not in text
+
+
+TINY = sorted({(w, h) for w in range(1, 6) for h in range(1, 6)} | {(1, 16), (16, 1), (1, 36), (36, 1), (1, 333),
+                                                                 (333, 1), (8, 8), (8, 32), (32, 8), (9, 36), (36, 9)})
+
+
+def test_tiny_images_are_served_never_a_500(client):
+    """Every size from 1x1 to 5x5 and 1-pixel strips: a matte and composites of the photo's own size.
+    (1x4 and 1x1 gave 500 from cv2.error in the refiner.)"""
+    photo = cv2.imread(str(PHOTO))
+    failures = []
+    for w, h in TINY:
+        img = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+        for url, channels in (("/v1/matte", None), ("/v1/matte?format=rgba", 4),
+                              ("/v1/composite?background=blur&format=png", 3),
+                              ("/v1/composite?background=aurora&format=png", 3)):
+            r = client.post(url, content=png_bytes(img))
+            out = decode(r.content) if r.status_code == 200 else None
+            shape = (h, w) if channels is None else (h, w, channels)
+            if out is None or out.shape != shape:
+                failures.append((w, h, url, r.status_code, r.text[:80] if out is None else out.shape))
+    assert not failures, failures
+
+
+def _big_jpeg(mb: float = 3.0) -> bytes:
+    """A noise JPEG of about ``mb`` MB: a multipart part that large is spooled to a temporary file."""
+    rng = np.random.default_rng(0)
+    side = int((mb * 1e6 / 1.2) ** 0.5)
+    noise = rng.integers(0, 256, (side, side, 3), np.uint8)
+    return cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+
+
+def _open_files_in(folder: Path) -> list[str]:
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_multipart_temporary_files_are_closed_after_the_response(segmenter_, tmp_path, monkeypatch):
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    data = _big_jpeg()
+    assert len(data) > 1024 * 1024
+    with make_client(segmenter_) as c:
+        r = c.post("/v1/matte", files={"image": ("a.jpg", data, "image/jpeg")})
+        assert r.status_code == 200, r.text
+        assert _open_files_in(spool) == []
+        r = c.post("/v1/composite", files={"image": ("a.jpg", data, "image/jpeg"), "background": (None, "nope")})
+        assert r.status_code == 400
+        assert _open_files_in(spool) == []
+
+
+def test_a_full_temporary_folder_is_a_503_not_the_clients_fault(segmenter_, tmp_path, monkeypatch):
+    """The multipart spool cannot be written (ENOSPC): 503 with Retry-After and a plain message, not 400
+    with the server's errno text. A real full tmpfs as root, else the spool's write fails the same way."""
+    import errno
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(spool)],
+                             capture_output=True).returncode == 0
+    try:
+        if mounted:
+            subprocess.run(["dd", "if=/dev/zero", f"of={spool / 'filler'}", "bs=4k"], capture_output=True)
+            monkeypatch.setattr(tempfile, "tempdir", str(spool))
+        else:
+            import starlette.formparsers
+
+            class FullSpool(tempfile.SpooledTemporaryFile):
+                def rollover(self):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", FullSpool)
+        with make_client(segmenter_) as c:
+            r = c.post("/v1/matte", files={"image": ("a.jpg", _big_jpeg(), "image/jpeg")})
+        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        assert "temporary" in r.json()["error"] and "Errno" not in r.text and str(spool) not in r.text
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(spool)])
+
+
+def test_a_huge_background_value_is_refused_early_and_never_echoed(client):
+    """A 15 MB form field is cut at the field limit (413); a long bad value is quoted by its start only."""
+    huge = "A" * 15_000_000
+    r = client.post("/v1/composite", files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg"),
+                                            "background": (None, huge)})
+    assert r.status_code == 413 and "background" in r.json()["error"] and len(r.content) < 300, r.text[:300]
+    for long in ("B" * 900, "color:" + "C" * 5000):
+        r = client.post("/v1/composite", files={"image": ("a.jpg", PHOTO.read_bytes(), "image/jpeg"),
+                                                "background": (None, long)})
+        q = client.post("/v1/composite", params={"background": long}, content=PHOTO.read_bytes())
+        for resp in (r, q):
+            assert resp.status_code in (400, 413) and len(resp.content) < 400, resp.text[:300]
+            assert long[:20] in resp.text or resp.status_code == 413
+    r = client.get(f"/v1/backgrounds/{'D' * 3000}.jpg")
+    assert r.status_code == 404 and len(r.content) < 300
+
+
+def test_a_truncated_jpeg_with_an_end_marker_is_flagged(client, caplog):
+    """A JPEG cut short with its end marker appended passes the end-marker check and decodes with a
+    grey lower part: it is processed, with an X-Image-Warning header and a log line saying so. Whole
+    photos, and a photo with a grey band under it, get no warning."""
+    import logging
+
+    data = PHOTO.read_bytes()
+    cut = data[:20000] + b"\xff\xd9"
+    band = cv2.imread(str(PHOTO))
+    band[-64:] = 128
+    with caplog.at_level(logging.WARNING):
+        for url in ("/v1/matte", "/v1/matte?format=rgba", "/v1/composite?background=blur"):
+            r = client.post(url, content=cut)
+            assert r.status_code == 200 and "looks truncated" in r.headers.get("x-image-warning", ""), r.headers
+            for whole in (data, cv2.imencode(".jpg", band)[1].tobytes()):
+                ok = client.post(url, content=whole)
+                assert ok.status_code == 200 and "x-image-warning" not in ok.headers
+    assert "looks truncated" in caplog.text
+    r = client.post("/v1/composite", files={"image": ("a.jpg", data, "image/jpeg"),
+                                            "background_file": ("bg.jpg", cut, "image/jpeg")})
+    assert r.status_code == 200 and "background image looks truncated" in r.headers["x-image-warning"]
+
+
+def test_with_a_key_only_the_page_health_and_metrics_answer_without_it(segmenter_):
+    with make_client(segmenter_, host="0.0.0.0", api_key="s3cret") as c:
+        for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/v1/backgrounds",
+                     "/v1/backgrounds/aurora.jpg", "/no/such/route"):
+            r = c.get(path)
+            assert r.status_code == 401 and "X-API-Key" in r.json()["error"], (path, r.status_code)
+            assert c.get(path, headers={"X-API-Key": "wrong"}).status_code == 401
+            assert c.get(path, headers={"X-API-Key": "s3cret"}).status_code in (200, 404), path
+        for path in ("/", "/healthz", "/metrics"):
+            assert c.get(path).status_code == 200, path
+        assert "x-api-key" in c.get("/openapi.json", headers={"X-API-Key": "s3cret"}).text.lower()
+    with make_client(segmenter_) as c:                      # no key (loopback): everything answers
+        assert [c.get(p).status_code for p in ("/docs", "/openapi.json", "/v1/backgrounds")] == [200] * 3
+
+
+@pytest.mark.slow
+def test_a_request_that_is_not_valid_http_gets_a_json_400(server):
+    port = int(server.rsplit(":", 1)[1])
+    out = _raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n", [])
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower(), out[:300]
+    import json
+
+    assert "not valid HTTP" in json.loads(body)["error"]
+
+
+class HeldRunner:
+    """A model that answers only when ``release`` is set: requests stay in work as long as a test needs."""
+
+    def __init__(self):
+        import threading
+
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    async def infer(self, small, deadline):
+        import asyncio
+
+        self.entered.set()
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        return np.full(small.shape[:2], 255, np.uint8)
+
+    def depth(self) -> int:
+        return 0
+
+    def healthy(self):
+        return True, "held"
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fmt, second", [("png", 200), ("rgba", 503)])
+def test_a_cut_out_counts_twice_in_the_memory_budget(fmt, second):
+    """With one 512x512 photo (0.26 MP) in work and a budget of 0.8 MP, a second grey matte fits; a
+    second cut-out, which holds the photo at full size and a 4-channel copy, counts as a composite."""
+    runner = HeldRunner()
+    with TestClient(create_app(ServeConfig(max_inflight_mp=0.8), runner)) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(c.post, f"/v1/matte?format={fmt}", content=PHOTO.read_bytes())
+        assert runner.entered.wait(30)
+        other = pool.submit(c.post, f"/v1/matte?format={fmt}", content=PHOTO.read_bytes())
+        if second == 503:
+            r = other.result(timeout=30)
+            assert r.status_code == 503 and "large photos" in r.json()["error"], r.text
+        runner.release.set()
+        assert first.result(timeout=30).status_code == 200
+        assert other.result(timeout=30).status_code == second

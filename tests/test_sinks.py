@@ -74,6 +74,26 @@ def test_file_sink_bad_folder(tmp_path):
         FileSink(tmp_path / "no" / "such" / "out.mp4").start(64, 48, 30)
 
 
+def test_file_sink_refuses_a_folder_before_recording(tmp_path):
+    (tmp_path / "dir.mp4").mkdir()
+    with pytest.raises(SinkUnavailable, match="is a folder"):
+        FileSink(tmp_path / "dir.mp4", overwrite=True).start(64, 48, 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.mp4"]         # no lock, no partial file
+
+
+def test_a_failed_final_move_keeps_nothing(tmp_path):
+    """A folder that appears at the output's name during the run: the move fails, nothing is left."""
+    path = tmp_path / "out.mp4"
+    sink = FileSink(path, overwrite=True)
+    sink.start(64, 48, 30)
+    for v in range(5):
+        sink.send(np.full((48, 64, 3), v * 10, np.uint8))
+    path.mkdir()
+    sink.close()
+    assert sink.failed and "saving" in sink.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"] and not any(path.iterdir())
+
+
 def test_file_sink_keeps_no_file_without_frames(tmp_path):
     path = tmp_path / "empty.mp4"
     sink = FileSink(path)

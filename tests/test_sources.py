@@ -83,8 +83,8 @@ def test_virtual_camera_devices_are_not_offered_as_cameras(monkeypatch):
 
 
 def test_walking_demo_walks_across_sits_and_loops():
-    """``demo:walk``: the person (found by the shipped model) starts left, walks right and sits lower;
-    the clip is smooth (no frame jumps) and loops."""
+    """``demo:walk``: the person (its true alpha, and the shipped model's mask) starts left, walks right
+    and sits lower; the clip is smooth (no frame jumps) and loops."""
     from bgswap.app.mask_schedule import thumbnail
     from bgswap.app.walking_demo import PERIOD_S
     from bgswap.inference import Segmenter
@@ -92,9 +92,13 @@ def test_walking_demo_walks_across_sits_and_loops():
     src = open_source("demo:walk", CaptureRequest(640, 360, 30), realtime=False)
     src.open()
     seg = Segmenter(threads=1)
+    for t in (0.5, 6.0):                                    # the model finds the drawn person
+        truth = src.person_alpha_at(round(t * 30)) > 0.5
+        found = seg(src.frame_at(round(t * 30))) > 0.5
+        assert (truth & found).sum() / (truth | found).sum() > 0.8
 
     def where(t: float) -> tuple[float, float]:
-        p = seg(src.frame_at(round(t * 30))) > 0.5
+        p = src.person_alpha_at(round(t * 30)) > 0.5
         ys, xs = np.nonzero(p)
         return xs.mean() / 640, ys.min() / 360            # centre (share of width), head top (share of height)
 
@@ -162,3 +166,68 @@ def test_sinks_fit_frames_of_another_shape_without_stretching(tmp_path, recordin
     finally:
         sink.close()
     assert out.shape == (48, 64, 3) and out[:, :8].max() == 0 and out[:, 8:56].min() == 200
+
+
+def _without_waiting(fn, fifo) -> Exception | None:
+    """Run ``fn`` in a thread: what it raised, or a failure when it is still waiting after 5 s (then the
+    FIFO gets a writer, which lets the stuck open() return)."""
+    import os
+    import threading
+
+    out: dict = {}
+
+    def call():
+        try:
+            fn()
+        except Exception as exc:
+            out["exc"] = exc
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(5)
+    if t.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail(f"waited on the FIFO {fifo}")
+    return out.get("exc")
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "clip.mp4", "no_suffix"])
+def test_a_fifo_source_is_refused_without_opening_it(tmp_path, name):
+    import os
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    exc = _without_waiting(lambda: open_source(str(fifo), CaptureRequest(), realtime=False).open(), fifo)
+    assert isinstance(exc, SourceError) and "named pipe (FIFO), not a file" in str(exc), exc
+
+
+def test_a_still_source_whose_file_became_a_fifo_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    exc = _without_waiting(lambda: StillSource(None, CaptureRequest(), path=fifo, realtime=False).open(), fifo)
+    assert isinstance(exc, SourceError) and "named pipe" in str(exc)
+
+
+def test_an_image_source_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    """A PNG whose header claims 10000x6000 (60 MP, a few hundred bytes on disk) and a file whose size
+    Pillow cannot read (Radiance HDR, which OpenCV would decode unchecked) are refused unread, as
+    backgrounds are."""
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 10000, 6000, 8, 2, 0, 0, 0))
+                    + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    with pytest.raises(SourceError, match="60 megapixels"):
+        open_source(str(big), CaptureRequest(), realtime=False).open()
+    hdr = tmp_path / "radiance.png"
+    hdr.write_bytes(cv2.imencode(".hdr", np.ones((8, 8, 3), np.float32))[1].tobytes())
+    assert cv2.imread(str(hdr)) is not None
+    with pytest.raises(SourceError, match="image source .* is not a readable image"):
+        open_source(str(hdr), CaptureRequest(), realtime=False).open()

@@ -35,6 +35,10 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/metrics"})   # answer without the key; see the README
+KEY_ERROR = "missing or wrong X-API-Key header"
+MAX_FIELD_BYTES = 1024          # a text form field (background) over this is refused while it arrives: 413
+QUOTE_CHARS = 40                # an error message quotes at most this much of a client's value
 
 
 def bundled_images() -> dict[str, Path]:
@@ -58,11 +62,16 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     if hasattr(runner, "on_batch"):                 # the embedded batcher reports its model calls
         runner.on_batch = metrics.on_batch
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+    def key_matches(x_api_key: str | None) -> bool:
+        """Whether a request with this X-API-Key header may be served (always, when no key is set)."""
         # header values arrive as latin-1 text: compare the raw bytes with the key's UTF-8
-        if config.api_key and not (x_api_key and hmac.compare_digest(x_api_key.encode("latin-1", "replace"),
-                                                                     config.api_key.encode("utf-8"))):
-            raise ApiError(401, "missing or wrong X-API-Key header")
+        return not config.api_key or bool(x_api_key) and hmac.compare_digest(
+            x_api_key.encode("latin-1", "replace"), config.api_key.encode("utf-8"))
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        """The photo routes' check (declared per route, so the API docs show the header)."""
+        if not key_matches(x_api_key):
+            raise ApiError(401, KEY_ERROR)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
@@ -110,16 +119,29 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         if ctype.startswith("multipart/form-data"):
             request._body = await read_body(request, config.max_bytes * 2 + 65536)   # image + background
             try:
-                form = await request.form(max_files=2, max_fields=10, max_part_size=config.max_bytes + 1)
+                # max_part_size bounds the text fields (the background's name) as they arrive, not the files
+                form = await request.form(max_files=2, max_fields=10, max_part_size=MAX_FIELD_BYTES)
+            except OSError as exc:                   # the spool for large parts: the server's disk, not the client
+                raise spool_failed(exc) from None
             except Exception as exc:
-                raise ApiError(413 if "size" in str(exc).lower() else 400, f"the form cannot be read: {exc}") from None
+                if "size" in str(exc).lower():
+                    raise ApiError(413, f"a text field of the form is over {MAX_FIELD_BYTES} bytes: background is a "
+                                        "name, blur[:1-100] or color:#RRGGBB; send images as files") from None
+                raise ApiError(400, f"the form cannot be read: {quoted(str(exc))}") from None
+            request.state.form = form                # its spooled files are closed when the request ends
             upload = form.get(field)
             if upload is None or isinstance(upload, str):
                 raise ApiError(400, f"send the photo as the multipart field '{field}' (or as the raw body)")
-            data = await upload.read(config.max_bytes + 1)
+            data = await read_part(upload)
             fields = {k: v for k, v in form.items() if k != field}
             return data, fields
         return await read_body(request, config.max_bytes), {}
+
+    async def read_part(upload) -> bytes:
+        try:
+            return await upload.read(config.max_bytes + 1)
+        except OSError as exc:
+            raise spool_failed(exc) from None
 
     def probe(data: bytes, what: str) -> tuple[int, int]:
         """The upload's width and height, from its header (400/413/415 for a bad or too large one)."""
@@ -150,13 +172,28 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             raise ApiError(504, f"no answer from the model within {config.deadline_s:g} s") from None
         return await run_in_threadpool(_refine, prob, img)
 
-    async def decode(data: bytes, what: str, reduce_to_mp: float | None = None) -> np.ndarray:
+    async def decode(data: bytes, what: str, reduce_to_mp: float | None = None,
+                     notes: list[str] | None = None) -> np.ndarray:
+        """The upload as BGR; a warning about a damaged but decodable image goes to ``notes`` and the log."""
+        seen = len(notes) if notes is not None else 0
         try:
-            return await run_in_threadpool(decode_upload, data, config.max_bytes, config.max_megapixels, what,
-                                           reduce_to_mp)
+            img = await run_in_threadpool(decode_upload, data, config.max_bytes, config.max_megapixels, what,
+                                          reduce_to_mp, notes)
         except ImageRejected as exc:
             metrics.errors.labels(f"bad_{what.replace(' ', '_')}").inc()
             raise ApiError(exc.status, exc.message) from None
+        for note in (notes or [])[seen:]:
+            metrics.errors.labels(f"damaged_{what.replace(' ', '_')}").inc()
+            log.warning("an upload was processed although damaged: %s", note)
+        return img
+
+    @app.middleware("http")
+    async def public_routes_only_without_a_key(request: Request, call_next):
+        """With a key set, only PUBLIC_PATHS answer without it: the API docs, the OpenAPI schema, the
+        background listings and unknown paths (401, not 404: routes cannot be probed) need it too."""
+        if request.url.path not in PUBLIC_PATHS and not key_matches(request.headers.get("x-api-key")):
+            return JSONResponse({"error": KEY_ERROR}, status_code=401)
+        return await call_next(request)
 
     @app.middleware("http")
     async def count_and_time(request: Request, call_next):
@@ -170,6 +207,10 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             response = JSONResponse({"error": "internal error: see the server's log"}, status_code=500)
         finally:
             bodies.give(request.state)
+            form = getattr(request.state, "form", None)
+            if form is not None:                  # starlette leaves a parsed form's temporary files open
+                request.state.form = None
+                await form.close()
         if endpoint:
             metrics.requests.labels(endpoint, str(response.status_code)).inc()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - t)
@@ -181,14 +222,17 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         Send a JPEG, PNG, WebP or BMP as the multipart field ``image`` or as the raw body."""
         data, _ = await read_upload(request, "image")
         w, h = probe(data, "image")
-        with budget.hold(w * h / 1e6):
+        # a cut-out holds the photo at full size, its alpha and a 4-channel copy: as much as a composite
+        with budget.hold(w * h / 1e6 * (1 if format == "png" else 2)):
             # a grey matte needs the photo at the matte's working size only: a large JPEG decodes reduced
-            img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None)
+            notes: list[str] = []
+            img = await decode(data, "image", REFINE_MAX_MP if format == "png" else None, notes)
             if (img.shape[0] > img.shape[1]) != (h > w):      # turned upright by its EXIF orientation
                 w, h = h, w
             a8 = await run_in_threadpool(_full_size, to_uint8(await alpha_for(img)), (w, h))
             out = a8 if format == "png" else np.dstack([img, a8])
-            return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png")
+            return Response(await run_in_threadpool(encode, out, "png"), media_type="image/png",
+                            headers=warning_header(notes))
 
     @app.post("/v1/composite", dependencies=[Depends(require_key)],
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
@@ -199,16 +243,21 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
         ``background_file``. JPEG unless ``?format=png`` or ``Accept: image/png``."""
         data, fields = await read_upload(request, "image")
         spec = background or fields.get("background") or "blur"
+        if not isinstance(spec, str):
+            raise ApiError(400, "send background as a text field (a name, blur or color:#RRGGBB), or an image as "
+                                "the file field background_file")
         bg_upload = fields.get("background_file")
-        bg_data = await bg_upload.read(config.max_bytes + 1) if bg_upload is not None and not isinstance(
+        bg_data = await read_part(bg_upload) if bg_upload is not None and not isinstance(
             bg_upload, str) else None
         w, h = probe(data, "image")
         bw, bh = probe(bg_data, "background image") if bg_data is not None else (0, 0)
         with budget.hold((w * h * 2 + bw * bh) / 1e6):          # a composite holds about twice a matte
-            img = await decode(data, "image")
+            notes: list[str] = []
+            img = await decode(data, "image", None, notes)
             size = (img.shape[1], img.shape[0])
             if bg_data is not None:
-                bg = ImageBackground(image=await decode(bg_data, "background image"), label="upload", fit=size)
+                bg = ImageBackground(image=await decode(bg_data, "background image", None, notes), label="upload",
+                                     fit=size)
             else:
                 bg = resolve_background(str(spec), backgrounds, size)
             alpha = await run_in_threadpool(_full_size, await alpha_for(img), size)
@@ -216,7 +265,8 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
             del alpha, img
             fmt = format or ("png" if "image/png" in request.headers.get("accept", "") else "jpeg")
             fmt = "png" if fmt == "png" else "jpeg"
-            return Response(await run_in_threadpool(encode, out, fmt), media_type=f"image/{fmt}")
+            return Response(await run_in_threadpool(encode, out, fmt), media_type=f"image/{fmt}",
+                            headers=warning_header(notes))
 
     @app.get("/v1/backgrounds")
     async def list_backgrounds() -> dict:
@@ -226,7 +276,7 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     @app.get("/v1/backgrounds/{name}.jpg", include_in_schema=False)
     async def background_preview(name: str) -> Response:
         if name not in backgrounds:                # names only: nothing outside the bundled folder
-            raise ApiError(404, f"no bundled background {name!r}")
+            raise ApiError(404, f"no bundled background {quoted(name)}")
         return FileResponse(backgrounds[name])
 
     @app.get("/healthz")
@@ -251,6 +301,17 @@ def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     return app
 
 
+def spool_failed(exc: OSError) -> ApiError:
+    """The multipart parser could not write a large part to its temporary file (a full or read-only
+    TMPDIR): the server's trouble, said plainly to the client (503) and with the details in the log."""
+    import tempfile
+
+    log.error("cannot spool an upload to a temporary file in %s: %s (is it full? set TMPDIR to a folder "
+              "with space)", tempfile.gettempdir(), exc)
+    return ApiError(503, "the server has no temporary disk space for the upload: retry in a moment",
+                    {"Retry-After": "10"})
+
+
 def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]):
     """A bundled name, blur or colour; ApiError 400 for anything else (no paths from clients)."""
     if spec in bundled:
@@ -262,8 +323,20 @@ def resolve_background(spec: str, bundled: dict[str, Path], fit: tuple[int, int]
         except BackgroundError:
             pass
     if bs is None or bs.kind == "file":
-        raise ApiError(400, f"background {spec!r} is not a bundled name ({', '.join(bundled)}), {MADE_SYNTAX}")
+        raise ApiError(400, f"background {quoted(spec)} is not a bundled name ({', '.join(bundled)}), {MADE_SYNTAX}")
     return parse_background(bs)
+
+
+def warning_header(notes: list[str]) -> dict[str, str]:
+    """``X-Image-Warning`` with what was wrong with an image that was still processed (a truncated JPEG)."""
+    return {"X-Image-Warning": "; ".join(notes)} if notes else {}
+
+
+def quoted(value: str, limit: int = QUOTE_CHARS) -> str:
+    """``value`` as an error message quotes it: its start only, so a huge value is never echoed back."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 _REFINE = RefineSettings(temporal=0.0)

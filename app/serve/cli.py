@@ -7,6 +7,7 @@ import os
 import sys
 
 from .config import MB, ServeConfig
+from .redact import redact
 
 log = logging.getLogger("bgswap.serve")
 DEFAULTS = ServeConfig()        # every option's default comes from here
@@ -56,7 +57,7 @@ def serve_main(argv: list[str]) -> int:
     p.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue,
                    help="waiting requests before 503 (default: %(default)s)")
     p.add_argument("--max-inflight-mp", type=float, default=DEFAULTS.max_inflight_mp,
-                   help="megapixels of photos in work at once, a composite counting twice; past it: 503 "
+                   help="megapixels of photos in work at once, a composite or a cut-out counting twice; past it: 503 "
                         "(default: %(default)s)")
     p.add_argument("--max-inflight-mb", type=float, default=DEFAULTS.max_inflight_mb,
                    help="MB of request bodies held at once, counted as they arrive; past it: 503 "
@@ -87,7 +88,7 @@ def serve_main(argv: list[str]) -> int:
     try:
         runner = build_runner(config)
     except Exception as exc:
-        log.error("cannot start: %s", exc)
+        log.error("cannot start: %s", redact(exc, config.broker))
         return 2
     app = create_app(config, runner)
     log.info("serving on http://%s:%d (page at /, API docs at /docs)", config.host, config.port)

@@ -23,7 +23,7 @@ class ServeConfig:
     max_queue: int = 64                   # waiting requests beyond this get 503 + Retry-After
     deadline_s: float = 10.0              # a request not answered by then gets 504
     read_timeout_s: float = 10.0          # request headers not in by then: closed; a body stalled this long: 408
-    max_inflight_mp: float = 120.0        # megapixels of photos in work at once (a composite counts twice):
+    max_inflight_mp: float = 120.0        # megapixels of photos in work at once (a composite or cut-out counts twice):
                                           # a request past it gets 503 + Retry-After
     max_inflight_mb: float = 200.0        # request bodies held at once, counted as they arrive: past it,
                                           # 503 + Retry-After

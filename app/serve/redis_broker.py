@@ -24,6 +24,7 @@ import numpy as np
 from bgswap.inference.refine import to_uint8
 
 from .batching import QueueFull, RunnerUnavailable, collect_batch
+from .redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ class RedisRunner:
         try:
             ensure_group(self._sync)
         except redis.RedisError as exc:          # serve anyway: 503 until the broker is up
-            log.warning("broker %s unreachable (%s): answering 503 until it is up", url, exc)
+            log.warning("broker %s unreachable (%s): answering 503 until it is up", redact_url(url),
+                        redact(exc, url))
 
     async def infer(self, small: np.ndarray, deadline: float) -> np.ndarray:
         import redis
@@ -87,7 +89,7 @@ class RedisRunner:
         try:
             return await self._infer(small, deadline)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
-            raise RunnerUnavailable(f"broker unreachable: {exc}") from None
+            raise RunnerUnavailable(f"broker unreachable: {redact(exc, self.url)}") from None
 
     async def _infer(self, small: np.ndarray, deadline: float) -> np.ndarray:
         if await self._r.xlen(STREAM) >= self.max_queue:
@@ -115,13 +117,13 @@ class RedisRunner:
         try:
             self._sync.ping()
         except Exception as exc:
-            return False, f"broker {self.url} unreachable: {exc}"
+            return False, f"broker {redact_url(self.url)} unreachable: {redact(exc, self.url)}"
         try:
             now = _broker_time(self._sync)
             self._sync.zremrangebyscore(HEARTBEATS, "-inf", now - 60)      # workers gone for a minute
             workers = int(self._sync.zcount(HEARTBEATS, now - HEARTBEAT_S, "+inf"))
         except Exception as exc:
-            return False, f"broker {self.url} unreachable: {exc}"
+            return False, f"broker {redact_url(self.url)} unreachable: {redact(exc, self.url)}"
         return workers > 0, f"broker reachable, {workers} worker(s) running" + (
             "" if workers else ": start one with 'bgswap worker --broker ...'")
 
@@ -143,7 +145,7 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
 
     r = redis.Redis.from_url(url, **_retrying(False, 10.0))
     name = f"{socket.gethostname()}-{os.getpid()}"
-    log.info("worker %s reading %s on %s (batches of up to %d)", name, STREAM, url, max_batch)
+    log.info("worker %s reading %s on %s (batches of up to %d)", name, STREAM, redact_url(url), max_batch)
     pending: list = []
     backoff, down_since = BACKOFF_S[0], None
 
@@ -193,7 +195,7 @@ def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float =
             if down_since is None:
                 down_since = time.monotonic()
                 log.error("broker %s (%s): retrying", "error" if isinstance(exc, redis.ResponseError)
-                          else "unreachable", exc)
+                          else "unreachable", redact(exc, url))
             if pause(backoff):
                 break
             backoff = min(backoff * 2, BACKOFF_S[1])
