@@ -25,7 +25,8 @@ from bgswap.inference.compose import Compositor, ImageBackground, parse_backgrou
 from bgswap.inference.media import media_kind
 from bgswap.inference.model_meta import ModelMeta
 from bgswap.inference.refine import MaskRefiner, RefineSettings, to_uint8
-from bgswap.inference.resources import bundled_backgrounds, default_model_dir
+from bgswap.inference.resources import bundled_backgrounds
+from bgswap.inference.segmenter import model_dir_for
 
 from ..memory import release_memory
 from .batching import QueueFull, Runner, RunnerUnavailable
@@ -53,7 +54,7 @@ class ApiError(Exception):
 
 def create_app(config: ServeConfig, runner: Runner) -> FastAPI:
     config.check()
-    meta = ModelMeta.load(Path(config.model_dir) if config.model_dir else default_model_dir())
+    meta = ModelMeta.load(model_dir_for(config.model_dir))       # the model the workers load (Segmenter's rule)
     metrics = Metrics()
     backgrounds = bundled_images()
     app = FastAPI(title="bgswap", version=meta.version,
