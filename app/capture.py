@@ -22,7 +22,7 @@ from .stats import PipelineStats
 log = logging.getLogger(__name__)
 
 FILE_STALL_S = 3.0           # a file or demo source giving no frame this long has failed
-BACKOFF_S = (0.5, 5.0)       # a lost camera is retried after 0.5 s, doubling to 5 s
+BACKOFF_S = (0.5, 5.0)       # a lost camera (or Redis broker) is retried after 0.5 s, doubling to 5 s
 
 StatusCallback = Callable[[str, str], None]   # (level: "info"|"warning"|"error", message)
 

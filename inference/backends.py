@@ -50,6 +50,7 @@ class BackendOptions:
     precision: str = "auto"                  # see PRECISIONS; int8 is an ONNX Runtime model
     spin: bool = False                       # ONNX Runtime's worker threads busy-wait between calls (faster
                                              # by a little when the machine is idle, costly when it is not)
+    meta: ModelMeta | None = None            # the model's meta.json, when the caller has read it already
 
 
 def _paddle_gpu_available() -> bool:
@@ -65,9 +66,9 @@ def _paddle_gpu_available() -> bool:
         return False
 
 
-def _onnx_file(model_dir: Path, precision: str, on_gpu: bool) -> tuple[Path, str]:
+def _onnx_file(model_dir: Path, precision: str, on_gpu: bool, meta: ModelMeta | None = None) -> tuple[Path, str]:
     """The ONNX file to load and its precision: int8 when asked, or on the CPU when it ships."""
-    int8 = ModelMeta.load(model_dir).int8_onnx
+    int8 = (meta or ModelMeta.load(model_dir)).int8_onnx
     if precision == "int8" and not int8:
         raise ModelError(f"the model in {model_dir} has no int8 version: use precision 'auto' or 'fp32', or "
                          "re-export it with 'python -m training.export ... --calibration-list FILE_LIST'")
@@ -80,7 +81,8 @@ def _onnx_file(model_dir: Path, precision: str, on_gpu: bool) -> tuple[Path, str
 
 
 class OnnxRuntimeBackend:
-    def __init__(self, model_dir: Path, compute: str, threads: int, precision: str = "auto", spin: bool = False):
+    def __init__(self, model_dir: Path, compute: str, threads: int, precision: str = "auto", spin: bool = False,
+                 meta: ModelMeta | None = None):
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
@@ -88,7 +90,7 @@ class OnnxRuntimeBackend:
             providers.insert(0, "CUDAExecutionProvider")
         elif compute == "gpu":
             raise RuntimeError("no CUDA provider in onnxruntime")
-        path, self.precision = _onnx_file(Path(model_dir), precision, providers[0] == "CUDAExecutionProvider")
+        path, self.precision = _onnx_file(Path(model_dir), precision, providers[0] == "CUDAExecutionProvider", meta)
         if not path.is_file():
             raise ModelError(f"ONNX model {path} not found: run 'python -m training.export' or reinstall")
         so = ort.SessionOptions()
@@ -111,7 +113,7 @@ class OnnxRuntimeBackend:
 
 class PaddleBackend:
     def __init__(self, model_dir: Path, compute: str, threads: int, tensorrt: bool = False,
-                 input_hw: tuple[int, int] | None = None):
+                 input_hw: tuple[int, int] | None = None, meta: ModelMeta | None = None):
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # paddle forces 1 otherwise
         import paddle.inference as pi
 
@@ -126,7 +128,7 @@ class PaddleBackend:
                 config.enable_tensorrt_engine(workspace_size=1 << 28, max_batch_size=1, min_subgraph_size=3,
                                               precision_mode=pi.PrecisionType.Half, use_static=False,
                                               use_calib_mode=False)
-                meta = ModelMeta.load(model_dir)
+                meta = meta or ModelMeta.load(model_dir)
                 hw = tuple(input_hw or meta.input_size)
                 shape = {meta.input_name: [1, 3, *hw]}
                 if meta.frame_aspect:        # fed shaped like each frame: any shape up to the long side
@@ -221,7 +223,7 @@ def _paddle_on_gpu(model_dir: Path, opts: BackendOptions) -> Backend:
             log.warning("no CUDA GPU visible to paddle: using the CPU")
         raise Unavailable("no CUDA GPU visible to paddle")
     try:
-        return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt, opts.input_hw)
+        return PaddleBackend(model_dir, "gpu", opts.threads, opts.tensorrt, opts.input_hw, meta=opts.meta)
     except ModelError:
         raise
     except Exception as exc:   # a broken CUDA/TensorRT install: the CPU still works
@@ -232,19 +234,19 @@ def _paddle_on_gpu(model_dir: Path, opts: BackendOptions) -> Backend:
 def _onnxruntime(model_dir: Path, opts: BackendOptions) -> Backend:
     """ONNX Runtime: its CUDA provider where present, else the CPU (int8 there when the model ships it)."""
     try:
-        return OnnxRuntimeBackend(model_dir, opts.compute, opts.threads, opts.precision, opts.spin)
+        return OnnxRuntimeBackend(model_dir, opts.compute, opts.threads, opts.precision, opts.spin, opts.meta)
     except RuntimeError as exc:
         if isinstance(exc, ModelError) or opts.compute != "gpu":
             raise
         log.warning("%s: using ONNX Runtime on the CPU", exc)
-        return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision, opts.spin)
+        return OnnxRuntimeBackend(model_dir, "cpu", opts.threads, opts.precision, opts.spin, opts.meta)
 
 
 def _paddle_on_cpu(model_dir: Path, opts: BackendOptions) -> Backend:
     """Paddle Inference on the CPU: only when paddle is asked for by name."""
     if importlib.util.find_spec("paddle") is None:
         raise ModelError("backend 'paddle' needs PaddlePaddle: pip install '.[paddle]'")
-    return PaddleBackend(model_dir, "cpu", opts.threads, opts.tensorrt, opts.input_hw)
+    return PaddleBackend(model_dir, "cpu", opts.threads, opts.tensorrt, opts.input_hw, meta=opts.meta)
 
 
 register_backend(Runtime("paddle", "Paddle Inference on a CUDA GPU", _paddle_on_gpu))

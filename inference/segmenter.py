@@ -65,7 +65,7 @@ class Segmenter:
         self.passes = 2 if self.meta.mirror_averaged else passes
         self._mirror_here = passes == 2 and not self.meta.mirror_averaged
         self.backend = create_backend(self.model_dir, BackendOptions(backend, compute, threads, tensorrt,
-                                                                     self.input_size, precision, spin))
+                                                                     self.input_size, precision, spin, self.meta))
         # blobFromImage subtracts the mean (in the model's channel order) and lays out NCHW in one
         # pass; the per-channel 1/std is then one in-place multiply.
         self._mean255 = tuple(float(m) * 255.0 for m in self.meta.mean)

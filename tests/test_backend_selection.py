@@ -12,7 +12,7 @@ from bgswap.inference.resources import GPU_MODEL, shipped_model_dir
 
 
 class FakePaddle:
-    def __init__(self, model_dir, compute, threads, tensorrt=False, input_hw=(256, 256)):
+    def __init__(self, model_dir, compute, threads, tensorrt=False, input_hw=(256, 256), meta=None):
         if FakePaddle.fail:
             raise RuntimeError("CUDA driver version is insufficient")
         self.name, self.compute, self.tensorrt, self.input_hw = "paddle", compute, tensorrt, input_hw

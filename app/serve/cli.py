@@ -103,7 +103,7 @@ def serve_main(argv: list[str]) -> int:
 def worker_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bgswap worker", description="Run the model for 'bgswap serve --broker'.")
     p.add_argument("--broker", required=True, help="redis://HOST:PORT")
-    p.add_argument("--claim-ms", type=int, default=3000,
+    p.add_argument("--claim-ms", type=int, default=DEFAULTS.claim_ms,
                    help="take over jobs another worker has held this long (it died)")
     add_common(p)
     args = p.parse_args(argv)

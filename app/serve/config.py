@@ -28,6 +28,7 @@ class ServeConfig:
     max_inflight_mb: float = 200.0        # request bodies held at once, counted as they arrive: past it,
                                           # 503 + Retry-After
     threads: int = DEFAULT_THREADS        # model threads
+    claim_ms: int = 3000                  # a worker takes over jobs another worker has held this long (it died)
     model_dir: str | None = None
 
     @property

@@ -23,8 +23,12 @@ import numpy as np
 
 from bgswap.inference.refine import to_uint8
 
+from ..capture import BACKOFF_S
 from .batching import QueueFull, RunnerUnavailable, collect_batch
+from .config import ServeConfig
 from .redact import redact, redact_url
+
+DEFAULTS = ServeConfig()        # the service's defaults have one home: ServeConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,6 @@ BATCHES = "bgswap:batch-sizes"      # hash: batch size -> count, for /metrics
 HEARTBEATS = "bgswap:workers"       # sorted set: worker name -> time of its last loop
 HEARTBEAT_S = 5.0                   # a worker silent for longer (by the broker's clock) is not counted as running
 REPLY_TTL_S = 60
-BACKOFF_S = (0.5, 5.0)
 
 
 def _broker_time(r) -> float:
@@ -70,7 +73,7 @@ def _retrying(aio: bool, timeout: float):
 class RedisRunner:
     """The API side: XADD a job, wait for its reply (BLPOP) until the deadline."""
 
-    def __init__(self, url: str, max_queue: int, deadline_s: float = 10.0):
+    def __init__(self, url: str, max_queue: int = DEFAULTS.max_queue, deadline_s: float = DEFAULTS.deadline_s):
         import redis
         import redis.asyncio as aredis
 
@@ -137,13 +140,13 @@ class RedisRunner:
         self._sync.close()
 
 
-def run_worker(url: str, predict_batch, max_batch: int = 8, max_wait_ms: float = 5.0, claim_ms: int = 3000,
-               stop=None) -> None:
+def run_worker(url: str, predict_batch, max_batch: int = DEFAULTS.max_batch, max_wait_ms: float = DEFAULTS.max_wait_ms,
+               claim_ms: int = DEFAULTS.claim_ms, stop=None) -> None:
     """Serve jobs until ``stop`` (an Event) is set; a failing job gets an error reply, never kills the loop,
     and a lost broker is retried with a backoff until it is back."""
     import redis
 
-    r = redis.Redis.from_url(url, **_retrying(False, 10.0))
+    r = redis.Redis.from_url(url, **_retrying(False, DEFAULTS.deadline_s))
     name = f"{socket.gethostname()}-{os.getpid()}"
     log.info("worker %s reading %s on %s (batches of up to %d)", name, STREAM, redact_url(url), max_batch)
     pending: list = []
