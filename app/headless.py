@@ -42,6 +42,13 @@ def output_problem(output: Path, source: str, overwrite: bool) -> str | None:
     return None
 
 
+def _flat(s: EngineSettings) -> dict:
+    """Every engine setting by name, the refine ones as ``refine.NAME``."""
+    out = {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "refine"}
+    out.update({f"refine.{k}": v for k, v in vars(s.refine).items()})
+    return out
+
+
 def reload_into(engine: Engine, new: EngineSettings) -> None:
     """SIGHUP: bring the running engine to the reloaded settings (``Engine.apply``), saying what changed,
     what was refused and which changes wait for a restart."""
@@ -51,10 +58,9 @@ def reload_into(engine: Engine, new: EngineSettings) -> None:
     except (ValueError, BackgroundError, ModelError) as exc:
         log.error("not applied: %s; keeping the current settings", exc)
         return
-    applied = [f.name for f in dataclasses.fields(before)
-               if getattr(before, f.name) != getattr(engine.settings, f.name)]
+    applied = [f"{name}={value}" for name, value in _flat(engine.settings).items() if _flat(before)[name] != value]
     if applied:
-        log.info("applied: %s", ", ".join(f"{k}={getattr(engine.settings, k)}" for k in applied))
+        log.info("applied: %s", ", ".join(applied))
     if restart:
         log.warning("%s changed: restart to apply", ", ".join(restart))
 
@@ -136,17 +142,19 @@ def _start_and_run(engine: Engine, settings: Settings, signals: SignalCatcher,
 def _loop(engine: Engine, settings: Settings, signals: SignalCatcher, reload: Callable[[], Settings] | None,
           recording: FileSink | None) -> int:
     o = settings.outputs
-    last = time.monotonic()
+    last = loop_start = time.monotonic()
     while True:
-        started = engine.first_out_at        # --duration counts from the first frame out, not the model loading
-        left = o.duration - (time.monotonic() - started) if o.duration is not None and started is not None else 0.1
+        # --duration counts from the first frame out, not the model loading (from here while none came:
+        # a camera that never gives a picture still ends the run)
+        started = engine.first_out_at or loop_start
+        left = o.duration - (time.monotonic() - started) if o.duration is not None else 0.1
         if signals.stop.wait(min(0.1, max(0.0, left))):
             log.info("signal %d: stopping", signals.signum)
             return signals.exit_code or 0
         now = time.monotonic()
         if o.frames is not None and engine.stats.frames_out >= o.frames:
             return EXIT_OK
-        if (o.duration is not None and started is not None and now - started >= o.duration
+        if (o.duration is not None and now - started >= o.duration
                 and (recording is None or o.frames is None)):
             return EXIT_OK
         if recording is not None and recording.failed:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import platform
 import queue
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Protocol
@@ -20,6 +18,7 @@ import cv2
 import numpy as np
 
 from .device_readers import ReaderWatch
+from .output_file import OutputFile, OutputUnavailable
 from .slots import LatestSlot
 from .sources import fit_frame
 from .video_writer import VideoWriter, open_video_writer, video_path_problem
@@ -185,10 +184,6 @@ class VirtualCameraSink:
             self._readers = None
 
 
-class OutputLocked(SinkUnavailable):
-    """Another process is writing the same output file."""
-
-
 class FileSink:
     """Writes frames to a video file from its own thread.
 
@@ -215,7 +210,7 @@ class FileSink:
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self._writer: VideoWriter | None = None
         self._thread: threading.Thread | None = None
-        self._lock_file = None
+        self.output: OutputFile | None = None
         self.frames_written = 0
         self.dropped = 0
         self.error: str | None = None          # set when the recording failed; the file is not kept
@@ -229,73 +224,22 @@ class FileSink:
         problem = video_path_problem(self.path)      # before recording, not after (then all would be lost)
         if problem:
             raise SinkUnavailable(problem)
-        self._take_lock()
-        self._remove_stale_partials()
+        self.output = OutputFile(self.path, self.overwrite)
         try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                        dir=self.path.parent)      # O_CREAT | O_EXCL, mode 0600
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)          # as any new file: mkstemp's 0600 would hide the recording
-            os.close(fd)
-            self.partial_path = Path(name)
+            self.output.lock()
+        except OutputUnavailable as exc:
+            raise SinkUnavailable(str(exc)) from exc
+        try:
+            self.partial_path = self.output.new_partial()
             self._writer = open_video_writer(self.partial_path, width, height, fps)
         except (OSError, ValueError) as exc:
-            if self.partial_path is not None:
-                self.partial_path.unlink(missing_ok=True)
-            self._release_lock()
+            self.output.discard_partial()
+            self.output.release()
             raise SinkUnavailable(f"cannot write video file {self.path}: {exc} "
                                   "(use a .mp4 or .avi name in a writable folder)") from exc
         self._size = (width, height)
         self._thread = threading.Thread(target=self._run, name="file-writer", daemon=True)
         self._thread.start()
-
-    def _take_lock(self) -> None:
-        lock_path = self.path.with_name(f".{self.path.name}.lock")
-        try:
-            import fcntl
-        except ImportError:       # Windows: the partial file's rename still keeps the output whole
-            return
-        try:        # never through a link: a planted one would make us create or lock another file
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise SinkUnavailable(f"{lock_path} is a symbolic link, not bgswap's lock: remove it "
-                                      "or choose another --output folder") from exc
-            raise SinkUnavailable(f"cannot write in {self.path.parent}: {exc.strerror}") from exc
-        f = os.fdopen(fd, "r+")
-        self._lock_path = lock_path
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise OutputLocked(f"another bgswap is writing {self.path}: choose another --output name") from None
-        self._lock_file = f
-
-    def _remove_stale_partials(self) -> None:
-        """Remove partial files of this output that a crashed or killed run left behind. Only with the
-        output's lock held: then no live process writes one of them."""
-        if self._lock_file is None:
-            return
-        name = re.compile(rf"\.{re.escape(self.path.stem)}\.[a-z0-9_]{{8}}\.partial{re.escape(self.path.suffix)}")
-        try:
-            found = [p for p in self.path.parent.iterdir() if name.fullmatch(p.name)]
-        except OSError as exc:           # a folder we may write in but not list: nothing to tidy
-            log.debug("cannot list %s for stale partial files: %s", self.path.parent, exc)
-            return
-        for p in found:
-            try:
-                if p.is_file() and not p.is_symlink():
-                    p.unlink()
-                    log.info("removed %s, left by an earlier recording that did not finish", p.name)
-            except OSError as exc:       # another user's, in a shared folder: leave it
-                log.warning("cannot remove %s, left by an earlier recording: %s", p, exc)
-
-    def _release_lock(self) -> None:
-        if self._lock_file is not None:
-            self._lock_path.unlink(missing_ok=True)
-            self._lock_file.close()
-            self._lock_file = None
 
     @property
     def failed(self) -> bool:
@@ -367,7 +311,7 @@ class FileSink:
         try:
             if self.error is None and self.frames_written:
                 try:
-                    self.saved_path = self._move_into_place()
+                    self.saved_path = self.output.move_into_place()
                 except OSError as exc:
                     self.error = f"saving {self.path} failed: {exc.strerror or exc}"
             if self.error is None and self.frames_written:
@@ -380,33 +324,7 @@ class FileSink:
                 else:                   # a run that made no frame leaves no empty file behind
                     log.info("no frames were made: %s not written", self.path)
         finally:
-            self._release_lock()
-
-
-    def _move_into_place(self) -> Path:
-        """Move the finished partial file to ``path``: with ``overwrite`` replacing what is there, else
-        never replacing a file that appeared meanwhile (it goes to ``NAME (2).EXT`` and so on instead)."""
-        if self.overwrite:
-            os.replace(self.partial_path, self.path)
-            return self.path
-        for n in range(1, 1000):
-            target = self.path if n == 1 else self.path.with_name(f"{self.path.stem} ({n}){self.path.suffix}")
-            try:
-                os.link(self.partial_path, target)          # fails when target exists: nothing is replaced
-            except FileExistsError:
-                continue
-            except OSError as exc:                          # a file system without hard links
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-                    raise
-                if os.path.lexists(target):
-                    continue
-                os.replace(self.partial_path, target)
-                return target
-            self.partial_path.unlink()
-            if n > 1:
-                log.warning("%s appeared during the run and is kept; the recording is %s", self.path, target)
-            return target
-        raise OSError(errno.EEXIST, f"no free name beside {self.path}")
+            self.output.release()
 
 
 def count_video_frames(path: Path) -> int:

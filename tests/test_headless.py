@@ -11,6 +11,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from bgswap.inference.model_meta import ModelMeta
+from bgswap.inference.resources import default_model_dir
+
 from tests.processes import wait_for_line
 
 pytestmark = pytest.mark.slow        # real processes or training: 'pytest -m "not slow"' skips them
@@ -37,7 +40,9 @@ def test_demo_to_file_with_bundled_background(tmp_path):
     assert r.returncode == 0, r.stderr
     assert count_frames(out) == 45                      # exactly what was asked
     assert "fps" in r.stderr and "model" in r.stderr     # stats are logged
-    assert "onnxruntime/cpu/int8" in r.stderr           # the shipped int8 model is the CPU default
+    meta = ModelMeta.load(default_model_dir())          # the CPU's default model, int8 where it ships one
+    assert f"onnxruntime/cpu/{'int8' if meta.int8_onnx else 'fp32'}" in r.stderr
+    assert f"model {meta.name} v{meta.version}" in r.stderr
 
 
 def test_precision_option_reaches_the_model(tmp_path):
@@ -201,7 +206,7 @@ def test_sighup_reloads_the_config_without_restarting_the_camera(tmp_path):
     finally:
         p.kill()
     log = "".join(lines) + rest
-    assert "background: color:#FF0000" in log and "threshold=0.6" in log
+    assert "background=color:#FF0000" in log and "refine.threshold=0.6" in log
     assert "WARNING bgswap: fps changed: restart to apply" in log    # the source is not among the changes
     assert p.returncode == 143
 
