@@ -171,7 +171,11 @@ def test_configs_inherit_their_base(tmp_path):
     base = load_config(CONFIGS / "_base_.yml")
     assert v4["data_root"] == base["data_root"] and v4["loss"] == base["loss"]
     assert v4["optimizer"]["lr"] == 0.003 and v4["optimizer"]["momentum"] == base["optimizer"]["momentum"]
-    assert v4["augment"]["rotate_p"] == 0.3 and v4["augment"]["jpeg_p"] == base["augment"]["jpeg_p"]
+    assert v4["augment"]["rotate_p"] == 0.3 and "jpeg_p" not in v4["augment"] and "augment" not in base
+    from training.config import stage_augment
+    from training.data import AugmentConfig
+
+    assert AugmentConfig(**stage_augment(0, v4)) == AugmentConfig(rotate_p=0.3, recompose_p=0.2)  # the rest: defaults
     (tmp_path / "a.yml").write_text("_base_: b.yml\nx: 1\n")
     (tmp_path / "b.yml").write_text("_base_: a.yml\n")
     with pytest.raises(ValueError, match="inherits from itself"):
