@@ -334,11 +334,16 @@ def _box_of(small: np.ndarray, ys: slice, xs: slice, g: int) -> np.ndarray:
     return up[ys.start - gy0 * g:ys.stop - gy0 * g, xs.start - gx0 * g:xs.stop - gx0 * g]
 
 
-def _reduce(img: np.ndarray, factor: int) -> np.ndarray:
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def _reduce(img: np.ndarray, factor: int, by_halves: bool = False) -> np.ndarray:
     """``img`` reduced by the whole ``factor`` (pixel averages of ``factor`` x ``factor`` blocks from
     the top left), with one more row and column continued from the edge, so it covers all of ``img``
     even when the factor does not divide its size."""
-    return cv2.copyMakeBorder(block_mean(img, factor) if factor > 1 else img, 0, 1, 0, 1, cv2.BORDER_REPLICATE)
+    return cv2.copyMakeBorder(block_mean(img, factor, by_halves) if factor > 1 else img, 0, 1, 0, 1,
+                              cv2.BORDER_REPLICATE)
 
 
 class Compositor:
@@ -382,10 +387,10 @@ class Compositor:
                 colour, keep = edge
                 if keep is None:         # decontamination alone: u = a
                     u = a
-                elif s.decontaminate:    # both: u = a (1 - wrap (1 - spread))
-                    u = cv2.multiply(a, _box_of(keep, ys, xs, g))
+                elif s.decontaminate:    # both: u = a (1 - wrap (1 - spread)); ``keep``: 255 x that factor
+                    u = cv2.multiply(a, _box_of(keep, ys, xs, g), scale=1 / 255.0, dtype=cv2.CV_32F)
                 else:                    # light wrap alone: u = 1 - a wrap (1 - spread)
-                    u = cv2.subtract(1.0, cv2.multiply(a, _box_of(keep, ys, xs, g)))
+                    u = cv2.subtract(1.0, cv2.multiply(a, _box_of(keep, ys, xs, g), scale=1 / 255.0, dtype=cv2.CV_32F))
                 fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), u, cv2.subtract(1.0, u))
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
@@ -409,33 +414,36 @@ class Compositor:
         worked out here with the grid's alpha (one blend a box instead of two)."""
         if not (s.decontaminate or s.light_wrap > 0) or min(matte.work.shape) < g // k:
             return None
-        a_small = _reduce(matte.work, g // k)
+        f = g // k
+        a_small = _reduce(matte.work, f)
         target = None
         if s.decontaminate:
-            f_small = _reduce(matte.work_frame, g // k)
+            frame_small = _reduce(matte.work_frame, f, by_halves=True).astype(np.float32)
 
             def blur_where(sure: np.ndarray) -> np.ndarray:
-                num = cv2.GaussianBlur(cv2.bitwise_and(f_small, f_small, mask=sure).astype(np.float32), (0, 0),
-                                       COLOUR_REACH)
+                """A blur of the frame where ``sure``, normalised by a blur of ``sure`` (the frame as it is
+                where ``sure`` is nowhere near)."""
+                num = cv2.GaussianBlur(cv2.bitwise_and(frame_small, frame_small, mask=sure), (0, 0), COLOUR_REACH)
                 den = cv2.GaussianBlur(cv2.multiply(sure, 1 / 255.0, dtype=cv2.CV_32F), (0, 0), COLOUR_REACH)
-                out = cv2.divide(num, cv2.merge([np.maximum(den, 1e-3)] * 3))
-                cv2.copyTo(f_small.astype(np.float32), cv2.compare(den, 1e-3, cv2.CMP_LE), out)   # none nearby: as it is
+                cv2.max(den, 1e-3, dst=den)
+                out = cv2.divide(num, cv2.merge([den, den, den]))
+                cv2.copyTo(frame_small, cv2.compare(den, 1e-3, cv2.CMP_LE), out)
                 return out
 
             own = blur_where(cv2.compare(a_small, 0.98, cv2.CMP_GE))
             room = blur_where(cv2.compare(a_small, 0.02, cv2.CMP_LE))
-            target = cv2.add(own, cv2.multiply(cv2.subtract(own, room), cv2.merge([a_small] * 3)))
+            target = cv2.scaleAdd(cv2.multiply(cv2.subtract(own, room), cv2.merge([a_small, a_small, a_small])), 1.0, own)
         if s.light_wrap <= 0:
-            return np.clip(target + 0.5, 0, 255).astype(np.uint8), None
+            return _to_uint8(target), None
         light = self._background_light(bg, g, bg_small)
-        strength = cv2.subtract(1.0, cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH))
+        spread = cv2.GaussianBlur(a_small, (0, 0), WRAP_REACH)
+        if target is None:               # 255 wrap (1 - spread)
+            return light, cv2.convertScaleAbs(spread, alpha=-255.0 * s.light_wrap, beta=255.0 * s.light_wrap)
+        strength = cv2.subtract(1.0, spread)
         cv2.multiply(strength, float(s.light_wrap), dst=strength)
-        if target is None:
-            return light, strength
-        w_own = cv2.subtract(1.0, a_small)
-        w_light = cv2.multiply(a_small, strength)
-        colour = cv2.blendLinear(np.clip(target + 0.5, 0, 255).astype(np.uint8), light, w_own, w_light)
-        return colour, cv2.subtract(1.0, strength)
+        colour = cv2.blendLinear(_to_uint8(target), light, cv2.subtract(1.0, a_small),
+                                 cv2.multiply(a_small, strength))
+        return colour, cv2.convertScaleAbs(strength, alpha=-255.0, beta=255.0)
 
     def _background_light(self, bg: np.ndarray, g: int, bg_small: tuple[np.ndarray, int] | None = None) -> np.ndarray:
         """``bg`` reduced by ``g`` and blurred by the wrap's reach; kept while the background is the same
