@@ -21,8 +21,9 @@ Per resolution (default: both):
   Linux-Fake-Background-Webcam runs on MediaPipe selfie (segment at 256, 7x7 blur, threshold,
   dilate, ``blendLinear``), with ``../shared/teachers/mediapipe_selfie_256x256.onnx`` as a benchmark
   reference only; then Balanced's CPU ms per frame in the app against that loop, and the ratio;
-- with ``--edge-colours``: Balanced (always moving) again with edge colour decontamination and
-  light wrap 0.3, and what they add per frame.
+- with ``--edge-colours``: the compositor's CPU ms per call plain and with edge colour
+  decontamination and light wrap 0.3 (best of three), and Balanced (always moving) again with both,
+  and what they add per frame.
 Last, at 640x480, the cost of idling (nobody reads the virtual camera) and the time from a reader
 appearing to the first composited frame.
 
@@ -336,6 +337,15 @@ def main() -> None:
         for name in presets:
             st = bench_stages(frames[len(frames) // 2], preset_settings(name, args.model_dir, (w, h)))
             print(f"[{name}] CPU ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+            if args.edge_colours and name == "balanced":
+                # the compositor alone, plain then with both edge steps, alternating (less drift between them)
+                plain, edged = [], []
+                for _ in range(3):
+                    plain.append(bench_stages(frames[len(frames) // 2], preset_settings(name, args.model_dir, (w, h)))["composite"])
+                    edged.append(bench_stages(frames[len(frames) // 2], preset_settings(
+                        name, args.model_dir, (w, h), edge_colours=True))["composite"])
+                print(f"[edge colours] composite {min(plain):.2f} -> {min(edged):.2f} CPU ms per call: "
+                      f"decontamination + light wrap cost {min(edged) - min(plain):+.2f} ms (best of 3 x 60 calls)")
         balanced = {}
         for load in loads:
             helper = None
