@@ -1,7 +1,8 @@
 """What leaks from the old room into the composite: the same person on two rooms, replaced by the same background.
 
     python benchmarks/bench_leak.py [--limit 100] [--model-dir DIR] [--light-wrap 0.3]
-                                    [--list ../shared/data/portrait/val.txt] [--rooms ../shared/data/rooms]
+                                    [--feather 0.15] [--list ../shared/data/portrait/val.txt]
+                                    [--rooms ../shared/data/rooms]
 
 Each val portrait's person (the photo's pixels, its true mask feathered by 1 px as a camera blends
 an edge) is laid on two contrasting backgrounds A and B: first flat walls (green and magenta), then
@@ -63,12 +64,14 @@ def lay(img: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return np.clip(img * a + bg * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
 
 
-def leak(list_path: Path, rooms_dir: Path, limit: int, model_dir: str | None, wrap: float) -> dict:
+def leak(list_path: Path, rooms_dir: Path, limit: int, model_dir: str | None, wrap: float,
+         feather: float | None = None) -> dict:
     """{(matte, backgrounds): {variant: mean leak}} over ``limit`` portraits."""
     from training.data import load_pair, read_file_list
 
     seg = Segmenter(model_dir, compute="cpu", threads=1)
-    refiner = MaskRefiner(RefineSettings(temporal=0.0))
+    soft = {} if feather is None else {"feather": feather}
+    refiner = MaskRefiner(RefineSettings(temporal=0.0, **soft))
     comps = {name: Compositor(RefineSettings(decontaminate=dec, light_wrap=w)) for name, dec, w in variants(wrap)}
     pairs = read_file_list(list_path)
     pairs = pairs[:: max(1, len(pairs) // limit)][:limit]
@@ -104,6 +107,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--model-dir", default=None, help="default: the shipped CPU model (resources.default_model_dir())")
     ap.add_argument("--light-wrap", type=float, default=0.3)
+    ap.add_argument("--feather", type=float, help="the soft ramp's half-width (default: the app's, 0.15)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     if not Path(args.list).is_file():
@@ -111,11 +115,12 @@ def main() -> int:
         return 1
     model_dir = args.model_dir or str(default_model_dir())
     t0 = time.monotonic()
-    r = leak(Path(args.list), Path(args.rooms), args.limit, model_dir, args.light_wrap)
+    r = leak(Path(args.list), Path(args.rooms), args.limit, model_dir, args.light_wrap, args.feather)
     names = [v[0] for v in variants(args.light_wrap)]
     print(f"leak: mean colour difference (0-255) between the outputs from backgrounds A and B, in the "
           f"+-{BAND_PX} px band round the true outline; {args.limit} portraits, new background blue; "
-          f"model {model_dir} ({time.monotonic() - t0:.0f} s)")
+          f"model {model_dir}" + (f", feather {args.feather:g}" if args.feather is not None else "")
+          + f" ({time.monotonic() - t0:.0f} s)")
     print(f"  {'matte / backgrounds':32s} " + " ".join(f"{n:>15s}" for n in names))
     for (matte_kind, where), by in r.items():
         plain = by["plain"]

@@ -391,7 +391,7 @@ class Compositor:
                     u = cv2.multiply(a, _box_of(keep, ys, xs, g), scale=1 / 255.0, dtype=cv2.CV_32F)
                 else:                    # light wrap alone: u = 1 - a wrap (1 - spread)
                     u = cv2.subtract(1.0, cv2.multiply(a, _box_of(keep, ys, xs, g), scale=1 / 255.0, dtype=cv2.CV_32F))
-                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), u, cv2.subtract(1.0, u))
+                fg = cv2.blendLinear(fg, _box_of(colour, ys, xs, g), u, inv if u is a else cv2.subtract(1.0, u))
             out[ys, xs] = cv2.blendLinear(fg, bg[ys, xs], a, inv)
         return out
 
