@@ -21,8 +21,9 @@ Per resolution (default: both):
   Linux-Fake-Background-Webcam runs on MediaPipe selfie (segment at 256, 7x7 blur, threshold,
   dilate, ``blendLinear``), with ``../shared/teachers/mediapipe_selfie_256x256.onnx`` as a benchmark
   reference only; then Balanced's CPU ms per frame in the app against that loop, and the ratio;
-- with ``--edge-colours``: Balanced (always moving) again with edge colour decontamination and
-  light wrap 0.3, and what they add per frame.
+- with ``--edge-colours``: the compositor's CPU ms per call plain and with edge colour
+  decontamination and light wrap 0.3 (best of three), and Balanced (always moving) again with both,
+  and what they add per frame.
 Last, at 640x480, the cost of idling (nobody reads the virtual camera) and the time from a reader
 appearing to the first composited frame.
 
@@ -61,12 +62,12 @@ EDGE_COLOURS = {"engine.refine.decontaminate": True, "engine.refine.light_wrap":
 
 
 def preset_settings(name: str, model_dir: str | None = None, size: tuple[int, int] = (640, 480),
-                    edge_colours: bool = False) -> EngineSettings:
+                    edge_colours: bool = False, extra: dict | None = None) -> EngineSettings:
     """A preset's engine settings on a blur background at ``size``; ``model_dir`` None is the shipped
-    model; ``edge_colours``: with decontamination and light wrap 0.3."""
+    model; ``edge_colours``: with decontamination and light wrap 0.3; ``extra``: more dotted settings."""
     s = Settings()
     s.engine.model_dir = model_dir
-    for path, value in {**preset_values(name), **(EDGE_COLOURS if edge_colours else {})}.items():
+    for path, value in {**preset_values(name), **(EDGE_COLOURS if edge_colours else {}), **(extra or {})}.items():
         set_path(s, path, value)
     s.engine.background = "blur"
     s.engine.width, s.engine.height = size
@@ -336,6 +337,19 @@ def main() -> None:
         for name in presets:
             st = bench_stages(frames[len(frames) // 2], preset_settings(name, args.model_dir, (w, h)))
             print(f"[{name}] CPU ms per call: " + ", ".join(f"{k} {v:.1f}" for k, v in st.items()))
+            if args.edge_colours and name == "balanced":
+                # the compositor alone: plain, decontaminated, both edge steps, alternating (less drift between them)
+                frame = frames[len(frames) // 2]
+                ms: dict[str, list[float]] = {}
+                for _ in range(3):
+                    for label, extra in (("plain", {}), ("decontaminated", {"engine.refine.decontaminate": True}),
+                                         ("both", EDGE_COLOURS)):
+                        ms.setdefault(label, []).append(bench_stages(frame, preset_settings(
+                            name, args.model_dir, (w, h), extra=extra))["composite"])
+                best = {label: min(v) for label, v in ms.items()}
+                print(f"[edge colours] composite CPU ms per call (best of 3 x 60): plain {best['plain']:.2f}, "
+                      f"decontaminated {best['decontaminated']:.2f} ({best['decontaminated'] - best['plain']:+.2f}), "
+                      f"decontaminated + light wrap 0.3 {best['both']:.2f} ({best['both'] - best['plain']:+.2f})")
         balanced = {}
         for load in loads:
             helper = None

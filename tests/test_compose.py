@@ -301,3 +301,29 @@ def test_the_blur_hands_its_small_picture_to_light_wrap():
     assert blur.small is not None and blur.small[1] == 8
     reduced_again = Compositor(comp)(frame, alpha, Same()).astype(np.int16)
     assert np.abs(via_small - reduced_again).max() <= 2
+
+
+def test_decontamination_takes_out_the_old_rooms_share_of_the_edge():
+    """A textured person with a 1-px soft edge on a green room and on a magenta room, composited onto blue
+    with the exact alpha: plainly the room shows in the edge (the two outputs differ); decontaminated
+    (and with light wrap too) it mostly does not (bench_leak.py measures the same on real portraits)."""
+    from bgswap.inference.refine import Matte, RefineSettings
+
+    h, w = 360, 640
+    person = np.clip(np.random.default_rng(0).normal((60, 90, 140), 12, (h, w, 3)), 0, 255).astype(np.float32)
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (320, 200), (120, 150), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 1.0)
+    k = np.ones((13, 13), np.uint8)
+    band = cv2.dilate(mask, k) - cv2.erode(mask, k) > 0
+    outs: dict[str, list[np.ndarray]] = {}
+    for room in ((60, 200, 60), (200, 60, 200)):
+        frame = np.clip(person * alpha[..., None] + np.array(room, np.float32) * (1 - alpha[..., None]) + 0.5,
+                        0, 255).astype(np.uint8)
+        for name, st in (("plain", RefineSettings()), ("decontaminated", RefineSettings(decontaminate=True)),
+                         ("both", RefineSettings(decontaminate=True, light_wrap=0.3))):
+            outs.setdefault(name, []).append(Compositor(st)(frame, Matte.of(alpha, frame), ColorBackground((200, 80, 20))))
+    leak = {name: float(cv2.absdiff(a, b).mean(axis=2)[band].mean()) for name, (a, b) in outs.items()}
+    assert leak["plain"] > 3.0, leak
+    assert leak["decontaminated"] < 0.3 * leak["plain"], leak
+    assert leak["both"] < 0.4 * leak["plain"], leak

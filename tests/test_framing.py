@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import cv2
+import pytest
 import numpy as np
 
 from bgswap.inference.framing import AutoFramer
@@ -82,3 +83,43 @@ def test_the_crop_keeps_the_walking_demo_centred_once_seated():
             x0, _, cw, _ = framer.crop.rect(640, 360)
             off.append(abs((xs.mean() - x0) / cw - 0.5))
     assert max(off) < 0.10, max(off)
+
+
+def _walk_framed(width: int, height: int):
+    """On ``demo:walk`` (one 12 s loop, after one loop to settle), a true mask every other frame (as
+    Balanced runs): per frame, the head's centre as a share of the output's width, and the crop."""
+    from bgswap.app.sources import CaptureRequest, open_source
+
+    src = open_source("demo:walk", CaptureRequest(width, height, 30), realtime=False)
+    src.open()
+    n = 12 * 30
+    framer = AutoFramer(max_zoom=1.5)
+    heads, rects = [], []
+    for i in range(2 * n):
+        alpha = src.person_alpha_at(i % n)
+        if i % 2 == 0:
+            framer.update(cv2.resize(alpha, (256, 144), interpolation=cv2.INTER_AREA))
+        framer.step()
+        if i >= n:
+            top = int(np.nonzero(alpha.max(axis=1) > 0.5)[0][0])
+            head = alpha[top:top + int(0.12 * height)].sum(axis=0)         # the head: the person's top rows
+            x0, _, cw, _ = framer.crop.rect(width, height)
+            heads.append(((head * np.arange(width)).sum() / head.sum() - x0) / cw)
+            rects.append(framer.crop.rect(width, height))
+    return heads, rects
+
+
+@pytest.mark.parametrize("size", [(640, 360), (640, 480)])
+def test_the_walking_head_stays_in_the_middle_of_the_picture(size):
+    """Every frame of the walk, sit, lean and walk back: the head's centre within the middle 60 % of the width."""
+    heads, _ = _walk_framed(*size)
+    worst = max(abs(x - 0.5) for x in heads)
+    assert worst < 0.30, worst
+
+
+def test_the_crop_is_calm_while_the_walking_demo_sits():
+    """Seated, talking and turning the head (4.7-5.5 s, before the lean-in): under 1 px of crop motion a frame."""
+    _, rects = _walk_framed(640, 360)
+    seated = range(round(4.7 * 30), round(5.5 * 30))
+    motion = max(max(abs(a - b) for a, b in zip(rects[i], rects[i - 1])) for i in seated)
+    assert motion < 1.0, motion

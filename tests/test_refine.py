@@ -142,3 +142,30 @@ def test_block_mean_is_the_mean_of_each_whole_block(factor):
     twos = (factor & -factor).bit_length() - 1                   # halvings, then one step for the odd rest
     roundings = twos + (factor >> twos > 1)
     assert halves.dtype == np.uint8 and np.abs(halves.astype(np.float64) - want).max() <= 0.5 * max(1, roundings)
+
+
+@pytest.mark.parametrize("colour_edges", [True, False])
+@pytest.mark.parametrize("decontaminate", [False, True])
+def test_a_head_cut_by_the_top_edge_keeps_no_strip_of_the_old_room(colour_edges, decontaminate):
+    """A head touching the frame's top (the hair cut by the edge), light grey room, composited onto blue:
+    the top rows beside the hair are the new background, and the hair reaches the top row (the
+    guided filter's windows at the border neither drag the room in nor eat the hair)."""
+    from bgswap.inference.compose import ColorBackground, Compositor
+
+    h, w = 480, 640
+    room, hair, blue = (200, 200, 200), (40, 50, 70), (200, 80, 20)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.ellipse(mask, (320, 40), (80, 110), 0, 0, 360, 1, -1)          # the head, its top cut off
+    cv2.rectangle(mask, (170, 160), (470, h), 1, -1)                    # shoulders, cut by the bottom
+    frame = np.empty((h, w, 3), np.uint8)
+    frame[:] = room
+    frame[mask > 0] = hair
+    prob = cv2.resize(mask.astype(np.float32), (256, 192), interpolation=cv2.INTER_AREA)
+    settings = RefineSettings(temporal=0.0, colour_edges=colour_edges, decontaminate=decontaminate)
+    matte = MaskRefiner(settings).matte(prob, frame)
+    out = Compositor(settings).__call__(frame, matte, ColorBackground(blue))
+    top = out[:12].astype(np.int16)
+    far_from_hair = cv2.dilate(mask, np.ones((9, 9), np.uint8))[:12] == 0
+    assert np.abs(top[far_from_hair] - blue).max() <= 2          # no grey strip above or beside the head
+    inside = cv2.erode(mask, np.ones((9, 9), np.uint8))[:12] > 0
+    assert inside[0].any() and np.abs(top[inside] - hair).max() <= 2   # the hair reaches the top row

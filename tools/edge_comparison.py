@@ -1,8 +1,9 @@
-"""Make docs/edges-before-after.jpg: the demo photo composited plainly and with edge colour
+"""Make docs/edges-before-after.png: the demo photo composited plainly and with edge colour
 decontamination plus light wrap, on solid blue and on a bright bundled picture, side by side,
 with a 2x close-up of the hair and shoulder edge under each.
 
-    python tools/edge_comparison.py [--light-wrap 0.3] [--out docs/edges-before-after.jpg]
+    python tools/edge_comparison.py [--light-wrap 0.3] [--model-dir DIR] [--scale 0.75]
+                                   [--out docs/edges-before-after.png]
 """
 from __future__ import annotations
 
@@ -35,10 +36,12 @@ def label(img: np.ndarray, text: str) -> np.ndarray:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--light-wrap", type=float, default=0.3)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "edges-before-after.jpg"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "edges-before-after.png"))
+    ap.add_argument("--model-dir", default=None, help="default: the shipped CPU model")
+    ap.add_argument("--scale", type=float, default=0.75, help="the sheet's size (1 = the photo's pixels)")
     args = ap.parse_args()
     photo = cv2.imread(str(DEMO_PHOTO))
-    matte = MaskRefiner(RefineSettings(temporal=0.0)).matte(Segmenter().predict_lowres(photo), photo)
+    matte = MaskRefiner(RefineSettings(temporal=0.0)).matte(Segmenter(args.model_dir).predict_lowres(photo), photo)
     plain = Compositor(RefineSettings())
     better = Compositor(RefineSettings(decontaminate=True, light_wrap=args.light_wrap))
     rows = []
@@ -52,7 +55,9 @@ def main() -> int:
             pair.append(label(np.vstack([out, cv2.resize(close, (512, 512))]), title))
         rows.append(np.hstack(pair))
     sheet = np.vstack(rows)
-    cv2.imwrite(args.out, sheet, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if args.scale != 1:
+        sheet = cv2.resize(sheet, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_AREA)
+    cv2.imwrite(args.out, sheet, [cv2.IMWRITE_JPEG_QUALITY, 88] if args.out.lower().endswith(".jpg") else [])
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
     return 0
 
