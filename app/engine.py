@@ -20,7 +20,8 @@ import numpy as np
 
 from bgswap.inference import Segmenter
 from bgswap.inference.background_spec import BackgroundSpec
-from bgswap.inference.compose import Background, BackgroundError, Compositor, parse_background
+from bgswap.inference.backgrounds import Background, BackgroundError, parse_background
+from bgswap.inference.compose import Compositor
 from bgswap.inference.framing import AutoFramer
 from bgswap.inference.refine import MaskRefiner, Matte, RefineSettings
 

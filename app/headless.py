@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bgswap.inference.compose import BackgroundError
+from bgswap.inference.backgrounds import BackgroundError
 from bgswap.inference.model_meta import ModelError
 
 from .engine import Engine

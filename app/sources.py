@@ -251,7 +251,7 @@ class StillSource(_PacedSource):
 
     def open(self) -> None:
         if self.image is None and self.path is not None:
-            from bgswap.inference.compose import BackgroundError, read_image
+            from bgswap.inference.backgrounds import BackgroundError, read_image
 
             try:        # the backgrounds' reader: not a FIFO, and its size checked before decoding (MAX_IMAGE_MP)
                 img = read_image(self.path, what="image source")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from bgswap.inference.compose import cover_fit
+from bgswap.inference.backgrounds import cover_fit
 from bgswap.inference.resources import assets_dir
 
 from .sources import DEMO_PHOTO, CaptureRequest, RenderedClip, SourceError

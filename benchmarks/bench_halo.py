@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bgswap.inference import MaskRefiner, Segmenter  # noqa: E402
-from bgswap.inference.compose import Compositor, ImageBackground, cover_fit  # noqa: E402
+from bgswap.inference.backgrounds import ImageBackground, cover_fit  # noqa: E402
+from bgswap.inference.compose import Compositor  # noqa: E402
 from bgswap.inference.refine import RefineSettings  # noqa: E402
 from bgswap.inference.resources import backgrounds_dir  # noqa: E402
 

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bgswap.inference import MaskRefiner, Segmenter  # noqa: E402
-from bgswap.inference.compose import ColorBackground, Compositor, cover_fit  # noqa: E402
+from bgswap.inference.backgrounds import ColorBackground, cover_fit  # noqa: E402
+from bgswap.inference.compose import Compositor  # noqa: E402
 from bgswap.inference.refine import RefineSettings  # noqa: E402
 from bgswap.inference.resources import default_model_dir  # noqa: E402
 

@@ -54,8 +54,9 @@ from bgswap.app.settings.presets import PRESET_NAMES, preset_values  # noqa: E40
 from bgswap.app.sinks import CallbackSink, VirtualCameraSink  # noqa: E402
 from bgswap.app.sources import CaptureRequest, DemoSource, RenderedClip, open_source  # noqa: E402
 from bgswap.inference import Segmenter  # noqa: E402
-from bgswap.inference.compose import Compositor, parse_background  # noqa: E402
-from bgswap.inference.refine import MaskRefiner, RefineSettings  # noqa: E402
+from bgswap.inference.backgrounds import parse_background  # noqa: E402
+from bgswap.inference.compose import Compositor  # noqa: E402
+from bgswap.inference.refine import MaskRefiner  # noqa: E402
 
 
 EDGE_COLOURS = {"engine.refine.decontaminate": True, "engine.refine.light_wrap": 0.3}
@@ -88,7 +89,7 @@ def clip_frames(source: str, width: int, height: int, n: int = CLIP_FRAMES) -> l
     ``height`` (a file's frames are cover-fitted to it)."""
     import cv2
 
-    from bgswap.inference.compose import cover_fit
+    from bgswap.inference.backgrounds import cover_fit
 
     n = max(2, min(n, int(CLIP_BYTES // (width * height * 3))))
     if source in ("demo", "demo:walk"):
@@ -267,7 +268,7 @@ def peer_loop(frames: list[np.ndarray], bg: np.ndarray) -> float:
 
 def our_loop(frames: list[np.ndarray], bg: np.ndarray, model_dir: str | None) -> float:
     """CPU ms per frame of our loop with Balanced's settings, the model on every frame."""
-    from bgswap.inference.compose import ImageBackground
+    from bgswap.inference.backgrounds import ImageBackground
 
     s = preset_settings("balanced", model_dir, (bg.shape[1], bg.shape[0]))
     seg = Segmenter(s.model_dir, input_size=s.input_size, threads=1, passes=s.passes)
@@ -289,7 +290,7 @@ def bench_peer(frames: list[np.ndarray], model_dir: str | None) -> tuple[float, 
     """(ours, peer): CPU ms per frame of the two per-frame loops on ``frames``, image background."""
     import cv2
 
-    from bgswap.inference.compose import cover_fit
+    from bgswap.inference.backgrounds import cover_fit
     from bgswap.inference.resources import bundled_backgrounds
 
     if not PEER_MODEL.is_file():

@@ -5,7 +5,8 @@ The library API::
     from bgswap.inference import Segmenter, MaskRefiner, Compositor, parse_background
 """
 from .backends import BackendOptions, create_backend
-from .compose import Compositor, parse_background
+from .backgrounds import parse_background
+from .compose import Compositor
 from .model_meta import ModelError, ModelMeta
 from .refine import MaskRefiner
 from .segmenter import DEFAULT_MODEL_DIR, Segmenter

@@ -1,12 +1,16 @@
 """Compositing on synthetic frames with a known mask, and every background mode."""
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 
-from bgswap.inference.compose import (BackgroundError, BlurBackground, ColorBackground, Compositor, ImageBackground,
-                               NoBackground, VideoBackground, cover_fit, parse_background, parse_color)
+from bgswap.inference.background_spec import parse_color
+from bgswap.inference.backgrounds import (BackgroundError, BlurBackground, ColorBackground, ImageBackground, NoBackground,
+                                          VideoBackground, cover_fit, parse_background)
+from bgswap.inference.compose import Compositor
 
 from .conftest import write_video
 
@@ -327,3 +331,50 @@ def test_decontamination_takes_out_the_old_rooms_share_of_the_edge():
     assert leak["plain"] > 3.0, leak
     assert leak["decontaminated"] < 0.3 * leak["plain"], leak
     assert leak["both"] < 0.4 * leak["plain"], leak
+
+
+def test_switching_away_from_a_video_background_while_a_frame_is_drawn(tmp_path):
+    """The GUI thread closes the old background while the frame thread may be reading its next frame:
+    the capture is never released during a read, nor read after it was released."""
+    import threading
+
+    from bgswap.inference.backgrounds import VideoBackground
+
+    path = tmp_path / "bg.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    bg = VideoBackground(path)
+    real = bg._cap
+    reading, problems = threading.Event(), []
+
+    class SlowCapture:                      # a read that takes a while, as a real decoder's may
+        released = False
+
+        def read(self):
+            if self.released:
+                problems.append("read after release")
+            reading.set()
+            time.sleep(0.2)
+            if self.released:
+                problems.append("released during a read")
+            return real.read()
+
+        def set(self, *a):
+            return real.set(*a)
+
+        def release(self):
+            self.released = True
+            real.release()
+
+    bg._cap = SlowCapture()
+    bg._t0 = time.monotonic() - 1.0          # frames are due: the next render reads
+    frame = np.zeros((48, 64, 3), np.uint8)
+    drawer = threading.Thread(target=lambda: [bg.render(frame, None) for _ in range(3)])
+    drawer.start()
+    assert reading.wait(5)
+    bg.close()                              # while the frame thread is inside a read
+    drawer.join(10)
+    assert bg.render(frame, None).shape == (48, 64, 3)     # after close: the last frame, no read
+    assert problems == []

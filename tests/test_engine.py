@@ -11,7 +11,7 @@ from bgswap.app.engine import Engine
 from bgswap.app.settings import EngineSettings
 from bgswap.app.sinks import CallbackSink
 from bgswap.app.sources import CaptureRequest, StillSource
-from bgswap.inference.compose import BackgroundError
+from bgswap.inference.backgrounds import BackgroundError
 
 
 class Collector:
@@ -317,7 +317,7 @@ def test_frames_of_other_shapes_and_types_are_converted(portrait_frame, convert)
 def test_a_huge_background_keeps_only_what_the_output_needs(tmp_path):
     import cv2
 
-    from bgswap.inference.compose import parse_background
+    from bgswap.inference.backgrounds import parse_background
 
     path = tmp_path / "huge.png"
     cv2.imwrite(str(path), np.zeros((4000, 6000, 3), np.uint8))

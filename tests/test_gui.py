@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor
 
 from bgswap.app.gui.main_window import MainWindow
 from bgswap.app.settings import EngineSettings, OutputSettings, Settings, SettingsStore
-from bgswap.inference.compose import cover_fit
+from bgswap.inference.backgrounds import cover_fit
 
 ASSET_BG = "assets/backgrounds/aurora.jpg"
 

@@ -150,7 +150,8 @@ def test_a_head_cut_by_the_top_edge_keeps_no_strip_of_the_old_room(colour_edges,
     """A head touching the frame's top (the hair cut by the edge), light grey room, composited onto blue:
     the top rows beside the hair are the new background, and the hair reaches the top row (the
     guided filter's windows at the border neither drag the room in nor eat the hair)."""
-    from bgswap.inference.compose import ColorBackground, Compositor
+    from bgswap.inference.backgrounds import ColorBackground
+    from bgswap.inference.compose import Compositor
 
     h, w = 480, 640
     room, hair, blue = (200, 200, 200), (40, 50, 70), (200, 80, 20)

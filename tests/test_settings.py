@@ -292,7 +292,7 @@ def test_a_huge_background_is_refused_before_it_is_decoded(tmp_path):
     import struct
     import zlib
 
-    from bgswap.inference.compose import BackgroundError, read_image
+    from bgswap.inference.backgrounds import BackgroundError, read_image
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

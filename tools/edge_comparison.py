@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from bgswap.app.sources import DEMO_PHOTO  # noqa: E402
 from bgswap.inference import MaskRefiner, Segmenter  # noqa: E402
-from bgswap.inference.compose import ColorBackground, Compositor, ImageBackground  # noqa: E402
+from bgswap.inference.backgrounds import ColorBackground, ImageBackground  # noqa: E402
+from bgswap.inference.compose import Compositor  # noqa: E402
 from bgswap.inference.refine import RefineSettings  # noqa: E402
 from bgswap.inference.resources import backgrounds_dir  # noqa: E402
 

@@ -23,7 +23,7 @@ THUMB = QSize(112, 63)
 
 def read_thumbnail(path: str) -> np.ndarray | None:
     """First frame / image, cover-fitted to the thumbnail size (runs off the GUI thread)."""
-    from bgswap.inference.compose import BackgroundError, cover_fit, read_image
+    from bgswap.inference.backgrounds import BackgroundError, cover_fit, read_image
 
     p = Path(path)
     if not p.is_file():                 # a FIFO or a device would block the thumbnail reader

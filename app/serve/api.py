@@ -21,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bgswap.inference.background_spec import BLUR_RANGE, MADE_KINDS, MADE_SYNTAX, BackgroundError, BackgroundSpec
-from bgswap.inference.compose import Compositor, ImageBackground, parse_background
+from bgswap.inference.backgrounds import ImageBackground, parse_background
+from bgswap.inference.compose import Compositor
 from bgswap.inference.media import media_kind
 from bgswap.inference.model_meta import ModelMeta
 from bgswap.inference.refine import MaskRefiner, RefineSettings, to_uint8

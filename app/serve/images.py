@@ -7,7 +7,7 @@ import io
 import cv2
 import numpy as np
 
-from bgswap.inference.compose import REDUCED_READ, reduction
+from bgswap.inference.backgrounds import REDUCED_READ, reduction
 
 SUPPORTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
 

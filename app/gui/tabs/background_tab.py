@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
 from bgswap.inference.background_spec import BLUR_RANGE, BackgroundSpec
-from bgswap.inference.compose import parse_background
+from bgswap.inference.backgrounds import parse_background
 from bgswap.inference.media import MEDIA_EXTS
 from bgswap.inference.resources import bundled_backgrounds
 
