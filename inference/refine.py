@@ -14,7 +14,8 @@ detail, not the camera's pixel count.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,30 +25,36 @@ WORK_PIXELS = 640 * 360        # the guided filter works on the frame reduced to
 REFERENCE_LINES = 480          # the guided filter's coefficients are computed on ~1/4 of a frame this tall
 
 
+def _ranged(default: float, lo: float, hi: float) -> Any:
+    """A field with its valid range: the one home of each edge setting's range (``validate``, the app's
+    settings check and the Quality tab's sliders read it: ``setting_range``)."""
+    return field(default=default, metadata={"range": (lo, hi)})
+
+
 @dataclass
 class RefineSettings:
-    threshold: float = 0.5         # probability that counts as half-person
-    feather: float = 0.15          # half-width of the soft ramp around the threshold (0 = hard edge)
-    temporal: float = 0.6          # 0 = no smoothing, towards 1 = steadier (motion always passes)
-    edge_radius: int = 12          # guided-filter radius at frame resolution (0 = plain bilinear)
-    edge_eps: float = 1e-3         # guided-filter regularisation: smaller follows edges more tightly
+    threshold: float = _ranged(0.5, 0.1, 0.9)     # probability that counts as half-person
+    feather: float = _ranged(0.15, 0.0, 0.5)      # half-width of the soft ramp around the threshold (0 = hard edge)
+    temporal: float = _ranged(0.6, 0.0, 0.95)     # 0 = no smoothing, towards 1 = steadier (motion always passes)
+    edge_radius: int = _ranged(12, 0, 16)         # guided-filter radius at frame resolution (0 = plain bilinear)
+    edge_eps: float = _ranged(1e-3, 1e-6, 1.0)    # guided-filter regularisation: smaller follows edges more tightly
     colour_edges: bool = True      # guide by colour (edges between same-brightness colours); False = grey
     largest_person_only: bool = False
     decontaminate: bool = False    # edge pixels take the person's own colour, not the old room's (compositing)
-    light_wrap: float = 0.0        # 0 = off .. 1: the new background's light spills onto the person's edge
+    light_wrap: float = _ranged(0.0, 0.0, 1.0)    # 0 = off .. 1: the new background's light spills onto the edge
 
     def validate(self) -> "RefineSettings":
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError("threshold must be between 0 and 1")
-        if not 0.0 <= self.feather <= 0.5:
-            raise ValueError("feather must be between 0 and 0.5")
-        if not 0.0 <= self.temporal < 1.0:
-            raise ValueError("temporal smoothing must be in [0, 1)")
-        if self.edge_radius < 0 or self.edge_eps <= 0:
-            raise ValueError("edge radius must be >= 0 and edge eps > 0")
-        if not 0.0 <= self.light_wrap <= 1.0:
-            raise ValueError("light wrap must be between 0 (off) and 1")
+        for f in fields(self):
+            if "range" in f.metadata:
+                lo, hi = f.metadata["range"]
+                if not lo <= getattr(self, f.name) <= hi:
+                    raise ValueError(f"{f.name.replace('_', ' ')} must be between {lo:g} and {hi:g}")
         return self
+
+
+def setting_range(name: str) -> tuple[float, float]:
+    """The valid range of the RefineSettings field ``name``."""
+    return next(f.metadata["range"] for f in fields(RefineSettings) if f.name == name)
 
 
 def soft_threshold(prob: np.ndarray, threshold: float, feather: float) -> np.ndarray:

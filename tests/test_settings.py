@@ -336,3 +336,19 @@ def test_a_damaged_group_and_a_planted_backup_link_do_not_break_saving(tmp_path)
     assert store.save(s)
     saved = json.loads((tmp_path / "settings.json").read_text())
     assert saved["engine"]["fps"] == 20 and saved["gui"]["show_stats"] is True
+
+
+def test_edge_setting_ranges_have_one_home():
+    """RefineSettings' field ranges decide what validate, the settings check and the sliders accept."""
+    from bgswap.app.settings import Settings
+    from bgswap.app.settings.convert import set_path
+    from bgswap.app.settings.schema import SettingsError
+    from bgswap.inference.refine import RefineSettings, setting_range
+
+    lo, hi = setting_range("threshold")
+    s = Settings()
+    set_path(s, "engine.refine.threshold", hi)
+    with pytest.raises(SettingsError, match=f"between {lo:g} and {hi:g}"):
+        set_path(s, "engine.refine.threshold", hi + 0.01)
+    with pytest.raises(ValueError, match="light wrap must be between 0 and 1"):
+        RefineSettings(light_wrap=1.5).validate()

@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QPushButton, QSlider, QWidget
 
 from bgswap.inference.model_meta import ModelError, ModelMeta
+from bgswap.inference.refine import setting_range
 from bgswap.inference.segmenter import model_dir_for
 
 from ...settings import EngineSettings
@@ -16,6 +17,12 @@ from ..context import WindowContext
 from ..value_slider import set_quietly, with_value
 
 INPUT_SIZES = [160, 192, 224, 256, 320]   # offered beside the model's own size (meta.json)
+
+
+def _percent_range(name: str, scale: int = 100) -> tuple[int, int]:
+    """A slider's ends: the edge setting's own range (``refine.setting_range``), in hundredths unless ``scale``."""
+    lo, hi = setting_range(name)
+    return round(lo * scale), round(hi * scale)
 
 
 class QualityTab(QWidget):
@@ -49,23 +56,23 @@ class QualityTab(QWidget):
         self._show_input_size()
         self.size_box.activated.connect(self._input_size_chosen)
         f.addRow("Model input size", self.size_box)
-        self.edge_slider = self._slider(0, 16, r.edge_radius, lambda v: self._update(edge_radius=v))
+        self.edge_slider = self._slider(*_percent_range('edge_radius', 1), r.edge_radius, lambda v: self._update(edge_radius=v))
         self.edge_slider.setToolTip("How far (in model pixels) the mask follows the picture's edges; 0 = off")
         f.addRow("Edge smoothing", with_value(self.edge_slider, lambda v: f"{v} px"))
         self.colour_edges = self._checkbox("Follow colour edges", "colour_edges", r.colour_edges,
                                            "Sharper edges; off follows brightness only, 2-5 ms faster per frame")
         f.addRow(self.colour_edges)
-        self.temporal_slider = self._slider(0, 95, round(r.temporal * 100),
+        self.temporal_slider = self._slider(*_percent_range('temporal'), round(r.temporal * 100),
                                             lambda v: self._update(temporal=v / 100))
         self.temporal_slider.setToolTip("How much of the last mask each new one keeps: steadier, but slower "
                                         "to follow a movement; 0 = off")
         f.addRow("Temporal smoothing", with_value(self.temporal_slider, lambda v: f"{v} %"))
-        self.threshold_slider = self._slider(10, 90, round(r.threshold * 100),
+        self.threshold_slider = self._slider(*_percent_range('threshold'), round(r.threshold * 100),
                                              lambda v: self._update(threshold=v / 100))
         self.threshold_slider.setToolTip("How sure the model must be that a pixel is you: higher drops more of "
                                          "the room (and of your edges), lower keeps more of both")
         f.addRow("Threshold", with_value(self.threshold_slider, lambda v: f"{v / 100:.2f}"))
-        self.feather_slider = self._slider(0, 50, round(r.feather * 100), lambda v: self._update(feather=v / 100))
+        self.feather_slider = self._slider(*_percent_range('feather'), round(r.feather * 100), lambda v: self._update(feather=v / 100))
         self.feather_slider.setToolTip("How gradually you blend into the background at your outline; 0 = a hard cut")
         f.addRow("Edge softness", with_value(self.feather_slider, lambda v: f"{v / 100:.2f}"))
         self.largest = self._checkbox("Only the largest person", "largest_person_only", r.largest_person_only)
@@ -74,7 +81,7 @@ class QualityTab(QWidget):
                                             "Your outline takes your own colour instead of the room's behind you "
                                             "(costs 1.5-3 ms per frame)")
         f.addRow(self.decontaminate)
-        self.wrap_slider = self._slider(0, 100, round(r.light_wrap * 100), lambda v: self._update(light_wrap=v / 100))
+        self.wrap_slider = self._slider(*_percent_range('light_wrap'), round(r.light_wrap * 100), lambda v: self._update(light_wrap=v / 100))
         self.wrap_slider.setToolTip("A little of the new background's light spills onto your outline, so you look lit "
                                     "by it; 0 = off (costs 3-5 ms per frame when on)")
         f.addRow("Light wrap", with_value(self.wrap_slider, lambda v: f"{v / 100:.2f}"))
