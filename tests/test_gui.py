@@ -51,7 +51,7 @@ def click_item(qtbot, gallery, kind_or_spec: str):
 
     for i in range(gallery.count()):
         item = gallery.item(i)
-        if kind_or_spec in (item.data(ROLE_KIND), item.data(ROLE_SPEC)):
+        if kind_or_spec in (item.data(ROLE_KIND), str(item.data(ROLE_SPEC))):
             gallery.scrollToItem(item)
             qtbot.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, pos=gallery.visualItemRect(item).center())
             return

@@ -80,6 +80,9 @@ def _checks(list_path, matte, last_ms, limit, rooms) -> dict:
         from training.scenes import load_room_checks, room_figures
 
         out.update(room_figures(lambda imgs: [matte(i) for i in imgs], *load_room_checks(rooms, list_path)).as_dict())
+    from training.validation import demo_figures
+
+    out.update(demo_figures(lambda imgs: [matte(i) for i in imgs]))        # the demo photo's flag and shuttle
     out.update(model_ms_mean=float(np.mean(model_ms)), model_ms_median=float(np.median(model_ms)),
                groups={k: v.summary() for k, v in sorted(scores.groups.items())})
     return out
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
               f"phantom rate {r['room_phantom']:.3f} (> {PHANTOM_SHARE:.1%} of the frame)")
         per_group = ", ".join(f"{k[len('pasted_iou_'):]}_ {v:.4f}" for k, v in r.items() if k.startswith("pasted_iou_"))
         print(f"val people pasted into held-out rooms ({r['pasted']}): person IoU {r['pasted_iou']:.4f} ({per_group})")
+    if "demo_flag" in r:
+        print(f"demo photo, mean person probability: flag {r['demo_flag']:.3f}, shuttle {r['demo_shuttle']:.3f}")
     print(f"mask: {r['mask']}" + (" (the model averages each photo with its mirror image)" if r["mirror_averaged"] else ""))
     shape = (f"shaped like each photo, long side {max(r['input_size'])}" if r.get("frame_aspect")
              else f"{r['input_size'][1]}x{r['input_size'][0]}")

@@ -70,7 +70,7 @@ def swatch(color: QColor, text: str = "") -> QIcon:
 class BackgroundGallery(QListWidget):
     """Emits ``chosen(spec)`` for a background, ``add_requested``/``color_requested`` for the specials."""
 
-    chosen = Signal(str)
+    chosen = Signal(object)         # a BackgroundSpec: parsed once, when its entry was made
     add_requested = Signal()
     color_requested = Signal()
     files_dropped = Signal(list)
@@ -110,7 +110,7 @@ class BackgroundGallery(QListWidget):
     def _add_special(self, label: str, kind: str, icon: QIcon) -> QListWidgetItem:
         item = QListWidgetItem(icon, label)
         item.setData(ROLE_KIND, kind)
-        item.setData(ROLE_SPEC, kind)
+        item.setData(ROLE_SPEC, BackgroundSpec(kind) if kind in ("none",) else None)
         self.addItem(item)
         return item
 
@@ -119,19 +119,20 @@ class BackgroundGallery(QListWidget):
         existing = self.item_for_spec(path)
         if existing is not None:
             return existing
+        try:
+            spec = BackgroundSpec.parse(path)
+        except BackgroundError:
+            spec = BackgroundSpec("file", path)          # shown as unreadable; choosing it says why
         item = QListWidgetItem(swatch(QColor(30, 30, 30), "..."), Path(path).stem.replace("_", " "))
         item.setData(ROLE_KIND, "user" if user else "file")
-        item.setData(ROLE_SPEC, path)
+        item.setData(ROLE_SPEC, spec)
         item.setToolTip(path)
         last = self.item(self.count() - 1) if self.count() else None
         if last is not None and last.data(ROLE_KIND) == "add":        # the Add tile stays last
             self.insertItem(self.count() - 1, item)
         else:
             self.addItem(item)
-        try:
-            self._by_identity[BackgroundSpec.parse(path).identity] = item
-        except BackgroundError:
-            pass
+        self._by_identity[spec.identity] = item
         self._thumbs.append((path, item))
         self._read_next_thumbnail()
         return item
@@ -167,15 +168,28 @@ class BackgroundGallery(QListWidget):
                 return i
         return None
 
-    def _identity(self, item: QListWidgetItem) -> str | None:
+    def spec_of(self, item: QListWidgetItem) -> BackgroundSpec | None:
+        """What choosing ``item`` applies (None for Add...): blur and colour at the gallery's current
+        strength and colour, files as parsed when their entry was made."""
         kind = item.data(ROLE_KIND)
-        if kind in ("none", "blur", "color"):
-            return kind
-        if kind == "add":
-            return None
-        return BackgroundSpec.parse(item.data(ROLE_SPEC)).identity
+        if kind == "blur":
+            return BackgroundSpec("blur", self.blur_strength)
+        if kind == "color":
+            return BackgroundSpec.parse(f"color:{self.color}")
+        return item.data(ROLE_SPEC)
 
-    def item_for_spec(self, spec: str) -> QListWidgetItem | None:
+    def _identity(self, item: QListWidgetItem) -> str | None:
+        spec = self.spec_of(item)
+        return spec.identity if spec is not None else None
+
+    def menu_entries(self, current: str) -> list[tuple[str, BackgroundSpec, bool]]:
+        """(label, spec, whether it is ``current``) of every entry a menu can apply directly (not Add...
+        or Colour..., which open dialogs)."""
+        here = self.item_for_spec(current)
+        return [(self.item(i).text(), self.spec_of(self.item(i)), self.item(i) is here) for i in range(self.count())
+                if self.item(i).data(ROLE_KIND) not in ("add", "color")]
+
+    def item_for_spec(self, spec: "str | BackgroundSpec") -> QListWidgetItem | None:
         """The entry showing ``spec`` (any strength for blur, any colour for colour, same file for files)."""
         try:
             target = BackgroundSpec.parse(spec).identity
@@ -188,31 +202,22 @@ class BackgroundGallery(QListWidget):
                 return self.item(i)
         return None
 
-    def selectable_specs(self) -> list[str]:
+    def selectable_specs(self) -> list[BackgroundSpec]:
         """Specs of every background a click can apply (for cycling with B)."""
-        specs = []
-        for i in range(self.count()):
-            kind = self.item(i).data(ROLE_KIND)
-            if kind == "blur":
-                specs.append(f"blur:{self.blur_strength}")
-            elif kind == "color":
-                specs.append(f"color:{self.color}")
-            elif kind != "add":
-                specs.append(self.item(i).data(ROLE_SPEC))
-        return specs
+        return [s for s in (self.spec_of(self.item(i)) for i in range(self.count())) if s is not None]
 
-    def next_spec(self, current: str, step: int) -> str | None:
+    def next_spec(self, current: str, step: int) -> BackgroundSpec | None:
         """The spec ``step`` entries after (or before) ``current`` in the gallery, wrapping round."""
         specs = self.selectable_specs()
         if not specs:
             return None
         item = self.item_for_spec(current)
         here = self._identity(item) if item is not None else None
-        ids = [BackgroundSpec.parse(s).identity for s in specs]
+        ids = [s.identity for s in specs]
         i = ids.index(here) if here in ids else -1
         return specs[(i + step) % len(specs)]
 
-    def mark(self, spec: str) -> None:
+    def mark(self, spec: "str | BackgroundSpec") -> None:
         """Highlight the item for ``spec`` without emitting anything."""
         item = self.item_for_spec(spec)
         self.blockSignals(True)
@@ -232,10 +237,8 @@ class BackgroundGallery(QListWidget):
             self.add_requested.emit()
         elif kind == "color":
             self.color_requested.emit()
-        elif kind == "blur":
-            self.chosen.emit(f"blur:{self.blur_strength}")
         else:
-            self.chosen.emit(item.data(ROLE_SPEC))
+            self.chosen.emit(self.spec_of(item))
 
     def dragEnterEvent(self, e) -> None:
         accept_file_drag(e)

@@ -198,7 +198,7 @@ class MainWindow(QMainWindow):
             self.preview.overlay = "PAUSED" if self.engine.paused else ""
 
     # ---- toolbar and shortcuts ----------------------------------------------------------------
-    def choose_background(self, spec: str) -> None:
+    def choose_background(self, spec) -> None:          # a spec's text or a BackgroundSpec
         self.background_tab.choose(spec)
 
     def add_backgrounds(self, paths: list[str]) -> None:

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from bgswap.inference.resources import assets_dir
 
-from .background_picker import ROLE_KIND, ROLE_SPEC
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -67,15 +66,8 @@ class Tray:
         self.backgrounds.clear()
         for action in self.background_group.actions():
             self.background_group.removeAction(action)
-        current = win.gallery.item_for_spec(win.engine.settings.background)
-        gallery = win.gallery
-        for i in range(gallery.count()):
-            item = gallery.item(i)
-            kind = item.data(ROLE_KIND)
-            if kind in ("add", "color"):
-                continue                    # they open dialogs: the window's job
-            spec = f"blur:{gallery.blur_strength}" if kind == "blur" else item.data(ROLE_SPEC)
-            action = QAction(item.text(), self.backgrounds, checkable=True, checked=item is current)
+        for label, spec, current in win.gallery.menu_entries(win.engine.settings.background):
+            action = QAction(label, self.backgrounds, checkable=True, checked=current)
             action.triggered.connect(lambda _on, s=spec: win.choose_background(s))
             self.background_group.addAction(action)
             self.backgrounds.addAction(action)

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QColorDialog, QFileDialog, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget
 
-from bgswap.inference.background_spec import BLUR_RANGE, BackgroundSpec
+from bgswap.inference.background_spec import BLUR_RANGE, BackgroundError, BackgroundSpec
 from bgswap.inference.backgrounds import parse_background
 from bgswap.inference.media import MEDIA_EXTS
 from bgswap.inference.resources import bundled_backgrounds
@@ -50,8 +50,14 @@ class BackgroundTab(QWidget):
         self.gallery.scrollToTop()       # None, Blur and Colour in view, not scrolled to the chosen picture
         QTimer.singleShot(0, self.gallery.scrollToTop)
 
-    def choose(self, spec: str) -> None:
-        """Load ``spec`` off the GUI thread; on failure the current background stays."""
+    def choose(self, spec: "BackgroundSpec | str") -> None:
+        """Load ``spec`` off the GUI thread; on failure the current background stays. Its text is parsed
+        here once (a gallery entry's spec arrives parsed), and the typed value travels on."""
+        try:
+            spec = BackgroundSpec.parse(spec)
+        except BackgroundError as exc:
+            self.ctx.show_message("error", f"{exc}. Keeping the current background.")
+            return
         engine = self.ctx.engine
         previous = engine.settings.background
 
