@@ -32,7 +32,7 @@ import numpy as np
 from training.checkpoints import atomic_save, rename_optimizer_state
 from training.config import (check_stages, load_config, lr_at, stage_augment, stage_loss, stage_size,
                              total_iterations)
-from training.validation import selection_score, validate
+from training.validation import beside_reference, selection_score, validate
 
 log = logging.getLogger("training")
 
@@ -163,6 +163,7 @@ def _check(cfg: dict, model, val_set, size: int, room_checks, state: RunState, r
     with open(run_dir / "val.jsonl", "a") as f:
         f.write(json.dumps(m) + "\n")
     log.info("val %s", m)
+    log.info("beside: %s", beside_reference(m))
     if selection_score(m) > state.best:
         state.best = selection_score(m)
         atomic_save(model.state_dict(), run_dir / "best.pdparams")

@@ -82,6 +82,27 @@ def demo_figures(probabilities) -> dict:
     return {name: float(p[region].mean()) for name, region in DEMO_REGIONS.items()}
 
 
+# What training's checks are read beside (val photos, held-out rooms, the demo photo), measured with
+#   python -m training.evaluate --list ../shared/data/portrait/val.txt --rooms ../shared/data/rooms/list.txt
+#       [--model-dir models/portrait_bisenetv2 | --peer mediapipe | --peer meet]
+REFERENCE = {
+    "v4.2 BiSeNetV2": {"miou": 0.9439, "iou_eg": 0.947, "iou_ccp": 0.920, "room_share": 0.017, "room_phantom": 0.19,
+                       "pasted_iou": 0.810, "demo_flag": 0.55},
+    "MediaPipe selfie": {"miou": 0.9566, "iou_eg": 0.965, "iou_ccp": 0.924, "room_share": 0.012, "room_phantom": 0.20,
+                         "pasted_iou": 0.818, "demo_flag": 0.00},
+    "Meet": {"miou": 0.9548, "iou_eg": 0.961, "iou_ccp": 0.921, "room_share": 0.022, "room_phantom": 0.19,
+             "pasted_iou": 0.781, "demo_flag": 0.00},
+}
+
+
+def beside_reference(figures: dict) -> str:
+    """One line: this check's figures, then each REFERENCE model's, for the keys they share."""
+    keys = [k for k in ("miou", "iou_eg", "iou_ccp", "room_share", "room_phantom", "pasted_iou", "demo_flag")
+            if figures.get(k) is not None]
+    rows = [("this", figures), *REFERENCE.items()]
+    return " | ".join(f"{name}: " + " ".join(f"{k} {row[k]:.3f}" for k in keys if k in row) for name, row in rows)
+
+
 def selection_score(figures: dict) -> float:
     """What ``best.pdparams`` maximises: val mIoU, plus (with room checks) the pasted-people IoU
     minus the share of empty rooms called person."""
