@@ -63,14 +63,14 @@ EDGE_COLOURS = {"engine.refine.decontaminate": True, "engine.refine.light_wrap":
 
 
 def preset_settings(name: str, model_dir: str | None = None, size: tuple[int, int] = (640, 480),
-                    edge_colours: bool = False, extra: dict | None = None) -> EngineSettings:
-    """A preset's engine settings on a blur background at ``size``; ``model_dir`` None is the shipped
+                    edge_colours: bool = False, extra: dict | None = None, background: str = "blur") -> EngineSettings:
+    """A preset's engine settings on ``background`` (blur) at ``size``; ``model_dir`` None is the shipped
     model; ``edge_colours``: with decontamination and light wrap 0.3; ``extra``: more dotted settings."""
     s = Settings()
     s.engine.model_dir = model_dir
     for path, value in {**preset_values(name), **(EDGE_COLOURS if edge_colours else {}), **(extra or {})}.items():
         set_path(s, path, value)
-    s.engine.background = "blur"
+    s.engine.background = background
     s.engine.width, s.engine.height = size
     return s.engine
 
@@ -384,8 +384,17 @@ def main() -> None:
                 print(f"[peer] per-frame loops, 1 thread, model every frame, image background: ours {ours:.1f} "
                       f"CPU ms/frame, MediaPipe pipeline {peer:.1f}, ratio {ours / peer:.2f}")
                 for load, ms in balanced.items():
-                    print(f"[peer] Balanced in the app ({load}) {ms:.1f} CPU ms/frame against the MediaPipe "
-                          f"pipeline's {peer:.1f}: ratio {ms / peer:.2f}")
+                    print(f"[peer] Balanced in the app ({load}, blur) {ms:.1f} CPU ms/frame against the MediaPipe "
+                          f"pipeline's {peer:.1f} (on a picture): ratio {ms / peer:.2f}")
+                from bgswap.inference.resources import bundled_backgrounds
+
+                same = preset_settings("balanced", args.model_dir, (w, h), background=str(bundled_backgrounds()[0]))
+                for moving in (False, True):
+                    r = bench_pipeline(same, frames, args.seconds, always_moving=moving)
+                    print(pipeline_line("balanced same picture" + (", always moving" if moving else ""), r))
+                    print(f"[peer] Balanced in the app on the peer's own background picture"
+                          f"{' (always moving)' if moving else ''}: {r['cpu_ms_per_frame']:.1f} CPU ms/frame against "
+                          f"{peer:.1f}: ratio {r['cpu_ms_per_frame'] / peer:.2f}")
         del frames
     if not args.no_idle:
         r = bench_idle(args.seconds, args.model_dir)

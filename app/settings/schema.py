@@ -86,7 +86,7 @@ class EngineSettings:
     fps: float = rule(30.0, range=(1, 240), change=RESTART)
     background: str = rule(DEFAULT_BACKGROUND, check=_background_problem)
     mirror: bool = rule(False)
-    async_segmentation: bool = rule(True)
+    async_segmentation: bool = rule(_preset_default("async_segmentation"))
     model_dir: str | None = rule(None, change=MODEL)
     model: str = rule("auto", choices=("auto", *SHIPPED_MODELS), change=MODEL)   # without model_dir: auto = by where it runs
     backend: str = rule("auto", choices=BACKENDS, change=MODEL)
