@@ -376,12 +376,12 @@ def test_restore_defaults_restores_every_field_and_the_preset_label_follows_the_
     q._input_size_chosen(0)                            # choosing the model's own size is the default, not Custom
     qtbot.wait(200)
     assert s.input_size is None and s.preset == "balanced"
-    q.colour_edges.setChecked(False)                   # Balanced's knobs with one changed: Custom
+    q.colour_edges.setChecked(True)                    # Balanced's knobs with one changed: Custom
     assert s.preset == "custom" and q.preset_box.currentText() == "Custom"
     w.close()
     saved = json.loads(w.store.path.read_text())["engine"]
-    assert saved["preset"] == "custom" and saved["refine"]["colour_edges"] is False
-    q.colour_edges.setChecked(True)
+    assert saved["preset"] == "custom" and saved["refine"]["colour_edges"] is True
+    q.colour_edges.setChecked(False)
     assert s.preset == "balanced" and q.preset_box.findData("custom") < 0
 
 

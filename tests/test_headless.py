@@ -73,7 +73,7 @@ def test_bad_cli_values_are_rejected():
     r = run("--resolution", "big")
     assert r.returncode == 2 and "640x480" in r.stderr
     r = run("--threshold", "3")
-    assert r.returncode == 2 and "between 0 and 1" in r.stderr
+    assert r.returncode == 2 and "between 0.1 and 0.9" in r.stderr
 
 
 def test_missing_model_names_the_file(tmp_path):

@@ -192,7 +192,7 @@ def test_options_apply_over_the_base_and_report_what_they_set():
     assert s.outputs.vcam_device == "/dev/video3"
     assert given == {"engine.fps": 15.0, "engine.async_segmentation": False, "engine.compute": "cpu",
                      "outputs.vcam_device": "/dev/video3"}
-    assert base.engine.fps == 30 and base.engine.async_segmentation         # the base is left alone
+    assert base.engine.fps == 30 and base.engine.compute == "auto"          # the base is left alone
     check_settings(s, "")
 
 

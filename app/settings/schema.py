@@ -100,7 +100,7 @@ class EngineSettings:
     passes: int = rule(_preset_default("passes"), range=(1, 2), change=MODEL)                       # 2: the mirror image too, averaged
     realtime: bool = rule(True, persist=False, change=RESTART)                # pace files and the demo at their frame rate
     auto_frame: bool = rule(False)                             # digital pan and zoom that keeps the person centred
-    refine: RefineSettings = rule(default_factory=RefineSettings)
+    refine: RefineSettings = rule(default_factory=lambda: RefineSettings(colour_edges=_preset_default("refine.colour_edges")))
 
     def validate(self) -> "EngineSettings":
         check_settings(self, "engine")

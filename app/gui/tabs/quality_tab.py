@@ -149,7 +149,7 @@ class QualityTab(QWidget):
 
     def restore_defaults(self) -> None:
         """Every field of this tab back to the schema's defaults (the default preset's knobs included)."""
-        d = EngineSettings()
+        d = EngineSettings()            # the default preset's knobs are its defaults too
         new = engine_with(self.ctx.engine.settings, preset_values(d.preset))
         new.refine, new.async_segmentation, new.auto_frame = d.refine, d.async_segmentation, d.auto_frame
 
