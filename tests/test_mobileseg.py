@@ -129,7 +129,6 @@ def test_training_starts_from_the_inference_files_and_resumes(loaded, tmp_path):
     a resume once failed)."""
     import paddle
 
-    from training import train
     from training.config import load_config
 
     from .training_data import CONFIGS, make_dataset
@@ -141,7 +140,11 @@ def test_training_starts_from_the_inference_files_and_resumes(loaded, tmp_path):
     cfg.update(data_root=str(root), cache_dir=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                init_inference=str(TEACHER), batch_size=2, stages=[[2, 96]], sizes=[64, 96], val_every=100,
                save_every=1, log_every=1, cache_long_side=96)
-    train.train(cfg)
+    config = tmp_path / "run.yml"        # runs as a run is made: a process of its own (Paddle names slots per process)
+    config.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_config_path"}))
+    r = subprocess.run([sys.executable, "-m", "training.train", "--config", str(config)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "run"
     init = paddle.load(str(run / "init.pdparams"))
     from training.mobileseg import AUX_HEADS
@@ -151,7 +154,6 @@ def test_training_starts_from_the_inference_files_and_resumes(loaded, tmp_path):
             np.testing.assert_array_equal(init[key].numpy(), value.numpy())
     assert paddle.load(str(run / "last.pdckpt"))["iteration"] == 2
     cfg["stages"] = [[4, 96]]
-    config = tmp_path / "resume.yml"          # resumed as a run is: a fresh process (Paddle names per process)
     config.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_config_path"}))
     r = subprocess.run([sys.executable, "-m", "training.train", "--config", str(config)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)

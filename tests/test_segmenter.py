@@ -52,7 +52,7 @@ def test_input_shape_follows_the_frame_for_models_trained_so():
                                                   (0.5625, 16, (144, 256))])   # MobileSeg's: 16:9 as it is
 def test_a_frame_aspect_model_is_fed_frames_shaped_like_themselves(model_dir, tmp_path, floor, step, wide_hw):
     meta = json.loads((model_dir / "meta.json").read_text())
-    meta.update(frame_aspect=True, int8_onnx="", short_side_floor=floor, short_side_step=step)
+    meta.update(frame_aspect=True, int8_onnx="", short_side_floor=floor, short_side_step=step, input_size=[256, 256])
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     shutil.copy(model_dir / "model.onnx", tmp_path / "model.onnx")
     seg = Segmenter(tmp_path, backend="onnxruntime", precision="fp32")
